@@ -1,0 +1,24 @@
+"""Choosing the code that runs the math: the numpy reference or the compiled kernels.
+
+Both modules offer the same functions (train_updates, total_loss, advance, sample_indices)
+with the same arguments and results; see steps.py.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from .errors import CharnnError
+
+
+def get_backend(name: str, announce=None) -> ModuleType:
+    """The module that implements `name`: 'numpy' or 'compiled'. The compiled one is built
+    on first use on a machine; `announce` is told so before it starts."""
+    if name == "numpy":
+        from . import steps
+        return steps
+    if name == "compiled":
+        from . import kernels
+        kernels.ensure_compiled(announce or (lambda message: None))
+        return kernels
+    raise CharnnError(f"--backend {name!r} is unknown; choose compiled or numpy")

@@ -1,0 +1,415 @@
+"""The command line: charnn train | sample | gradcheck | eval | report."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CharnnError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line, with exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+# -- train ----------------------------------------------------------------------------------
+
+def _add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> None:
+    from .config import BACKENDS, DTYPES, ORDERS
+    from .optim import OPTIMIZERS
+    p.add_argument("text", nargs="?", help="the text file to train on (default: the bundled "
+                   "Shakespeare corpus)")
+    p.add_argument("--corpus", choices=["shakespeare"], help="train on a bundled corpus")
+    p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default utf-8)")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_whole_number, default=100, help="hidden units m (default 100)")
+    g.add_argument("--sigma", type=_number, default=0.01,
+                   help="std of the initial U, W, V (default 0.01)")
+    g.add_argument("--dtype", choices=DTYPES, default="float64",
+                   help="float64 (default) or float32 (faster, half the memory)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adagrad",
+                   help="update rule (default adagrad, as in the assignment)")
+    g.add_argument("--eta", type=_number, default=None,
+                   help="learning rate (default 0.1 for adagrad, 0.005 for rmsprop and adam)")
+    g.add_argument("--clip", type=_number, default=5.0,
+                   help="clip gradients elementwise to [-clip, clip] (default 5)")
+    g.add_argument("--seq-length", type=_whole_number, default=25,
+                   help="characters per update and lane (default 25)")
+    g.add_argument("--batch-size", type=_whole_number, default=1,
+                   help="lanes (sequences) per update; loss summed over time, averaged over "
+                        "lanes (default 1)")
+    g = p.add_argument_group("length (one of them; default 100,000 updates)")
+    g.add_argument("--epochs", type=_number, default=None, help="passes over the text")
+    g.add_argument("--updates", type=_whole_number, default=None, help="parameter updates")
+    g = p.add_argument_group("data")
+    g.add_argument("--order", choices=ORDERS, default="sequential",
+                   help="sequential: the assignment's pointer walk; shuffled: chunks in a new "
+                        "random order each epoch, h reset per chunk")
+    g.add_argument("--chunk-length", type=_whole_number, default=1000,
+                   help="characters per chunk with --order shuffled (default 1000)")
+    g.add_argument("--val-frac", type=_number, default=0.0,
+                   help="fraction held out for validation (the tail; a random piece when "
+                        "shuffled); the best checkpoint is then chosen by validation loss")
+    g.add_argument("--records", action="store_true",
+                   help="each line (or --record-separator piece) is a record trained on its own")
+    g.add_argument("--record-separator", default="\n",
+                   help="what separates records (default a newline); \\n and \\t are understood")
+    if not with_run:
+        return
+    g = p.add_argument_group("reporting")
+    g.add_argument("--sample-every", type=_whole_number, default=10_000,
+                   help="print a sample every N updates, and at update 0 (default 10000)")
+    g.add_argument("--sample-length", type=_whole_number, default=200,
+                   help="characters per sample (default 200)")
+    g.add_argument("--log-every", type=_whole_number, default=100,
+                   help="log a row of log.csv every N updates (default 100)")
+    g.add_argument("--eval-every", type=_whole_number, default=5_000,
+                   help="validation loss every N updates with --val-frac (default 5000)")
+    g.add_argument("--checkpoint-every", type=_whole_number, default=10_000,
+                   help="save latest.npz and best.npz every N updates (default 10000)")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, default=None,
+                   help="the run folder (default runs/<name>)")
+    g.add_argument("--name", default=None,
+                   help="the run's name (default: the text's name and the time)")
+    g.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                   help="continue the run in folder RUN where it stopped")
+    g.add_argument("--seed", type=_whole_number, default=0, help="random seed (default 0)")
+    g.add_argument("--backend", choices=BACKENDS, default="compiled",
+                   help="compiled (default, numba) or numpy (the readable reference)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _config_from_args(args):
+    from .config import TrainConfig
+    separator = args.record_separator.replace("\\n", "\n").replace("\\t", "\t")
+    values = dict(hidden=args.hidden, sigma=args.sigma, dtype=args.dtype,
+                  optimizer=args.optimizer, eta=args.eta, clip=args.clip,
+                  seq_length=args.seq_length, batch_size=args.batch_size,
+                  epochs=args.epochs, updates=args.updates, order=args.order,
+                  chunk_length=args.chunk_length, val_frac=args.val_frac,
+                  records=args.records, record_separator=separator)
+    for name in ("sample_every", "sample_length", "log_every", "eval_every",
+                 "checkpoint_every", "seed", "backend"):
+        if hasattr(args, name):
+            values[name] = getattr(args, name)
+    return TrainConfig(**values).validate()
+
+
+def _load_training_corpus(args, config):
+    from .corpus import load_corpus
+    source = args.corpus or args.text
+    return load_corpus(source, encoding=args.encoding, records=config.records,
+                       record_separator=config.record_separator)
+
+
+class ProgressView:
+    """Renders training events: a tqdm bar, sample blocks, evaluation lines."""
+
+    def __init__(self, show_bar: bool = True):
+        self.show_bar = show_bar
+        self.bar = None
+        self.total = 0
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        from . import train as t
+        if isinstance(event, t.Started):
+            c = event.corpus
+            self.write(f"corpus {c['name']}: {c['chars']:,} characters, K={c['K']}; "
+                       f"{event.updates_per_epoch:,} updates per epoch; run folder {event.run_dir}")
+            if self.show_bar:
+                self.bar = tqdm(total=event.total_updates, initial=event.iteration,
+                                unit="upd", dynamic_ncols=True, smoothing=0.1,
+                                file=sys.stderr)
+        elif isinstance(event, t.Progress):
+            if self.bar is not None:
+                self.bar.n = event.iteration
+                post = (f"epoch {event.epoch} | smooth loss {event.smooth_loss:.2f} | "
+                        f"{event.updates_per_s:,.0f} upd/s | {event.chars_per_s:,.0f} chars/s")
+                if event.val_bpc is not None:
+                    post += f" | val {event.val_bpc:.3f} bpc"
+                self.bar.set_postfix_str(post, refresh=False)
+                self.bar.refresh()
+        elif isinstance(event, t.Sampled):
+            self.write(event.block())
+        elif isinstance(event, t.Evaluated):
+            self.write(f"iter {event.iteration} , epoch {event.epoch} , validation loss "
+                       f"{event.val_loss:.4f} nats/char = {event.val_bpc:.4f} bits/char")
+        elif isinstance(event, t.Finished):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+
+def cmd_train(args) -> int:
+    from .train import Trainer, resume_trainer
+    view = ProgressView(show_bar=not args.no_progress)
+    announce = lambda message: print(message, flush=True)  # noqa: E731
+    if args.resume is not None:
+        corpus = None
+        if args.text or args.corpus:
+            from .config import TrainConfig
+            from .corpus import load_corpus
+            from .checkpoint import load_checkpoint, resolve_checkpoint_path
+            saved = TrainConfig.from_dict(load_checkpoint(
+                resolve_checkpoint_path(args.resume)).meta["config"])
+            corpus = load_corpus(args.corpus or args.text, encoding=args.encoding,
+                                 records=saved.records, record_separator=saved.record_separator)
+        trainer = resume_trainer(args.resume, corpus, updates=args.updates, epochs=args.epochs,
+                                 on_event=view, announce=announce)
+    else:
+        config = _config_from_args(args)
+        corpus = _load_training_corpus(args, config)
+        run_dir = args.out or Path("runs") / (args.name or _default_run_name(corpus.name))
+        if (run_dir / "latest.npz").exists():
+            raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
+                              f"{run_dir}, or give another --name or --out")
+        trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
+    state = trainer.run()
+    run_dir = trainer.run_dir
+    if trainer.stop_requested:
+        print(f"stopped at update {state.iteration}; saved {run_dir / 'latest.npz'}; "
+              f"continue with: charnn train --resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    kind = "validation loss" if trainer.dataset.val_chars else "smooth loss"
+    print(f"done: {state.iteration:,} updates in {state.elapsed:.1f} s; best {kind} "
+          f"{state.best_value:.4f} at update {state.best_iteration:,}\n"
+          f"run folder {run_dir}: loss.png, samples.txt, log.csv, latest.npz, best.npz\n"
+          f"sample from it: charnn sample {run_dir} -n 500", flush=True)
+    return 0
+
+
+def _default_run_name(corpus_name: str) -> str:
+    stem = Path(corpus_name).stem or "run"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# -- sample ---------------------------------------------------------------------------------
+
+def _add_sampling_arguments(g) -> None:
+    g.add_argument("--temperature", type=_number, default=1.0,
+                   help="softmax(o / T): 1.0 = the model's distribution, < 1 = less random")
+    g.add_argument("--top-k", type=_whole_number, default=0,
+                   help="draw only from the K most likely characters (0 = off)")
+    g.add_argument("--top-p", type=_number, default=1.0,
+                   help="nucleus: draw from the most likely characters reaching P (1.0 = off)")
+    g.add_argument("--greedy", action="store_true", help="always take the most likely character")
+
+
+def _sampling_options(args):
+    from .sampling import SamplingOptions
+    return SamplingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           greedy=args.greedy).validate()
+
+
+def cmd_sample(args) -> int:
+    from .backends import get_backend
+    from .checkpoint import load_checkpoint
+    from .corpus import END_OF_RECORD, Vocabulary, read_text
+    from .sampling import generate
+    options = _sampling_options(args)
+    if args.count < 1:
+        raise CharnnError(f"--count is {args.count}; give at least 1")
+    ckpt = load_checkpoint(args.checkpoint)
+    vocab = Vocabulary(ckpt.meta["vocab"])
+    records = END_OF_RECORD in vocab
+    prime = args.prime or ""
+    if args.prime_file:
+        prime = read_text(args.prime_file)
+    unknown = vocab.unknown(prime)
+    if unknown:
+        raise CharnnError(f"the prime text has characters {''.join(unknown[:10])!r} that the "
+                          "model never saw; use only characters of its training text")
+    length = args.max_length if (records and args.max_length) else args.n
+    if length < 1:
+        raise CharnnError(f"-n is {length}; give a number of characters of at least 1")
+    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    rng = np.random.default_rng(args.seed)
+    out = sys.stdout
+    for i in range(args.count):
+        if i:
+            out.write("\n" if records else "\n\n")
+        out.write(prime)
+        out.flush()
+        generate(ckpt.params, vocab, length, rng, backend, options, prime=prime,
+                 stop_at=args.stop_at, on_text=lambda text: (out.write(text), out.flush()))
+    out.write("\n")
+    return 0
+
+
+# -- gradcheck ------------------------------------------------------------------------------
+
+def cmd_gradcheck(args) -> int:
+    from .corpus import load_corpus
+    from .gradcheck import check_gradients, format_table, gradcheck_problem
+    if args.hidden < 1 or args.seq_length < 1:
+        raise CharnnError("--hidden and --seq-length must be at least 1")
+    if not (args.step > 0 and args.threshold > 0):
+        raise CharnnError("--step and --threshold must be greater than 0")
+    corpus = load_corpus(args.corpus or args.text, encoding=args.encoding)
+    data = corpus.vocab.encode(corpus.text[:args.seq_length + 1])
+    if len(data) < 2:
+        raise CharnnError(f"{corpus.name} has fewer than 2 characters; give a longer text")
+    params, inputs, targets, h_prev = gradcheck_problem(data, len(corpus.vocab), args.hidden,
+                                                        args.seq_length, args.sigma, args.seed)
+    gradient_fn = None
+    if args.backend == "compiled":
+        from .backends import get_backend
+        gradient_fn = get_backend("compiled", print).loss_and_gradients
+    rows = check_gradients(params, inputs, targets, h_prev, args.step, args.threshold,
+                           **({"gradient_fn": gradient_fn} if gradient_fn else {}))
+    print(f"gradient check ({args.backend}): m={args.hidden}, K={len(corpus.vocab)}, "
+          f"seq_length={len(inputs)}, h={args.step:g}, float64, text {corpus.name}")
+    print(format_table(rows, args.threshold))
+    failed = [r.name for r in rows if not r.passed]
+    print("all gradients pass" if not failed else f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+# -- eval -----------------------------------------------------------------------------------
+
+def cmd_eval(args) -> int:
+    from .backends import get_backend
+    from .checkpoint import load_checkpoint
+    from .corpus import Vocabulary, read_text
+    ckpt = load_checkpoint(args.checkpoint)
+    vocab = Vocabulary(ckpt.meta["vocab"])
+    text = read_text(args.text, args.encoding)
+    unknown = vocab.unknown(text)
+    if unknown and not args.skip_unknown:
+        raise CharnnError(f"{args.text} has characters {''.join(unknown[:10])!r} outside the "
+                          "model's vocabulary; pass --skip-unknown to leave them out")
+    if unknown:
+        text = "".join(ch for ch in text if ch in vocab)
+    if len(text) < 2:
+        raise CharnnError(f"{args.text} has fewer than 2 known characters; give a longer text")
+    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    data = vocab.encode(text)
+    total, count = backend.total_loss(ckpt.params, data, np.array([[0, len(data)]], np.int64))
+    nats = total / count
+    skipped = f" ({len(unknown)} unknown character kinds skipped)" if unknown else ""
+    print(f"{args.text}: {count:,} characters predicted{skipped}\n"
+          f"loss {nats:.4f} nats/char = {nats / math.log(2):.4f} bits/char "
+          f"(perplexity {math.exp(nats):.3f})")
+    return 0
+
+
+# -- main -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = _Parser(prog="charnn", description="Character-level vanilla RNN language models.")
+    parser.add_argument("--version", action="version", version=f"charnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a model on a text",
+                       description="Train a vanilla RNN on a text (default: Shakespeare).")
+    _add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate text from a checkpoint",
+                       description="Generate text from a checkpoint file or run folder.")
+    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its latest.npz)")
+    g = p.add_argument_group("what to generate")
+    g.add_argument("-n", type=_whole_number, default=1000, help="characters (default 1000)")
+    g.add_argument("--prime", default="", help="text the sample starts from")
+    g.add_argument("--prime-file", default=None, help="a file whose text the sample starts from")
+    g.add_argument("--stop-at", default=None, help="stop after this string appears")
+    g.add_argument("--count", type=_whole_number, default=1, help="number of samples (default 1)")
+    g.add_argument("--max-length", type=_whole_number, default=None,
+                   help="record models: the longest record to generate (default -n)")
+    g = p.add_argument_group("how to draw")
+    _add_sampling_arguments(g)
+    g.add_argument("--seed", type=_whole_number, default=None,
+                   help="random seed: the same seed gives the same text (default: random)")
+    g.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("gradcheck", help="check the analytic gradients numerically",
+                       description="Compare the analytic gradients of b, c, U, W, V with "
+                                   "centred differences on a small network.")
+    p.add_argument("text", nargs="?", help="text whose first characters are used (default: "
+                   "the bundled corpus)")
+    p.add_argument("--corpus", choices=["shakespeare"])
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--hidden", type=_whole_number, default=5, help="hidden units (default 5)")
+    p.add_argument("--seq-length", type=_whole_number, default=25, help="default 25")
+    p.add_argument("--sigma", type=_number, default=0.01, help="init std (default 0.01)")
+    p.add_argument("--step", type=_number, default=1e-4, help="finite-difference h (default 1e-4)")
+    p.add_argument("--threshold", type=_number, default=1e-6,
+                   help="largest relative difference that passes (default 1e-6)")
+    p.add_argument("--seed", type=_whole_number, default=0)
+    p.add_argument("--backend", choices=["numpy", "compiled"], default="numpy",
+                   help="whose analytic gradients to check (default numpy)")
+    p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("eval", help="the loss of a model on a text, in bits per character",
+                       description="Print the loss of a checkpoint's model on a text.")
+    p.add_argument("checkpoint")
+    p.add_argument("text")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="leave out characters the model does not know")
+    p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
+    p.set_defaults(func=cmd_eval)
+
+    try:
+        from .report import add_report_parser
+    except ImportError:
+        pass
+    else:
+        add_report_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CharnnError as exc:
+        print(f"charnn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("charnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Every setting of a training run, with the assignment's defaults."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from .errors import CharnnError
+from .optim import DEFAULT_ETA, OPTIMIZERS
+
+BACKENDS = ("compiled", "numpy")
+DTYPES = ("float64", "float32")
+ORDERS = ("sequential", "shuffled")
+# How long a run is when neither --epochs nor --updates is given: the span of the report's
+# samples (iter 0 .. 100,000).
+DEFAULT_UPDATES = 100_000
+
+
+@dataclass
+class TrainConfig:
+    # model
+    hidden: int = 100              # m, hidden units
+    sigma: float = 0.01            # std of the initial U, W, V
+    dtype: str = "float64"         # float32 halves memory traffic and is faster
+    # optimisation
+    optimizer: str = "adagrad"
+    eta: float | None = None       # learning rate; None: the optimizer's default (0.1 for AdaGrad)
+    clip: float = 5.0              # gradients clipped elementwise to [-clip, clip]
+    seq_length: int = 25           # tau, characters per update and lane
+    batch_size: int = 1            # B, lanes trained side by side
+    # length: at most one of the two; neither means DEFAULT_UPDATES updates
+    epochs: float | None = None
+    updates: int | None = None
+    # data
+    order: str = "sequential"      # sequential: the pointer walk; shuffled: chunks in random order
+    chunk_length: int = 1000       # characters per chunk when order is shuffled
+    val_frac: float = 0.0          # fraction of the text held out for validation
+    records: bool = False          # each record trained on its own, h reset at its start
+    record_separator: str = "\n"
+    # reporting
+    sample_every: int = 10_000
+    sample_length: int = 200
+    log_every: int = 100
+    eval_every: int = 5_000
+    checkpoint_every: int = 10_000
+    # machinery
+    seed: int = 0
+    backend: str = "compiled"
+
+    def __post_init__(self):
+        if self.eta is None:
+            self.eta = DEFAULT_ETA.get(self.optimizer, 0.1)
+
+    def validate(self) -> "TrainConfig":
+        """Raise a CharnnError naming the first impossible setting and what to give instead."""
+        def need(ok: bool, message: str):
+            if not ok:
+                raise CharnnError(message)
+
+        for name in ("hidden", "seq_length", "batch_size", "chunk_length", "sample_every",
+                     "sample_length", "log_every", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value > 0,
+                 f"--{name.replace('_', '-')} is {value}; give a whole number of at least 1")
+        need(isinstance(self.seed, int) and self.seed >= 0,
+             f"--seed is {self.seed}; give a whole number of at least 0")
+        need(self.optimizer in OPTIMIZERS,
+             f"--optimizer {self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+        need(self.backend in BACKENDS,
+             f"--backend {self.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+        need(self.dtype in DTYPES, f"--dtype {self.dtype!r} is unknown; choose float64 or float32")
+        need(self.order in ORDERS, f"--order {self.order!r} is unknown; choose sequential or shuffled")
+        need(math.isfinite(self.eta) and self.eta > 0,
+             f"--eta is {self.eta}; give a learning rate greater than 0, such as 0.1")
+        need(math.isfinite(self.sigma) and self.sigma > 0,
+             f"--sigma is {self.sigma}; give a standard deviation greater than 0, such as 0.01")
+        need(math.isfinite(self.clip) and self.clip > 0,
+             f"--clip is {self.clip}; give a bound greater than 0, such as 5")
+        need(0 <= self.val_frac < 1,
+             f"--val-frac is {self.val_frac}; give a fraction from 0 up to (not including) 1")
+        need(not (self.epochs is not None and self.updates is not None),
+             "--epochs and --updates both given; give one of them")
+        need(self.epochs is None or (math.isfinite(self.epochs) and self.epochs > 0),
+             f"--epochs is {self.epochs}; give a number of epochs greater than 0")
+        need(self.updates is None or self.updates > 0,
+             f"--updates is {self.updates}; give a number of updates of at least 1")
+        need(self.chunk_length > self.seq_length or self.order != "shuffled",
+             f"--chunk-length {self.chunk_length} is not longer than --seq-length "
+             f"{self.seq_length}; give a longer chunk")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,57 @@
+"""The loss plot, drawn from a run's log.csv (never from inside the training loop)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")                       # headless: no display is needed or used
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    with open(Path(run_dir) / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """loss.png: the smooth loss (summed over a sequence of seq_length characters) against
+    updates, epoch boundaries marked, validation loss when there is one, and bits per
+    character on a second axis."""
+    run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir / "loss.png"
+    seq_length = json.loads((run_dir / "config.json").read_text())["config"]["seq_length"]
+    rows = read_log(run_dir)
+    train = [(int(r["iteration"]), float(r["smooth_loss"])) for r in rows if r["loss"]]
+    val = [(int(r["iteration"]), float(r["val_loss"]) * seq_length) for r in rows if r["val_loss"]]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    if train:
+        ax.plot(*zip(*train), color="tab:blue", lw=1.4, label="smooth loss (training)")
+    if val:
+        ax.plot(*zip(*val), "o-", color="tab:orange", ms=3, lw=1.2,
+                label=f"validation loss x {seq_length} (same units)")
+    epochs = {}
+    for r in rows:
+        epochs.setdefault(int(r["epoch"]), int(r["iteration"]))
+    for epoch, start in sorted(epochs.items())[1:]:
+        ax.axvline(start, color="gray", ls="--", lw=0.8)
+        ax.text(start, 1.0, f" epoch {epoch}", transform=ax.get_xaxis_transform(),
+                va="top", fontsize=8, color="gray")
+    ax.set_xlabel("update (iteration)")
+    ax.set_ylabel(f"loss: nats summed over {seq_length} characters")
+    to_bpc = seq_length * math.log(2)
+    second = ax.secondary_yaxis("right", functions=(lambda y: y / to_bpc, lambda b: b * to_bpc))
+    second.set_ylabel("bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    ax.set_title(f"{run_dir.name}: smooth loss")
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,120 @@
+"""The work a backend does, in numpy: many training updates, evaluation, and sampling.
+
+These functions are the reference the compiled kernels (kernels.py) must equal. Both take
+the same arguments and change the same arrays in place, so the trainer does not know which
+one runs.
+
+Training data come as a schedule of windows: update u reads, for each lane (batch row) l,
+the inputs data[s : s+L] and the targets data[s+1 : s+L+1] with s = starts[u, l] and
+L = lengths[u, l] (0 <= L <= seq_length; 0 means the lane sits this update out). If
+resets[u, l] is set, the lane's hidden state is zeroed before the window. The loss of an
+update is summed over each window and averaged over the lanes that have one; the gradient
+is that average's gradient, clipped elementwise, then handed to the optimiser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import optim
+from .model import Params, loss_and_gradients, sequence_loss, softmax
+
+
+def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
+                  opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
+                  starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
+                  first: int, last: int) -> np.ndarray:
+    """Run updates first..last-1 of the schedule. params, opt_state and h (lanes, m) change
+    in place; opt_step is the number of updates the optimiser has made before. Returns the
+    loss of each update (float64)."""
+    losses = np.empty(last - first)
+    for u in range(first, last):
+        grads = Params.zeros_like(params)
+        loss_sum, active = 0.0, 0
+        for lane in range(h.shape[0]):
+            L = int(lengths[u, lane])
+            if L == 0:
+                continue
+            if resets[u, lane]:
+                h[lane] = 0
+            s = int(starts[u, lane])
+            loss, g, h[lane] = loss_and_gradients(params, data[s:s + L], data[s + 1:s + L + 1],
+                                                  h[lane])
+            for name, acc in grads.items():
+                acc += getattr(g, name)
+            loss_sum += loss
+            active += 1
+        if active > 1:                                   # average over the batch
+            for _, acc in grads.items():
+                acc /= active
+        optim.clip_(grads, clip)
+        optim.step_(optimizer, params, grads, opt_state, eta, opt_step + 1)
+        opt_step += 1
+        losses[u - first] = loss_sum / active
+    return losses
+
+
+def total_loss(params: Params, data: np.ndarray, segments: np.ndarray) -> tuple[float, int]:
+    """Forward only: the summed loss (nats) of predicting every character of every segment
+    from the ones before it, the hidden state starting at zero in each segment. segments is
+    (S, 2): data[start:end]. Returns (summed loss, number of characters predicted)."""
+    total, count = 0.0, 0
+    m = params.hidden_size
+    for start, end in segments:
+        if end - start < 2:
+            continue
+        loss, _ = sequence_loss(params, data[start:end - 1], data[start + 1:end],
+                                np.zeros(m, params.dtype))
+        total += loss
+        count += end - start - 1
+    return total, count
+
+
+def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """The hidden state after feeding `inputs` to the network from h."""
+    h = h.copy()
+    for x in inputs:
+        h = np.tanh(params.W @ h + params.U[:, x] + params.b)
+    return h
+
+
+def filtered_probabilities(o: np.ndarray, temperature: float, top_k: int, top_p: float) -> np.ndarray:
+    """p = softmax(o / T), restricted to the top_k most likely characters (top_k > 0) and to the
+    smallest set of most likely characters whose probabilities reach top_p (top_p < 1), then
+    renormalised. Ties are broken towards the lower index."""
+    p = softmax(o / temperature).astype(np.float64)
+    order = np.argsort(-p, kind="stable")               # most likely first
+    keep = len(p)
+    if 0 < top_k < keep:
+        keep = top_k
+    if top_p < 1.0:
+        reach = np.cumsum(p[order])
+        keep = min(keep, int(np.searchsorted(reach, top_p, side="left")) + 1)
+    if keep < len(p):
+        p[order[keep:]] = 0.0
+    return p / p.sum()
+
+
+def sample_indices(params: Params, h: np.ndarray, x: int, uniforms: np.ndarray,
+                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                   greedy: bool = False, stop_index: int = -1) -> np.ndarray:
+    """Draw up to len(uniforms) characters: from x and h compute h = tanh(W h + U x + b),
+    p = the filtered softmax of V h + c, draw the next x with the next uniform number
+    (inverse CDF), feed it back. Stops after drawing stop_index (it is the last element).
+
+    h is updated in place to the state the last character was drawn from, so that a next
+    call with x = that character continues the same text.
+    """
+    drawn = []
+    for u in uniforms:
+        h[:] = np.tanh(params.W @ h + params.U[:, x] + params.b)
+        o = params.V @ h + params.c
+        if greedy:
+            x = int(np.argmax(o))
+        else:
+            cdf = np.cumsum(filtered_probabilities(o, temperature, top_k, top_p))
+            x = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(cdf) - 1)
+        drawn.append(x)
+        if x == stop_index:
+            break
+    return np.array(drawn, dtype=np.int64)

@@ -1,0 +1,413 @@
+"""The training loop: the assignment's procedure, its bookkeeping, and exact resumption.
+
+The loop does not know which backend runs the math (backends.py) nor how progress is shown:
+it hands events to a callback, and the command line renders them. Python wakes up only at
+the boundaries where something is logged, evaluated, sampled or saved; in between, one
+backend call runs all the updates.
+
+A run folder holds config.json, log.csv, samples.txt, loss.png, latest.npz and best.npz.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__, optim
+from .backends import get_backend
+from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
+from .config import DEFAULT_UPDATES, TrainConfig
+from .corpus import Corpus, Vocabulary, load_corpus
+from .data import Dataset, Schedule, build_dataset, epoch_schedule
+from .errors import CharnnError
+from .model import Params
+from .sampling import generate
+
+LOG_FIELDS = ("iteration", "epoch", "loss", "smooth_loss", "val_loss", "val_bpc", "elapsed")
+SMOOTHING = 0.999
+
+
+# -- events -------------------------------------------------------------------------------
+
+@dataclass
+class Started:
+    total_updates: int
+    updates_per_epoch: int
+    iteration: int             # where training starts (0, or the resumed iteration)
+    corpus: dict
+    run_dir: Path
+
+
+@dataclass
+class Progress:
+    iteration: int
+    epoch: int
+    loss: float
+    smooth_loss: float
+    updates_per_s: float
+    chars_per_s: float
+    val_bpc: float | None
+
+
+@dataclass
+class Sampled:
+    iteration: int
+    epoch: int
+    smooth_loss: float
+    text: str
+
+    def block(self) -> str:
+        """As the report prints it: `iter 10000 , epoch 1 , smooth loss 52.53`, then the text."""
+        return f"iter {self.iteration} , epoch {self.epoch} , smooth loss {self.smooth_loss:.2f}\n{self.text}"
+
+
+@dataclass
+class Evaluated:
+    iteration: int
+    epoch: int
+    val_loss: float            # nats per character
+    val_bpc: float             # bits per character
+
+
+@dataclass
+class Finished:
+    iteration: int
+    interrupted: bool
+    best_iteration: int
+    best_value: float
+    best_kind: str             # "smooth_loss" or "val_loss"
+    elapsed: float
+
+
+# -- state ----------------------------------------------------------------------------------
+
+@dataclass
+class TrainState:
+    params: Params
+    opt_state: dict[str, np.ndarray]
+    h: np.ndarray                        # (B, m): every lane's carried hidden state
+    sample_rng: np.random.Generator
+    opt_step: int = 0
+    iteration: int = 0                   # updates done
+    epoch: int = 1
+    position: int = 0                    # next update's row in the epoch's schedule
+    smooth_loss: float = math.nan
+    best_value: float = math.inf
+    best_iteration: int = 0
+    elapsed: float = 0.0                 # seconds of training so far, over all sessions
+    last_val: float | None = None
+
+    def snapshot(self) -> "TrainState":
+        return TrainState(params=self.params.copy(),
+                          opt_state={k: a.copy() for k, a in self.opt_state.items()},
+                          h=self.h.copy(), sample_rng=np.random.default_rng(),
+                          **{k: getattr(self, k) for k in _COUNTERS})
+
+
+_COUNTERS = ("opt_step", "iteration", "epoch", "position", "smooth_loss", "best_value",
+             "best_iteration", "elapsed", "last_val")
+
+
+def initial_state(config: TrainConfig, K: int) -> TrainState:
+    rng = np.random.default_rng(config.seed)
+    params = Params.initial(config.hidden, K, config.sigma, rng, np.dtype(config.dtype))
+    return TrainState(params=params, opt_state=optim.initial_state(config.optimizer, params),
+                      h=np.zeros((config.batch_size, config.hidden), params.dtype),
+                      sample_rng=np.random.default_rng([config.seed, 1]))
+
+
+def state_to_checkpoint(state: TrainState, config: TrainConfig, corpus: Corpus,
+                        sample_rng_state: dict) -> Checkpoint:
+    meta = {
+        "charnn_version": __version__,
+        "config": config.to_dict(),
+        "vocab": corpus.vocab.chars,
+        "corpus": corpus_facts(corpus),
+        "state": {k: getattr(state, k) for k in _COUNTERS},
+        "sample_rng": sample_rng_state,
+    }
+    return Checkpoint(params=state.params, meta=meta, opt_state=state.opt_state, h=state.h)
+
+
+def state_from_checkpoint(ckpt: Checkpoint) -> TrainState:
+    rng = np.random.default_rng()
+    rng.bit_generator.state = ckpt.meta["sample_rng"]
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    h = ckpt.h if ckpt.h is not None else np.zeros((config.batch_size, config.hidden))
+    return TrainState(params=ckpt.params, opt_state=dict(ckpt.opt_state),
+                      h=h.astype(ckpt.params.dtype), sample_rng=rng,
+                      **{k: ckpt.meta["state"][k] for k in _COUNTERS})
+
+
+def corpus_facts(corpus: Corpus) -> dict:
+    return {"name": corpus.name, "source": corpus.source, "encoding": corpus.encoding,
+            "chars": len(corpus.text), "K": len(corpus.vocab), "sha256": corpus.sha256,
+            "records": None if corpus.records is None else len(corpus.records)}
+
+
+# -- the trainer ----------------------------------------------------------------------------
+
+class Trainer:
+    """Trains a model on a corpus into a run folder, from scratch or from a checkpoint.
+
+    on_event receives Started, Progress, Sampled, Evaluated and Finished events.
+    """
+
+    def __init__(self, corpus: Corpus, config: TrainConfig, run_dir: str | Path,
+                 state: TrainState | None = None,
+                 on_event: Callable[[object], None] | None = None,
+                 announce: Callable[[str], None] | None = None):
+        self.corpus, self.config = corpus, config.validate()
+        self.run_dir = Path(run_dir)
+        self.on_event = on_event or (lambda event: None)
+        self.backend = get_backend(config.backend, announce)
+        self.dataset: Dataset = build_dataset(corpus, config)
+        self.resumed = state is not None
+        self.state = state or initial_state(config, len(corpus.vocab))
+        self.schedule: Schedule = epoch_schedule(self.dataset, config, self.state.epoch)
+        self.updates_per_epoch = len(epoch_schedule(self.dataset, config, 1))
+        self.best: TrainState | None = None
+        self.stop_requested = False
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def total_updates(self) -> int:
+        c = self.config
+        if c.updates is not None:
+            return c.updates
+        if c.epochs is not None:
+            return max(1, round(c.epochs * self.updates_per_epoch))
+        return DEFAULT_UPDATES
+
+    def run(self) -> TrainState:
+        self._prepare_run_dir()
+        handlers = self._install_signal_handlers()
+        try:
+            return self._loop()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def request_stop(self) -> None:
+        """Finish the current backend call, save a checkpoint, and return."""
+        self.stop_requested = True
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _loop(self) -> TrainState:
+        s, c = self.state, self.config
+        total = self.total_updates
+        self.on_event(Started(total, self.updates_per_epoch, s.iteration,
+                              corpus_facts(self.corpus), self.run_dir))
+        if not self.resumed:
+            s.smooth_loss = self._first_update_loss()    # the report's "iter 0" smooth loss
+            s.best_value = math.inf
+            self._log_row(s.iteration, s.smooth_loss)
+            if self.dataset.val_chars:
+                self._evaluate()
+            self._sample()
+        started = time.perf_counter()
+        elapsed_before = s.elapsed
+        window_start, window_updates, window_chars = started, 0, 0
+        while s.iteration < total and not self.stop_requested:
+            if s.position >= len(self.schedule):
+                s.epoch += 1
+                s.position = 0
+                self.schedule = epoch_schedule(self.dataset, c, s.epoch)
+            n = min(total - s.iteration, len(self.schedule) - s.position,
+                    *(every - s.iteration % every for every in
+                      (c.log_every, c.sample_every, c.eval_every, c.checkpoint_every)))
+            first, last = s.position, s.position + n
+            losses = self.backend.train_updates(
+                s.params, c.optimizer, s.opt_state, s.opt_step, c.eta, c.clip, s.h,
+                self.dataset.data, self.schedule.starts, self.schedule.lengths,
+                self.schedule.resets, first, last)
+            smooth = s.smooth_loss
+            for loss in losses:                          # smooth <- 0.999 smooth + 0.001 loss
+                smooth = SMOOTHING * smooth + (1 - SMOOTHING) * loss
+            if not math.isfinite(smooth):
+                raise CharnnError(f"the loss became {smooth} at update {s.iteration + n}; "
+                                  "lower --eta or --clip, or use float64")
+            s.smooth_loss = smooth
+            s.opt_step += n
+            s.position = last
+            s.iteration += n
+            s.elapsed = elapsed_before + time.perf_counter() - started
+            window_updates += n
+            window_chars += int(self.schedule.lengths[first:last].sum())
+            it = s.iteration
+            if it % c.log_every == 0 or it == total:
+                now = time.perf_counter()
+                span = max(now - window_start, 1e-9)
+                self._log_row(it, float(losses[-1]))
+                self.on_event(Progress(it, s.epoch, float(losses[-1]), s.smooth_loss,
+                                       window_updates / span, window_chars / span, s.last_val))
+                window_start, window_updates, window_chars = now, 0, 0
+                if not self.dataset.val_chars:
+                    self._track_best(s.smooth_loss)
+            if self.dataset.val_chars and (it % c.eval_every == 0 or it == total):
+                self._evaluate()
+            if it % c.sample_every == 0:
+                self._sample()
+            if it % c.checkpoint_every == 0 and it < total:
+                self._save()
+        if s.iteration == total and total % c.sample_every:
+            self._sample()                               # the final model's text
+        self._save()
+        self._plot()
+        self.on_event(Finished(s.iteration, self.stop_requested, s.best_iteration,
+                               s.best_value, self._best_kind, s.elapsed))
+        return s
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    @property
+    def _best_kind(self) -> str:
+        return "val_loss" if self.dataset.val_chars else "smooth_loss"
+
+    def _first_update_loss(self) -> float:
+        """The loss the first update will have, computed without updating: the loss a
+        random model has, about seq_length * ln K."""
+        rows = self.schedule.lengths[0] > 0
+        starts = self.schedule.starts[0][rows]
+        spans = np.stack([starts, starts + self.schedule.lengths[0][rows] + 1], axis=1)
+        total, _ = self.backend.total_loss(self.state.params, self.dataset.data, spans)
+        return total / len(starts)
+
+    def _track_best(self, value: float) -> None:
+        s = self.state
+        if value < s.best_value:
+            s.best_value, s.best_iteration = value, s.iteration
+            self.best = s.snapshot()
+
+    def _evaluate(self) -> None:
+        s = self.state
+        total, count = self.backend.total_loss(s.params, self.dataset.data, self.dataset.val)
+        nats = total / max(count, 1)
+        s.last_val = nats / math.log(2)
+        self._log_row(s.iteration, None, nats)
+        self.on_event(Evaluated(s.iteration, s.epoch, nats, s.last_val))
+        self._track_best(nats)
+
+    def _sample(self) -> None:
+        s, c = self.state, self.config
+        row = min(s.position, len(self.schedule) - 1)
+        x = int(self.dataset.data[self.schedule.starts[row, 0]])
+        h = s.h[0] if s.iteration else np.zeros_like(s.h[0])
+        text = generate(s.params, self.corpus.vocab, c.sample_length, s.sample_rng,
+                        self.backend, h=h, x=x)
+        event = Sampled(s.iteration, s.epoch, s.smooth_loss, text)
+        with open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f:
+            f.write(event.block() + "\n\n")
+        self.on_event(event)
+
+    def _save(self) -> None:
+        s = self.state
+        save_checkpoint(self.run_dir / LATEST, state_to_checkpoint(
+            s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+        if self.best is not None:
+            # the best snapshot resumes with the RNG as it is now: its own was not kept
+            save_checkpoint(self.run_dir / BEST, state_to_checkpoint(
+                self.best, self.config, self.corpus, s.sample_rng.bit_generator.state))
+            self.best = None
+        elif not (self.run_dir / BEST).exists():
+            save_checkpoint(self.run_dir / BEST, state_to_checkpoint(
+                s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+
+    def _plot(self) -> None:
+        from .plot import plot_run
+        try:
+            plot_run(self.run_dir)
+        except Exception as exc:                          # a plot is never worth a lost run
+            print(f"charnn: warning: could not draw loss.png ({exc})")
+
+    def _log_row(self, iteration: int, loss: float | None, val_loss: float | None = None) -> None:
+        s = self.state
+        row = {"iteration": iteration, "epoch": s.epoch,
+               "loss": "" if loss is None else f"{loss:.6f}",
+               "smooth_loss": f"{s.smooth_loss:.6f}",
+               "val_loss": "" if val_loss is None else f"{val_loss:.6f}",
+               "val_bpc": "" if val_loss is None else f"{val_loss / math.log(2):.6f}",
+               "elapsed": f"{s.elapsed:.3f}"}
+        with open(self.run_dir / "log.csv", "a", newline="") as f:
+            csv.DictWriter(f, LOG_FIELDS).writerow(row)
+
+    def _prepare_run_dir(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = self.run_dir / "log.csv"
+        if self.resumed:
+            _truncate_log(log, self.state.iteration)
+        else:
+            with open(log, "w", newline="") as f:
+                csv.DictWriter(f, LOG_FIELDS).writeheader()
+            (self.run_dir / "samples.txt").write_text("", encoding="utf-8")
+        config = {"config": self.config.to_dict(), "corpus": corpus_facts(self.corpus),
+                  "vocab": self.corpus.vocab.chars, "K": len(self.corpus.vocab),
+                  "updates_per_epoch": self.updates_per_epoch,
+                  "total_updates": self.total_updates, "charnn_version": __version__}
+        (self.run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    def _install_signal_handlers(self) -> dict:
+        """Ctrl-C and SIGTERM ask the loop to stop at the next boundary and save."""
+        previous = {}
+
+        def handler(signum, frame):
+            self.request_stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:                           # not the main thread
+                pass
+        return previous
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop log rows written after the checkpoint a run resumes from."""
+    if not path.exists():
+        with open(path, "w", newline="") as f:
+            csv.DictWriter(f, LOG_FIELDS).writeheader()
+        return
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= iteration]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# -- convenience ----------------------------------------------------------------------------
+
+def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int | None = None,
+                   epochs: float | None = None, **kwargs) -> Trainer:
+    """A Trainer that continues the run in folder `run` from its latest checkpoint."""
+    run = Path(run)
+    ckpt = load_checkpoint(run / LATEST if run.is_dir() else run)
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    if updates is not None or epochs is not None:
+        config.updates, config.epochs = updates, epochs
+    facts = ckpt.meta["corpus"]
+    if corpus is None:
+        source = facts.get("source")
+        if source is None or (source != "shakespeare" and not Path(source).exists()):
+            raise CharnnError(f"the text this run trained on ({facts['name']}) is not at "
+                              f"{source}; give it: charnn train TEXT --resume {run}")
+        corpus = load_corpus(source, encoding=facts.get("encoding", "utf-8"),
+                             records=config.records, record_separator=config.record_separator)
+    if corpus.sha256 != facts["sha256"]:
+        raise CharnnError(f"{corpus.name} is not the text this run trained on (its hash "
+                          "differs); give the original text to resume")
+    if Vocabulary(ckpt.meta["vocab"]) != corpus.vocab:
+        raise CharnnError("the text's vocabulary differs from the checkpoint's; give the "
+                          "original text to resume")
+    run_dir = run if run.is_dir() else run.parent
+    return Trainer(corpus, config, run_dir, state=state_from_checkpoint(ckpt), **kwargs)
