@@ -1,0 +1,182 @@
+"""The command line end to end, as a user runs it, in a temporary folder."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from charnn.cli import main
+
+FAST = ["--backend", "numpy", "--hidden", "16", "--sample-every", "100", "--log-every", "50"]
+
+
+def charnn(*args, cwd=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "charnn.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_sample_eval_gradcheck_end_to_end(tiny_text_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_text_file), "--updates", "200", "--out", str(run),
+                 "--no-progress", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "iter 0 , epoch 1 , smooth loss" in out and "iter 200 , epoch" in out
+    assert (run / "loss.png").exists() and (run / "best.npz").exists()
+
+    assert main(["sample", str(run), "-n", "80", "--prime", "All:", "--seed", "3",
+                 "--backend", "numpy"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("All:") and len(first) == len("All:") + 80 + 1
+    assert main(["sample", str(run / "best.npz"), "-n", "80", "--prime", "All:", "--seed", "3",
+                 "--backend", "numpy"]) == 0
+    assert main(["sample", str(run), "-n", "80", "--prime", "All:", "--seed", "3",
+                 "--backend", "numpy"]) == 0
+    capsys.readouterr()
+
+    assert main(["eval", str(run), str(tiny_text_file), "--backend", "numpy"]) == 0
+    assert "bits/char" in capsys.readouterr().out
+
+    assert main(["gradcheck", str(tiny_text_file)]) == 0
+    table = capsys.readouterr().out
+    for name in ("b", "c", "U", "W", "V"):
+        assert f"\n{name} " in table
+    assert "all gradients pass" in table
+
+
+def test_sampling_with_a_seed_is_reproducible(tiny_text_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", str(tiny_text_file), "--updates", "100", "--out", str(run), "--no-progress", *FAST])
+    capsys.readouterr()
+    texts = []
+    for seed in (7, 7, 8):
+        main(["sample", str(run), "-n", "200", "--seed", str(seed), "--backend", "numpy"])
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] != texts[2]
+
+
+def test_resume_from_the_command_line_continues_the_run(tiny_text_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", str(tiny_text_file), "--updates", "100", "--out", str(run), "--no-progress", *FAST])
+    assert main(["train", "--resume", str(run), "--updates", "150", "--no-progress"]) == 0
+    from charnn import load_checkpoint
+    assert load_checkpoint(run).meta["state"]["iteration"] == 150
+
+
+def test_sigint_saves_a_checkpoint_before_exiting(tiny_text_file, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "charnn.cli", "train", str(tiny_text_file),
+                             "--updates", "10000000", "--out", str(run), "--no-progress", *FAST],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "log.csv").exists():
+        time.sleep(0.1)
+    while time.time() < deadline and (run / "log.csv").read_text().count("\n") < 5:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    from charnn import load_checkpoint
+    assert load_checkpoint(run).meta["state"]["iteration"] > 0
+
+
+# -- bad input: one line, exit status 2, no traceback ----------------------------------------
+
+def assert_clean_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def trained_run(tiny_text_file, tmp_path):
+    run = tmp_path / "trained"
+    assert main(["train", str(tiny_text_file), "--updates", "60", "--out", str(run),
+                 "--no-progress", *FAST]) == 0
+    return run
+
+
+def test_missing_file(tmp_path):
+    assert_clean_error(charnn("train", tmp_path / "nope.txt", *FAST), "no such file")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    assert_clean_error(charnn("train", tmp_path / "empty.txt", *FAST), "empty")
+
+
+def test_text_shorter_than_seq_length(tmp_path):
+    (tmp_path / "short.txt").write_text("too short")
+    assert_clean_error(charnn("train", tmp_path / "short.txt", *FAST), "--seq-length")
+
+
+def test_undecodable_bytes(tmp_path):
+    (tmp_path / "latin.txt").write_bytes("caf\xe9 ".encode("latin-1") * 20)
+    assert_clean_error(charnn("train", tmp_path / "latin.txt", *FAST), "--encoding")
+
+
+def test_other_encodings_are_read_with_encoding(tmp_path):
+    (tmp_path / "latin.txt").write_bytes("caf\xe9 au lait, ".encode("latin-1") * 20)
+    result = charnn("train", tmp_path / "latin.txt", "--encoding", "latin-1", "--updates", "20",
+                    "--out", tmp_path / "r", "--no-progress", *FAST)
+    assert result.returncode == 0, result.stderr
+
+
+def test_prime_outside_the_vocabulary(trained_run):
+    assert_clean_error(charnn("sample", trained_run, "--prime", "Zebra", "--backend", "numpy"),
+                       "prime", "'Z")
+
+
+def test_corrupt_checkpoint(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"this is not a checkpoint at all")
+    assert_clean_error(charnn("sample", tmp_path / "bad.npz", "--backend", "numpy"), "bad.npz")
+
+
+def test_truncated_checkpoint(trained_run, tmp_path):
+    data = (trained_run / "latest.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    assert_clean_error(charnn("sample", tmp_path / "cut.npz", "--backend", "numpy"), "cut.npz")
+
+
+def test_foreign_checkpoint(tmp_path):
+    np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
+    assert_clean_error(charnn("sample", tmp_path / "foreign.npz", "--backend", "numpy"),
+                       "not a charnn checkpoint")
+
+
+def test_checkpoint_of_a_newer_format(trained_run, tmp_path):
+    with np.load(trained_run / "latest.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["version"] = 99
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(tmp_path / "future.npz", **arrays)
+    assert_clean_error(charnn("sample", tmp_path / "future.npz", "--backend", "numpy"),
+                       "newer", "upgrade")
+
+
+@pytest.mark.parametrize("flags,word", [
+    (["--hidden", "0"], "--hidden"),
+    (["--seq-length", "-3"], "--seq-length"),
+    (["--eta", "0"], "--eta"),
+    (["--eta", "-0.1"], "--eta"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--epochs", "0"], "--epochs"),
+    (["--val-frac", "1.5"], "--val-frac"),
+    (["--hidden", "many"], "--hidden"),
+])
+def test_impossible_settings(tiny_text_file, flags, word):
+    assert_clean_error(charnn("train", tiny_text_file, "--backend", "numpy", *flags), word)
+
+
+def test_an_existing_run_is_never_overwritten(trained_run, tiny_text_file):
+    before = (trained_run / "latest.npz").read_bytes()
+    assert_clean_error(charnn("train", tiny_text_file, "--out", trained_run, *FAST), "--resume")
+    assert (trained_run / "latest.npz").read_bytes() == before

@@ -1,0 +1,153 @@
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus, resume_trainer
+from charnn.checkpoint import Checkpoint, save_checkpoint
+from charnn.errors import CharnnError
+from charnn.train import Progress, Sampled
+
+SMALL = dict(hidden=16, backend="numpy", sample_every=100, sample_length=40, log_every=20,
+             checkpoint_every=100, seed=5)
+
+
+def smooth_losses(run_dir):
+    with open(run_dir / "log.csv", newline="") as f:
+        return [float(r["smooth_loss"]) for r in csv.DictReader(f) if r["loss"]]
+
+
+def test_a_few_hundred_updates_lower_the_smooth_loss(tiny_text_file, tmp_path):
+    corpus = load_corpus(tiny_text_file)
+    state = Trainer(corpus, TrainConfig(updates=400, **SMALL), tmp_path / "run").run()
+    losses = smooth_losses(tmp_path / "run")
+    assert losses[0] == pytest.approx(25 * math.log(len(corpus.vocab)), rel=0.02)
+    assert state.smooth_loss < losses[0] - 5
+    assert state.iteration == 400
+
+
+def test_run_folder_holds_config_log_samples_plot_and_checkpoints(tiny_text_file, tmp_path):
+    corpus = load_corpus(tiny_text_file)
+    run = tmp_path / "run"
+    Trainer(corpus, TrainConfig(updates=250, **SMALL), run).run()
+    for name in ("config.json", "log.csv", "samples.txt", "loss.png", "latest.npz", "best.npz"):
+        assert (run / name).stat().st_size > 0, name
+    samples = (run / "samples.txt").read_text()
+    assert samples.startswith("iter 0 , epoch 1 , smooth loss ")
+    assert "iter 100 , epoch" in samples and "iter 200 , epoch" in samples
+    assert "iter 250 , epoch" in samples          # the final model's text
+    ckpt = load_checkpoint(run)
+    assert ckpt.meta["state"]["iteration"] == 250
+    assert ckpt.meta["corpus"]["sha256"] == corpus.sha256
+
+
+def test_epoch_resets_and_counts_follow_the_pointer_walk(tiny_text_file, tmp_path):
+    corpus = load_corpus(tiny_text_file)
+    events = []
+    trainer = Trainer(corpus, TrainConfig(epochs=2, **SMALL), tmp_path / "run",
+                      on_event=events.append)
+    N, tau = len(corpus.text), 25
+    assert trainer.updates_per_epoch == (N - tau - 1) // tau + 1
+    state = trainer.run()
+    assert state.iteration == 2 * trainer.updates_per_epoch
+    assert state.epoch == 2
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"optimizer": "adam", "batch_size": 3, "val_frac": 0.1, "eval_every": 60},
+    {"optimizer": "rmsprop", "order": "shuffled", "chunk_length": 60},
+])
+def test_resumed_run_matches_uninterrupted_run(tiny_text_file, tmp_path, options):
+    corpus = load_corpus(tiny_text_file)
+    config = dict(SMALL, updates=500, **options)
+    Trainer(corpus, TrainConfig(**config), tmp_path / "whole").run()
+
+    def stop_at_300(event):
+        if isinstance(event, Progress) and event.iteration == 300:
+            interrupted.request_stop()
+
+    interrupted = Trainer(corpus, TrainConfig(**config), tmp_path / "split", on_event=stop_at_300)
+    assert interrupted.run().iteration == 300
+    assert load_checkpoint(tmp_path / "split").meta["state"]["iteration"] == 300
+    resumed = resume_trainer(tmp_path / "split").run()
+    assert resumed.iteration == 500
+
+    whole, split = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "split")
+    for name, a in whole.params.items():
+        np.testing.assert_array_equal(a, getattr(split.params, name), err_msg=name)
+    for key, a in whole.opt_state.items():
+        np.testing.assert_array_equal(a, split.opt_state[key], err_msg=key)
+    np.testing.assert_array_equal(whole.h, split.h)
+    assert whole.meta["state"] == {**split.meta["state"], "elapsed": whole.meta["state"]["elapsed"]}
+    assert (tmp_path / "whole" / "samples.txt").read_text() == \
+        (tmp_path / "split" / "samples.txt").read_text()
+    assert smooth_losses(tmp_path / "whole") == smooth_losses(tmp_path / "split")
+
+
+def test_training_is_reproducible_with_a_seed(tiny_text_file, tmp_path):
+    corpus = load_corpus(tiny_text_file)
+    for name in ("a", "b"):
+        Trainer(corpus, TrainConfig(updates=120, **SMALL), tmp_path / name).run()
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    np.testing.assert_array_equal(a.params.W, b.params.W)
+    assert (tmp_path / "a" / "samples.txt").read_text() == (tmp_path / "b" / "samples.txt").read_text()
+
+
+def test_checkpoint_round_trip(tmp_path, rng):
+    from charnn.model import Params
+    params = Params.initial(6, 9, 0.01, rng)
+    ckpt = Checkpoint(params=params, meta={"config": {"hidden": 6}, "vocab": "abcdefghi", "x": [1, 2.5]},
+                      opt_state={"m_W": rng.random((6, 6))}, h=rng.random((2, 6)))
+    save_checkpoint(tmp_path / "c.npz", ckpt)
+    back = load_checkpoint(tmp_path / "c.npz")
+    for name, a in params.items():
+        np.testing.assert_array_equal(a, getattr(back.params, name))
+        assert getattr(back.params, name).dtype == a.dtype
+    np.testing.assert_array_equal(back.opt_state["m_W"], ckpt.opt_state["m_W"])
+    np.testing.assert_array_equal(back.h, ckpt.h)
+    assert back.meta["x"] == [1, 2.5] and back.meta["vocab"] == "abcdefghi"
+
+
+def test_a_failed_save_leaves_the_last_good_checkpoint(tmp_path, rng, monkeypatch):
+    from charnn.model import Params
+    good = Checkpoint(params=Params.initial(4, 5, 0.01, rng), meta={"config": {}, "vocab": "abcde"})
+    path = tmp_path / "latest.npz"
+    save_checkpoint(path, good)
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(CharnnError, match="cannot save checkpoint"):
+        save_checkpoint(path, Checkpoint(params=Params.initial(4, 5, 1.0, rng), meta=good.meta))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.npz"]     # no temporary left
+
+
+def test_an_interrupted_save_leaves_the_last_good_checkpoint(tmp_path, rng, monkeypatch):
+    from charnn.model import Params
+    good = Checkpoint(params=Params.initial(4, 5, 0.01, rng), meta={"config": {}, "vocab": "abcde"})
+    path = tmp_path / "latest.npz"
+    save_checkpoint(path, good)
+    before = path.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, good)
+    assert path.read_bytes() == before
+
+
+def test_sample_events_are_headed_as_in_the_report(tiny_text_file, tmp_path):
+    events = []
+    Trainer(load_corpus(tiny_text_file), TrainConfig(updates=100, **SMALL), tmp_path / "r",
+            on_event=events.append).run()
+    samples = [e for e in events if isinstance(e, Sampled)]
+    assert [s.iteration for s in samples] == [0, 100]
+    assert samples[0].block().splitlines()[0].startswith("iter 0 , epoch 1 , smooth loss ")
+    assert all(len(s.text) == 40 for s in samples)
