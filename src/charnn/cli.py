@@ -205,9 +205,13 @@ def cmd_train(args) -> int:
         print(f"stopped at update {state.iteration}; saved {run_dir / 'latest.npz'}; "
               f"continue with: charnn train --resume {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    kind = "validation loss" if trainer.dataset.val_chars else "smooth loss"
-    print(f"done: {state.iteration:,} updates in {state.elapsed:.1f} s; best {kind} "
-          f"{state.best_value:.4f} at update {state.best_iteration:,}\n"
+    if trainer.dataset.val_chars:
+        best = (f"best validation loss {state.best_value:.4f} nats/char "
+                f"({state.best_value / math.log(2):.4f} bits/char)")
+    else:
+        best = f"best smooth loss {state.best_value:.2f}"
+    print(f"done: {state.iteration:,} updates in {state.elapsed:.1f} s; {best} "
+          f"at update {state.best_iteration:,}\n"
           f"run folder {run_dir}: loss.png, samples.txt, log.csv, latest.npz, best.npz\n"
           f"sample from it: charnn sample {run_dir} -n 500", flush=True)
     return 0
