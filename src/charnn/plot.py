@@ -24,7 +24,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     character on a second axis."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "loss.png"
-    seq_length = json.loads((run_dir / "config.json").read_text())["config"]["seq_length"]
+    config = json.loads((run_dir / "config.json").read_text())
+    seq_length = config["config"]["seq_length"]
     rows = read_log(run_dir)
     train = [(int(r["iteration"]), float(r["smooth_loss"])) for r in rows if r["loss"]]
     val = [(int(r["iteration"]), float(r["val_loss"]) * seq_length) for r in rows if r["val_loss"]]
@@ -34,13 +35,18 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if val:
         ax.plot(*zip(*val), "o-", color="tab:orange", ms=3, lw=1.2,
                 label=f"validation loss x {seq_length} (same units)")
-    epochs = {}
-    for r in rows:
-        epochs.setdefault(int(r["epoch"]), int(r["iteration"]))
-    for epoch, start in sorted(epochs.items())[1:]:
-        ax.axvline(start, color="gray", ls="--", lw=0.8)
-        ax.text(start, 1.0, f" epoch {epoch}", transform=ax.get_xaxis_transform(),
-                va="top", fontsize=8, color="gray")
+    # Every epoch of the run has the first epoch's number of updates (shuffled orders and
+    # record corpora differ by at most a few), so the boundaries are its multiples.
+    per_epoch = config.get("updates_per_epoch") or 0
+    last = max((int(r["iteration"]) for r in rows), default=0)
+    if per_epoch:
+        for epoch in range(2, last // per_epoch + 2):
+            start = (epoch - 1) * per_epoch
+            if start > last:
+                break
+            ax.axvline(start, color="gray", ls="--", lw=0.8)
+            ax.text(start, 0.02, f" epoch {epoch}", transform=ax.get_xaxis_transform(),
+                    va="bottom", fontsize=8, color="gray")
     ax.set_xlabel("update (iteration)")
     ax.set_ylabel(f"loss: nats summed over {seq_length} characters")
     to_bpc = seq_length * math.log(2)
