@@ -1,0 +1,1098 @@
+"""The compiled path: the work of steps.py in numba (nopython, cached on disk).
+
+The public functions take the same arguments as those of steps.py and change the same
+arrays in place; they unpack the Params dataclass and the optimiser state dict and call
+@njit kernels, so one call to train_updates runs all its updates without coming back to
+Python. Parameters may be float64 or float32 (every array of one dtype, C-contiguous); in
+float32 the arithmetic stays in float32 and only the loss is summed in float64.
+
+What makes it fast, without changing the math of model.py:
+  * x_t is one-hot, so U x_t is the column U[:, x_t], and dL/dU is non-zero in at most
+    seq_length columns. AdaGrad leaves a parameter whose gradient is zero unchanged, so with
+    AdaGrad only the seen columns of U and of its state are touched (RMSProp and Adam decay
+    their state everywhere, so they update all of U).
+  * The output layer of a whole window is one (L x m)(m x K) product, and so are the
+    gradients dV = G^T H, dW = dA^T H_prev and the back-propagated G V.
+  * Inner loops run over contiguous memory with re-association allowed, so they vectorise.
+  * With several lanes (batch rows) the lanes advance together: each time step is a
+    (B x m)(m x m) product, and the long products are split over the cores.
+
+Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,); H rows are h_t.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba"))
+
+import numba  # noqa: E402  (must follow the cache folder's setting)
+from numba import njit, prange, types  # noqa: E402
+from numba.extending import intrinsic, overload  # noqa: E402
+
+from . import optim  # noqa: E402
+from .model import Params  # noqa: E402
+
+# Re-association lets sums vectorise; contraction allows fused multiply-adds. NaN and
+# infinity keep their IEEE meaning, so a diverging run still shows NaN.
+_FASTMATH = {"reassoc", "contract", "nsz"}
+_OPT_CODE = {"adagrad": 0, "rmsprop": 1, "adam": 2}
+
+
+def _jit(fn=None, *, parallel=False):
+    deco = njit(cache=True, fastmath=_FASTMATH, error_model="numpy", parallel=parallel)
+    return deco if fn is None else deco(fn)
+
+
+# Constants handed to the kernels in the parameters' dtype, so float32 arithmetic never
+# meets a float64 literal (which would promote it).
+_C_ETA, _C_EPS, _C_GAMMA, _C_1MGAMMA, _C_B1, _C_1MB1, _C_B2, _C_1MB2, _C_CLIP, _C_ONE, \
+    _C_ZERO, _C_NCONST = range(12)
+
+
+def _constants(dtype, eta: float = 0.0, clip: float = 0.0) -> np.ndarray:
+    consts = np.zeros(_C_NCONST, dtype=dtype)
+    consts[_C_ETA] = eta
+    consts[_C_EPS] = optim.EPS
+    consts[_C_GAMMA] = optim.RMSPROP_GAMMA
+    consts[_C_1MGAMMA] = 1 - optim.RMSPROP_GAMMA
+    consts[_C_B1] = optim.ADAM_BETA1
+    consts[_C_1MB1] = 1 - optim.ADAM_BETA1
+    consts[_C_B2] = optim.ADAM_BETA2
+    consts[_C_1MB2] = 1 - optim.ADAM_BETA2
+    consts[_C_CLIP] = clip
+    consts[_C_ONE] = 1
+    return consts
+
+
+# exp without a call per element, for the softmax: 2^n exp(r) with n = round(x / ln 2),
+# r = x - n ln 2 (ln 2 split in two parts so n ln 2 is exact), exp(r) a Taylor series, and
+# 2^n written directly into the exponent bits. Arguments are <= 0 (logits minus their max);
+# below -708 (float32: -87) the result stays at the smallest normal power instead of
+# underflowing to zero, which changes no loss or gradient.
+
+def _split_ln2(bits_kept, dtype):
+    import decimal
+    ln2 = decimal.Decimal(2).ln()
+    whole = np.array(float(ln2), dtype=dtype)
+    itype = np.int64 if dtype == np.float64 else np.int32
+    drop = np.finfo(dtype).nmant - bits_kept
+    hi = (whole.view(itype) >> drop << drop).view(dtype)
+    lo = dtype(float(ln2 - decimal.Decimal(float(hi))))
+    return dtype(hi), lo
+
+
+_LN2_HI64, _LN2_LO64 = _split_ln2(32, np.float64)
+_LN2_HI32, _LN2_LO32 = _split_ln2(12, np.float32)
+_LOG2E64 = 1.0 / math.log(2.0)
+_LOG2E32 = np.float32(_LOG2E64)
+
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """The float whose IEEE bits are `bits` (int64 -> float64, int32 -> float32)."""
+    target = types.float64 if bits.bitwidth == 64 else types.float32
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(target))
+    return target(bits), codegen
+
+
+def _vexp(v, n):
+    """v[:n] = exp(v[:n]) in place for v <= 0 (a stub: numba compiles the dtype's version)."""
+    raise NotImplementedError
+
+
+def _vexp64(v, n):
+    c = _F64
+    for i in range(n):
+        x = v[i]
+        x = x if x > -708.0 else -708.0
+        t = np.floor(x * _LOG2E64 + 0.5)
+        r = (x - t * _LN2_HI64) - t * _LN2_LO64
+        p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
+            c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * (c[12] + r * c[13]
+                                                                                  ))))))))))))
+        v[i] = p * _as_float((np.int64(t) + 1023) << 52)
+
+
+def _vexp32(v, n):
+    c = _F32
+    for i in range(n):
+        x = v[i]
+        x = x if x > np.float32(-87.0) else np.float32(-87.0)
+        t = np.floor(x * _LOG2E32 + np.float32(0.5))
+        r = (x - t * _LN2_HI32) - t * _LN2_LO32
+        p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
+            c[7])))))))
+        v[i] = p * _as_float(np.int32((np.int32(t) + np.int32(127)) << np.int32(23)))
+
+
+@overload(_vexp, jit_options={"fastmath": {"contract", "nsz"}, "error_model": "numpy"})
+def _vexp_typed(v, n):
+    if v.dtype == types.float32:
+        return _vexp32
+    return _vexp64
+
+
+# --------------------------------------------------------------------------------------
+# Small dense building blocks. Matrices are C-contiguous; rows are contiguous vectors.
+# --------------------------------------------------------------------------------------
+
+# --------------------------------------------------------------------------------------
+# tanh without a call per element: libm's tanh does not vectorise, and it would cost a fifth
+# of an update. tanh x = -e / (2 + e) with e = expm1(-2|x|), and expm1(y) is a Taylor
+# series on y / 64 followed by six doublings expm1(2z) = expm1(z) (expm1(z) + 2). Only
+# multiplications, additions and one division, so the loop vectorises; the result is within
+# a few ulps of libm's (tests/test_kernels.py checks it).
+# --------------------------------------------------------------------------------------
+
+_INV_FACT = [1.0 / math.factorial(k) for k in range(16)]
+_F64 = tuple(_INV_FACT)
+_F32 = tuple(np.float32(v) for v in _INV_FACT)
+
+
+def _vtanh(v, n):
+    """v[:n] = tanh(v[:n]) in place (a stub: numba compiles the dtype's version below)."""
+    raise NotImplementedError
+
+
+def _vtanh64(v, n):
+    c = _F64
+    for i in range(n):
+        x = v[i]
+        ax = abs(x)
+        ax = ax if ax < 20.0 else 20.0              # tanh(20) is 1 in float64
+        y = ax * -0.03125                           # -2|x| / 64
+        e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
+            c[7] + y * (c[8] + y * (c[9] + y * (c[10] + y * (c[11] + y * (c[12] + y * (
+                c[13] + y * (c[14] + y * c[15]))))))))))))))
+        e = e * (e + 2.0)
+        e = e * (e + 2.0)
+        e = e * (e + 2.0)
+        e = e * (e + 2.0)
+        e = e * (e + 2.0)
+        e = e * (e + 2.0)
+        t = -e / (2.0 + e)
+        v[i] = t if x >= 0.0 else -t
+
+
+def _vtanh32(v, n):
+    c = _F32
+    two = np.float32(2.0)
+    for i in range(n):
+        x = v[i]
+        ax = abs(x)
+        ax = ax if ax < np.float32(9.0) else np.float32(9.0)   # tanh(9) is 1 in float32
+        y = ax * np.float32(-0.03125)
+        e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
+            c[7])))))))
+        e = e * (e + two)
+        e = e * (e + two)
+        e = e * (e + two)
+        e = e * (e + two)
+        e = e * (e + two)
+        e = e * (e + two)
+        t = -e / (two + e)
+        v[i] = t if x >= np.float32(0.0) else -t
+
+
+@overload(_vtanh, jit_options={"fastmath": {"contract", "nsz"}, "error_model": "numpy"})
+def _vtanh_typed(v, n):
+    if v.dtype == types.float32:
+        return _vtanh32
+    return _vtanh64
+
+
+# --------------------------------------------------------------------------------------
+# Small dense building blocks. Matrices are C-contiguous; rows are contiguous vectors.
+# --------------------------------------------------------------------------------------
+
+@_jit
+def _step_hidden(W, U, b, x, h_prev, h_out):
+    """h_out = tanh(W h_prev + U[:, x] + b), eight rows of W at a time (h_prev read once)."""
+    m = W.shape[0]
+    zero = h_prev[0] - h_prev[0]
+    i = 0
+    while i + 8 <= m:
+        a0 = zero
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        a4 = zero
+        a5 = zero
+        a6 = zero
+        a7 = zero
+        w0 = W[i]
+        w1 = W[i + 1]
+        w2 = W[i + 2]
+        w3 = W[i + 3]
+        w4 = W[i + 4]
+        w5 = W[i + 5]
+        w6 = W[i + 6]
+        w7 = W[i + 7]
+        for j in range(m):
+            hj = h_prev[j]
+            a0 += w0[j] * hj
+            a1 += w1[j] * hj
+            a2 += w2[j] * hj
+            a3 += w3[j] * hj
+            a4 += w4[j] * hj
+            a5 += w5[j] * hj
+            a6 += w6[j] * hj
+            a7 += w7[j] * hj
+        h_out[i] = a0
+        h_out[i + 1] = a1
+        h_out[i + 2] = a2
+        h_out[i + 3] = a3
+        h_out[i + 4] = a4
+        h_out[i + 5] = a5
+        h_out[i + 6] = a6
+        h_out[i + 7] = a7
+        i += 8
+    while i < m:
+        a0 = zero
+        wi = W[i]
+        for j in range(m):
+            a0 += wi[j] * h_prev[j]
+        h_out[i] = a0
+        i += 1
+    for i in range(m):
+        h_out[i] = h_out[i] + U[i, x] + b[i]
+    _vtanh(h_out, m)
+
+
+@_jit
+def _matmul_nt(A, B, bias, out):
+    """out[r, k] = sum_j A[r, j] B[k, j] + bias[k]  (A (R x n), B (C x n): A B^T + bias).
+
+    Four rows of B (outer) against two rows of A (inner): B is read once, A stays in cache."""
+    R, n = A.shape
+    C = B.shape[0]
+    if R == 0:
+        return
+    zero = A[0, 0] - A[0, 0]
+    k = 0
+    while k < C:
+        nk = min(4, C - k)
+        if nk == 4:
+            y0 = B[k]
+            y1 = B[k + 1]
+            y2 = B[k + 2]
+            y3 = B[k + 3]
+            r = 0
+            while r + 2 <= R:
+                x0 = A[r]
+                x1 = A[r + 1]
+                s00 = zero
+                s01 = zero
+                s02 = zero
+                s03 = zero
+                s10 = zero
+                s11 = zero
+                s12 = zero
+                s13 = zero
+                for j in range(n):
+                    a0 = x0[j]
+                    a1 = x1[j]
+                    s00 += a0 * y0[j]
+                    s01 += a0 * y1[j]
+                    s02 += a0 * y2[j]
+                    s03 += a0 * y3[j]
+                    s10 += a1 * y0[j]
+                    s11 += a1 * y1[j]
+                    s12 += a1 * y2[j]
+                    s13 += a1 * y3[j]
+                out[r, k] = s00 + bias[k]
+                out[r, k + 1] = s01 + bias[k + 1]
+                out[r, k + 2] = s02 + bias[k + 2]
+                out[r, k + 3] = s03 + bias[k + 3]
+                out[r + 1, k] = s10 + bias[k]
+                out[r + 1, k + 1] = s11 + bias[k + 1]
+                out[r + 1, k + 2] = s12 + bias[k + 2]
+                out[r + 1, k + 3] = s13 + bias[k + 3]
+                r += 2
+            if r < R:
+                x0 = A[r]
+                s00 = zero
+                s01 = zero
+                s02 = zero
+                s03 = zero
+                for j in range(n):
+                    a0 = x0[j]
+                    s00 += a0 * y0[j]
+                    s01 += a0 * y1[j]
+                    s02 += a0 * y2[j]
+                    s03 += a0 * y3[j]
+                out[r, k] = s00 + bias[k]
+                out[r, k + 1] = s01 + bias[k + 1]
+                out[r, k + 2] = s02 + bias[k + 2]
+                out[r, k + 3] = s03 + bias[k + 3]
+        else:
+            for kk in range(k, C):
+                y0 = B[kk]
+                for r in range(R):
+                    x0 = A[r]
+                    s00 = zero
+                    for j in range(n):
+                        s00 += x0[j] * y0[j]
+                    out[r, kk] = s00 + bias[kk]
+        k += 4
+
+
+@_jit
+def _matmul_nn(A, B, out, accumulate):
+    """out (+)= A B with A (R x n), B (n x C): rows of out are combinations of rows of B.
+
+    Four rows of B (outer) into two rows of out (inner): B is read once."""
+    R, n = A.shape
+    C = B.shape[1]
+    if not accumulate:
+        out[:R] = 0
+    j = 0
+    while j + 4 <= n:
+        b0 = B[j]
+        b1 = B[j + 1]
+        b2 = B[j + 2]
+        b3 = B[j + 3]
+        r = 0
+        while r + 2 <= R:
+            o0 = out[r]
+            o1 = out[r + 1]
+            a00 = A[r, j]
+            a01 = A[r, j + 1]
+            a02 = A[r, j + 2]
+            a03 = A[r, j + 3]
+            a10 = A[r + 1, j]
+            a11 = A[r + 1, j + 1]
+            a12 = A[r + 1, j + 2]
+            a13 = A[r + 1, j + 3]
+            for k in range(C):
+                v0 = b0[k]
+                v1 = b1[k]
+                v2 = b2[k]
+                v3 = b3[k]
+                o0[k] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                o1[k] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+            r += 2
+        if r < R:
+            o0 = out[r]
+            a00 = A[r, j]
+            a01 = A[r, j + 1]
+            a02 = A[r, j + 2]
+            a03 = A[r, j + 3]
+            for k in range(C):
+                o0[k] += a00 * b0[k] + a01 * b1[k] + a02 * b2[k] + a03 * b3[k]
+        j += 4
+    while j < n:
+        b0 = B[j]
+        for r in range(R):
+            o0 = out[r]
+            a00 = A[r, j]
+            for k in range(C):
+                o0[k] += a00 * b0[k]
+        j += 1
+
+
+@_jit
+def _matmul_tn(A, B, out, accumulate):
+    """out (+)= A^T B with A (T x R), B (T x C): sum over the T rows of outer products.
+
+    Two rows of out at a time, four t at a time: each row of B loaded serves two rows."""
+    T, R = A.shape
+    C = B.shape[1]
+    if not accumulate:
+        out[:] = 0
+    r = 0
+    while r < R:
+        two = r + 1 < R
+        o0 = out[r]
+        o1 = out[r + 1] if two else out[r]
+        r1 = r + 1 if two else r
+        t = 0
+        while t + 4 <= T:
+            b0 = B[t]
+            b1 = B[t + 1]
+            b2 = B[t + 2]
+            b3 = B[t + 3]
+            a00 = A[t, r]
+            a01 = A[t + 1, r]
+            a02 = A[t + 2, r]
+            a03 = A[t + 3, r]
+            if two:
+                a10 = A[t, r1]
+                a11 = A[t + 1, r1]
+                a12 = A[t + 2, r1]
+                a13 = A[t + 3, r1]
+                for k in range(C):
+                    v0 = b0[k]
+                    v1 = b1[k]
+                    v2 = b2[k]
+                    v3 = b3[k]
+                    o0[k] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                    o1[k] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+            else:
+                for k in range(C):
+                    o0[k] += a00 * b0[k] + a01 * b1[k] + a02 * b2[k] + a03 * b3[k]
+            t += 4
+        while t < T:
+            b0 = B[t]
+            a00 = A[t, r]
+            a10 = A[t, r1]
+            if two:
+                for k in range(C):
+                    o0[k] += a00 * b0[k]
+                    o1[k] += a10 * b0[k]
+            else:
+                for k in range(C):
+                    o0[k] += a00 * b0[k]
+            t += 1
+        r += 2
+
+
+@_jit
+def _softmax_rows(O, L):
+    """Rows 0..L-1 of O become softmax(O[t]) in place (max subtracted, so exp cannot overflow)."""
+    K = O.shape[1]
+    for t in range(L):
+        o = O[t]
+        mx = o[0]
+        for k in range(1, K):
+            if o[k] > mx:
+                mx = o[k]
+        for k in range(K):
+            o[k] -= mx
+        _vexp(o, K)
+        s = mx - mx
+        for k in range(K):
+            s += o[k]
+        for k in range(K):
+            o[k] = o[k] / s
+
+
+# --------------------------------------------------------------------------------------
+# One window of one lane: forward, loss, and back-propagation through time.
+# --------------------------------------------------------------------------------------
+
+@_jit
+def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, gW, gV,
+            accumulate, one):
+    """Forward and backward through inputs xs[sx:sx+L] and targets ys[sy:sy+L], from h.
+
+    Scratch: H (>= L+1, m), P and G (>= L, K), DH and DA (>= L, m), dh (2, m).
+    Gradients go into gb, gc, gW, gV (overwritten, or added to when `accumulate`) and into
+    the rows x_t of gUT (K, m), which hold dL/dU transposed (always added to). h becomes
+    h_L. Returns the window's loss (float64)."""
+    m = W.shape[0]
+    K = V.shape[0]
+    # forward: H[0] = h_prev, H[t+1] = tanh(W H[t] + U[:, x_t] + b)
+    H[0, :] = h
+    for t in range(L):
+        _step_hidden(W, U, b, xs[sx + t], H[t], H[t + 1])
+    Hs = H[1:L + 1]                                   # (L, m): h_1..h_L
+    Ps = P[:L]                                        # (L, K)
+    _matmul_nt(Hs, V, c, Ps)                          # O = H V^T + c, one product
+    _softmax_rows(Ps, L)
+    loss = 0.0
+    for t in range(L):                                # loss, then G = P - onehot(y)
+        y = ys[sy + t]
+        loss -= math.log(np.float64(Ps[t, y]))
+        Ps[t, y] -= one
+    # dL/dh_t from the output layer for every t at once: G V  (L, m)
+    DHs = DH[:L]
+    _matmul_nn(Ps, V, DHs, False)
+    # output-layer gradients: dc = sum_t g_t, dV = G^T H
+    if not accumulate:
+        gc[:] = 0
+    for t in range(L):
+        g = Ps[t]
+        for k in range(K):
+            gc[k] += g[k]
+    _matmul_tn(Ps, Hs, gV, accumulate)
+    # back-propagation through time
+    dh_next = dh[0]
+    dh_next[:] = 0
+    for t in range(L - 1, -1, -1):
+        da = DA[t]
+        ht = H[t + 1]
+        dht = DHs[t]
+        for i in range(m):                            # da_t = (G V + dh_next) * (1 - h_t^2)
+            da[i] = (dht[i] + dh_next[i]) * (one - ht[i] * ht[i])
+        if t > 0:                                     # dh_next = W^T da_t
+            dh_next[:] = 0
+            i = 0
+            while i + 4 <= m:
+                d0 = da[i]
+                d1 = da[i + 1]
+                d2 = da[i + 2]
+                d3 = da[i + 3]
+                w0 = W[i]
+                w1 = W[i + 1]
+                w2 = W[i + 2]
+                w3 = W[i + 3]
+                for j in range(m):
+                    dh_next[j] += d0 * w0[j] + d1 * w1[j] + d2 * w2[j] + d3 * w3[j]
+                i += 4
+            while i < m:
+                d0 = da[i]
+                w0 = W[i]
+                for j in range(m):
+                    dh_next[j] += d0 * w0[j]
+                i += 1
+    DAs = DA[:L]
+    # dW = sum_t da_t h_{t-1}^T = DA^T H_prev;  db = sum_t da_t;  dU[:, x_t] += da_t
+    _matmul_tn(DAs, H[:L], gW, accumulate)
+    if not accumulate:
+        gb[:] = 0
+    for t in range(L):
+        da = DAs[t]
+        row = gUT[xs[sx + t]]
+        for i in range(m):
+            gb[i] += da[i]
+            row[i] += da[i]
+    h[:] = H[L]
+    return loss
+
+
+# --------------------------------------------------------------------------------------
+# Clipping and the update rules (optim.py), fused per element.
+# --------------------------------------------------------------------------------------
+
+@_jit
+def _clip(g, clip):
+    if g > clip:
+        return clip
+    if g < -clip:
+        return -clip
+    return g
+
+
+@_jit
+def _update_dense(theta, grad, s1, s2, opt, consts, bc1, bc2):
+    """One update of the flat array theta with gradient grad (clipped here) and state s1, s2."""
+    eta = consts[_C_ETA]
+    eps = consts[_C_EPS]
+    clip = consts[_C_CLIP]
+    n = theta.size
+    if opt == 0:
+        for i in range(n):
+            g = _clip(grad[i], clip)
+            s1[i] += g * g
+            theta[i] -= eta * g / np.sqrt(s1[i] + eps)
+    elif opt == 1:
+        gamma = consts[_C_GAMMA]
+        one_m = consts[_C_1MGAMMA]
+        for i in range(n):
+            g = _clip(grad[i], clip)
+            s1[i] = s1[i] * gamma + one_m * g * g
+            theta[i] -= eta * g / np.sqrt(s1[i] + eps)
+    else:
+        b1 = consts[_C_B1]
+        omb1 = consts[_C_1MB1]
+        b2 = consts[_C_B2]
+        omb2 = consts[_C_1MB2]
+        for i in range(n):
+            g = _clip(grad[i], clip)
+            s1[i] = s1[i] * b1 + omb1 * g
+            s2[i] = s2[i] * b2 + omb2 * g * g
+            theta[i] -= eta * (s1[i] / bc1) / (np.sqrt(s2[i] / bc2) + eps)
+
+
+
+@_jit
+def _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
+                  gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts, betas,
+                  scratch, t_opt):
+    """Average the summed gradients over `active` lanes, clip them, and apply update number
+    t_opt (from 1) of rule `opt` (0 AdaGrad, 1 RMSProp, 2 Adam). s* and t* are the state
+    arrays (t* only used by Adam). gUT holds dL/dU transposed, non-zero in rows seen[:nseen]."""
+    m, K = U.shape
+    if active > 1:
+        div = consts[_C_ONE] * active
+        for arr in (gb, gc):
+            for i in range(arr.size):
+                arr[i] = arr[i] / div
+        for arr2 in (gW, gV):
+            flat = arr2.reshape(-1)
+            for i in range(flat.size):
+                flat[i] = flat[i] / div
+        for q in range(nseen):
+            row = gUT[seen[q]]
+            for i in range(m):
+                row[i] = row[i] / div
+    bc1 = consts[_C_ONE]
+    bc2 = consts[_C_ONE]
+    if opt == 2:                                      # bias corrections, in float64 like optim.py
+        scratch[0] = 1.0 - betas[0] ** t_opt
+        scratch[1] = 1.0 - betas[1] ** t_opt
+        bc1 = scratch[0]
+        bc2 = scratch[1]
+    _update_dense(b, gb, sb, tb, opt, consts, bc1, bc2)
+    _update_dense(c, gc, sc, tc, opt, consts, bc1, bc2)
+    _update_dense(W.reshape(-1), gW.reshape(-1), sW.reshape(-1), tW.reshape(-1), opt, consts,
+                  bc1, bc2)
+    _update_dense(V.reshape(-1), gV.reshape(-1), sV.reshape(-1), tV.reshape(-1), opt, consts,
+                  bc1, bc2)
+    if opt == 0:                                      # AdaGrad: only the seen columns move
+        eta = consts[_C_ETA]
+        eps = consts[_C_EPS]
+        clip = consts[_C_CLIP]
+        for q in range(nseen):                        # gather column x into contiguous rows
+            x = seen[q]
+            su = cols[0]
+            uu = cols[1]
+            for i in range(m):
+                su[i] = sU[i, x]
+                uu[i] = U[i, x]
+            row = gUT[x]
+            for i in range(m):                        # vectorised sqrt and division
+                g = _clip(row[i], clip)
+                su[i] += g * g
+                uu[i] -= eta * g / np.sqrt(su[i] + eps)
+            for i in range(m):
+                sU[i, x] = su[i]
+                U[i, x] = uu[i]
+    else:                                             # the others decay their state everywhere
+        for i in range(m):
+            for k in range(K):
+                gU[i, k] = gUT[k, i]
+        _update_dense(U.reshape(-1), gU.reshape(-1), sU.reshape(-1), tU.reshape(-1), opt,
+                      consts, bc1, bc2)
+
+
+@_jit
+def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
+           opt_step, h, data, starts, lengths, resets, first, last, losses):
+    """Updates first..last-1 of the schedule (see steps.train_updates), lane after lane."""
+    m, K = U.shape
+    B = h.shape[0]
+    one = consts[_C_ONE]
+    Lmax = 1
+    for u in range(first, last):
+        for lane in range(B):
+            Lmax = max(Lmax, lengths[u, lane])
+    H = np.empty((Lmax + 1, m), U.dtype)
+    P = np.empty((Lmax, K), U.dtype)
+    DH = np.empty((Lmax, m), U.dtype)
+    DA = np.empty((Lmax, m), U.dtype)
+    dh = np.empty((2, m), U.dtype)
+    gb = np.zeros(m, U.dtype)
+    gc = np.zeros(K, U.dtype)
+    gW = np.zeros((m, m), U.dtype)
+    gV = np.zeros((K, m), U.dtype)
+    gUT = np.zeros((K, m), U.dtype)
+    gU = np.zeros((m, K) if opt != 0 else (1, 1), U.dtype)
+    cols = np.zeros((2, m), U.dtype)
+    scratch = np.zeros(2, U.dtype)
+    mark = np.zeros(K, np.uint8)
+    seen = np.zeros(K, np.int64)
+    for u in range(first, last):
+        active = 0
+        nseen = 0
+        loss_sum = 0.0
+        for lane in range(B):
+            L = lengths[u, lane]
+            if L == 0:
+                continue
+            hl = h[lane]
+            if resets[u, lane]:
+                hl[:] = 0
+            s = starts[u, lane]
+            loss_sum += _window(U, W, V, b, c, data, s, data, s + 1, L, hl, H, P, DH, DA, dh,
+                                gb, gc, gUT, gW, gV, active > 0, one)
+            for t in range(L):
+                x = data[s + t]
+                if mark[x] == 0:
+                    mark[x] = 1
+                    seen[nseen] = x
+                    nseen += 1
+            active += 1
+        if active == 0:                               # nothing to learn from: zero gradient
+            gb[:] = 0
+            gc[:] = 0
+            gW[:] = 0
+            gV[:] = 0
+        _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
+                      gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts,
+                      betas, scratch, opt_step + (u - first) + 1)
+        losses[u - first] = loss_sum / active
+        for q in range(nseen):
+            gUT[seen[q]] = 0
+            mark[seen[q]] = 0
+
+
+@_jit
+def _lossgrad(U, W, V, b, c, inputs, targets, h, gb, gc, gUT, gW, gV, one):
+    L = inputs.size
+    m, K = U.shape
+    H = np.empty((L + 1, m), U.dtype)
+    P = np.empty((max(L, 1), K), U.dtype)
+    DH = np.empty((max(L, 1), m), U.dtype)
+    DA = np.empty((max(L, 1), m), U.dtype)
+    dh = np.empty((2, m), U.dtype)
+    return _window(U, W, V, b, c, inputs, 0, targets, 0, L, h, H, P, DH, DA, dh,
+                   gb, gc, gUT, gW, gV, False, one)
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation, hidden-state advance and sampling.
+# --------------------------------------------------------------------------------------
+
+@_jit
+def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
+    """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, h starting at zero."""
+    K = V.shape[0]
+    h[:] = 0
+    total = 0.0
+    for t in range(start, end - 1):
+        _step_hidden(W, U, b, data[t], h, h2)
+        h[:] = h2
+        y = data[t + 1]
+        mx = c[0] - c[0]
+        for k in range(K):                            # o = V h + c
+            acc = c[k] - c[k]
+            vk = V[k]
+            for j in range(h.size):
+                acc += vk[j] * h[j]
+            o[k] = acc + c[k]
+        mx = o[0]
+        for k in range(1, K):
+            if o[k] > mx:
+                mx = o[k]
+        for k in range(K):
+            o[k] -= mx
+        _vexp(o, K)
+        s = mx - mx
+        for k in range(K):
+            s += o[k]
+        total -= math.log(np.float64(o[y] / s))
+    return total
+
+
+@_jit(parallel=True)
+def _total_loss(U, W, V, b, c, data, segments, out):
+    m, K = U.shape
+    S = segments.shape[0]
+    for q in prange(S):
+        start = segments[q, 0]
+        end = segments[q, 1]
+        out[q] = 0.0
+        if end - start >= 2:
+            h = np.empty(m, U.dtype)
+            h2 = np.empty(m, U.dtype)
+            o = np.empty(K, U.dtype)
+            out[q] = _segment_loss(U, W, V, b, c, data, start, end, h, h2, o)
+
+
+@_jit
+def _advance(U, W, b, h, inputs):
+    h2 = np.empty_like(h)
+    for t in range(inputs.size):
+        _step_hidden(W, U, b, inputs[t], h, h2)
+        h[:] = h2
+
+
+@njit(cache=True)
+def _block_sum(a, lo, n):
+    """numpy's sum of a contiguous block a[lo:lo+n], n <= 128, in a's dtype: 8 partial
+    sums combined pairwise, then the tail. No fastmath: the order is the point."""
+    if n < 8:
+        res = a[lo] - a[lo]
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+# numpy halves a longer vector (cutting at a multiple of 8) and adds the halves' sums. numba's
+# disk cache does not keep recursive functions, so the halving is written out three levels
+# deep (vocabularies up to about 900 characters); longer ones are summed block by block.
+
+@njit(cache=True)
+def _halves1(a, lo, n):
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _block_sum(a, lo, n2) + _block_sum(a, lo + n2, n - n2)
+
+
+@njit(cache=True)
+def _halves2(a, lo, n):
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _halves1(a, lo, n2) + _halves1(a, lo + n2, n - n2)
+
+
+@njit(cache=True)
+def _pairwise_sum(a, lo, n):
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    n2 = n // 2
+    n2 -= n2 % 8
+    if n2 > 496:
+        res = a[lo] - a[lo]
+        for q in range(lo, lo + n, 128):
+            res += _block_sum(a, q, min(128, lo + n - q))
+        return res
+    return _halves2(a, lo, n2) + _halves2(a, lo + n2, n - n2)
+
+
+@njit(cache=True, error_model="numpy")
+def _sample(U, W, V, b, c, h, x, uniforms, temperature, top_k, top_p, greedy, stop_index,
+            out):
+    """steps.sample_indices, compiled. Without fastmath: the filtering and the inverse CDF
+    follow steps.filtered_probabilities operation by operation."""
+    m, K = U.shape
+    h2 = np.empty_like(h)
+    o = np.empty(K, U.dtype)
+    e = np.empty(K, U.dtype)
+    p = np.empty(K, np.float64)
+    cdf = np.empty(K, np.float64)
+    sorted_p = np.empty(K, np.float64)
+    n = 0
+    for q in range(uniforms.size):
+        _step_hidden(W, U, b, x, h, h2)
+        h[:] = h2
+        for k in range(K):
+            acc = c[k] - c[k]
+            vk = V[k]
+            for j in range(m):
+                acc += vk[j] * h[j]
+            o[k] = acc + c[k]
+        if greedy:
+            best = 0
+            for k in range(1, K):
+                if o[k] > o[best]:
+                    best = k
+            x = best
+        else:
+            for k in range(K):                        # softmax(o / T) in the params' dtype
+                e[k] = o[k] / temperature
+            mx = e[0]
+            for k in range(1, K):
+                if e[k] > mx:
+                    mx = e[k]
+            for k in range(K):
+                e[k] = np.exp(e[k] - mx)
+            s = _pairwise_sum(e, 0, K)                # in the params' dtype, as numpy does
+            for k in range(K):
+                p[k] = np.float64(e[k] / s)
+            keep = K
+            if (0 < top_k < keep) or top_p < 1.0:
+                order = np.argsort(-p, kind="mergesort")   # most likely first, stable
+                if 0 < top_k < keep:
+                    keep = top_k
+                if top_p < 1.0:
+                    for k in range(K):
+                        sorted_p[k] = p[order[k]]
+                    reach = np.cumsum(sorted_p)
+                    keep = min(keep, int(np.searchsorted(reach, top_p, side="left")) + 1)
+                for k in range(keep, K):
+                    p[order[k]] = 0.0
+            total = _pairwise_sum(p, 0, K)
+            for k in range(K):
+                p[k] = p[k] / total
+            acc = 0.0
+            for k in range(K):
+                acc += p[k]
+                cdf[k] = acc
+            x = min(int(np.searchsorted(cdf, uniforms[q] * cdf[K - 1], side="right")), K - 1)
+        out[n] = x
+        n += 1
+        if x == stop_index:
+            break
+    return n
+
+
+# --------------------------------------------------------------------------------------
+# The interface of steps.py.
+# --------------------------------------------------------------------------------------
+
+def _check_params(params: Params) -> None:
+    dtype = params.dtype
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"parameters must be float32 or float64, not {dtype}")
+    for name, a in params.items():
+        if a.dtype != dtype or not a.flags.c_contiguous:
+            raise ValueError(f"parameter {name} must be a C-contiguous {dtype} array")
+
+
+def _state_arrays(optimizer: str, params: Params, opt_state: dict[str, np.ndarray]):
+    first = tuple(opt_state[f"m_{name}"] for name in ("U", "W", "V", "b", "c"))
+    if optimizer == "adam":
+        second = tuple(opt_state[f"v_{name}"] for name in ("U", "W", "V", "b", "c"))
+    else:
+        second = first                                # unused by AdaGrad and RMSProp
+    for a in first + second:
+        if a.dtype != params.dtype or not a.flags.c_contiguous:
+            raise ValueError("optimiser state arrays must be C-contiguous, of the params' dtype")
+    return first, second
+
+
+def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
+                  opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
+                  starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
+                  first: int, last: int) -> np.ndarray:
+    """steps.train_updates, compiled: updates first..last-1 in one call, in place."""
+    _check_params(params)
+    if optimizer not in _OPT_CODE:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    if h.dtype != params.dtype or not h.flags.c_contiguous or h.ndim != 2:
+        raise ValueError("h must be a C-contiguous (lanes, m) array of the params' dtype")
+    s1, s2 = _state_arrays(optimizer, params, opt_state)
+    losses = np.empty(max(last - first, 0))
+    if last <= first:
+        return losses
+    resets = np.ascontiguousarray(resets)
+    if resets.dtype == np.bool_:
+        resets = resets.view(np.uint8)
+    betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
+    _train(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
+           _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas, int(opt_step), h,
+           np.ascontiguousarray(data, dtype=np.int32),
+           np.ascontiguousarray(starts, dtype=np.int64),
+           np.ascontiguousarray(lengths, dtype=np.int32),
+           resets.astype(np.uint8, copy=False), int(first), int(last), losses)
+    return losses
+
+
+def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
+                       h_prev: np.ndarray) -> tuple[float, Params, np.ndarray]:
+    """model.loss_and_gradients, compiled: (loss, grads, h_last) of one sequence."""
+    _check_params(params)
+    m, K = params.hidden_size, params.vocab_size
+    dtype = params.dtype
+    grads = Params.zeros_like(params)
+    gUT = np.zeros((K, m), dtype)
+    h = np.array(h_prev, dtype=dtype, copy=True)
+    loss = _lossgrad(params.U, params.W, params.V, params.b, params.c,
+                     np.ascontiguousarray(inputs, dtype=np.int32),
+                     np.ascontiguousarray(targets, dtype=np.int32), h,
+                     grads.b, grads.c, gUT, grads.W, grads.V, dtype.type(1))
+    grads.U[:] = gUT.T
+    return float(loss), grads, h
+
+
+def total_loss(params: Params, data: np.ndarray, segments: np.ndarray) -> tuple[float, int]:
+    """steps.total_loss, compiled: (summed loss in nats, characters predicted)."""
+    _check_params(params)
+    segments = np.ascontiguousarray(np.asarray(segments, dtype=np.int64).reshape(-1, 2))
+    per_segment = np.zeros(len(segments))
+    if len(segments):
+        _total_loss(params.U, params.W, params.V, params.b, params.c,
+                    np.ascontiguousarray(data, dtype=np.int32), segments, per_segment)
+    lengths = segments[:, 1] - segments[:, 0]
+    count = int(np.sum(np.where(lengths >= 2, lengths - 1, 0)))
+    return float(per_segment.sum()), count
+
+
+def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """steps.advance, compiled: the hidden state after feeding `inputs` from h."""
+    _check_params(params)
+    h = np.array(h, dtype=params.dtype, copy=True)
+    _advance(params.U, params.W, params.b, h, np.ascontiguousarray(inputs, dtype=np.int32))
+    return h
+
+
+def sample_indices(params: Params, h: np.ndarray, x: int, uniforms: np.ndarray,
+                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                   greedy: bool = False, stop_index: int = -1) -> np.ndarray:
+    """steps.sample_indices, compiled: up to len(uniforms) characters, drawn by inverse CDF
+    from the filtered softmax (steps.filtered_probabilities), stopping after stop_index.
+    h is updated in place to the state the last character was drawn from."""
+    _check_params(params)
+    uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
+    out = np.empty(len(uniforms), np.int64)
+    direct = h.dtype == params.dtype and h.flags.c_contiguous and h.flags.writeable
+    work = h if direct else np.array(h, dtype=params.dtype, copy=True)
+    n = _sample(params.U, params.W, params.V, params.b, params.c, work, int(x), uniforms,
+                params.dtype.type(temperature), int(top_k), float(top_p), bool(greedy),
+                int(stop_index), out)
+    if not direct:
+        h[...] = work
+    return out[:n].copy()
+
+
+# --------------------------------------------------------------------------------------
+# Compilation, once per machine.
+# --------------------------------------------------------------------------------------
+
+def _marker(dtype) -> Path:
+    source = Path(__file__).read_bytes()
+    key = hashlib.sha256(source).hexdigest()[:16]
+    folder = Path(os.environ["NUMBA_CACHE_DIR"])
+    return folder / f"charnn-kernels-{numba.__version__}-{key}-{np.dtype(dtype).name}.ok"
+
+
+def _exercise(dtype) -> None:
+    """Call every kernel once on tiny inputs of `dtype`, so numba compiles (or loads) it."""
+    rng = np.random.default_rng(0)
+    m, K = 5, 4
+    params = Params.initial(m, K, 0.1, rng, dtype=dtype)
+    data = rng.integers(0, K, 20).astype(np.int32)
+    for optimizer in optim.OPTIMIZERS:
+        for lanes in (1, 2):
+            state = optim.initial_state(optimizer, params)
+            h = np.zeros((lanes, m), dtype)
+            starts = np.zeros((2, lanes), np.int64)
+            lengths = np.full((2, lanes), 3, np.int32)
+            resets = np.zeros((2, lanes), np.uint8)
+            train_updates(params.copy(), optimizer, state, 0, 0.1, 5.0, h, data,
+                          starts, lengths, resets, 0, 2)
+    loss_and_gradients(params, data[:3], data[1:4], np.zeros(m, dtype))
+    total_loss(params, data, np.array([[0, 10], [10, 20]]))
+    advance(params, np.zeros(m, dtype), data[:3])
+    u = np.full(3, 0.5)
+    sample_indices(params, np.zeros(m, dtype), 0, u)
+    sample_indices(params, np.zeros(m, dtype), 0, u, temperature=0.5, top_k=2, top_p=0.9)
+    sample_indices(params, np.zeros(m, dtype), 0, u, greedy=True)
+
+
+def ensure_compiled(announce=print) -> None:
+    """Compile every kernel for float32 and float64 unless this machine has done so for this
+    numba and this source; says so once through `announce`, since it takes a while."""
+    missing = [d for d in (np.float32, np.float64) if not _marker(d).exists()]
+    if not missing:
+        return
+    announce("compiling kernels, once per machine")
+    for dtype in missing:
+        _exercise(dtype)
+        marker = _marker(dtype)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(f"numba {numba.__version__}\n")
+        except OSError:
+            pass                                      # a read-only cache only costs time
