@@ -388,13 +388,17 @@ def _truncate_log(path: Path, iteration: int) -> None:
 # -- convenience ----------------------------------------------------------------------------
 
 def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int | None = None,
-                   epochs: float | None = None, **kwargs) -> Trainer:
-    """A Trainer that continues the run in folder `run` from its latest checkpoint."""
+                   epochs: float | None = None, backend: str | None = None,
+                   **kwargs) -> Trainer:
+    """A Trainer that continues the run in folder `run` from its latest checkpoint, to its
+    original length or to `updates` / `epochs`; `backend` may differ from the run's."""
     run = Path(run)
     ckpt = load_checkpoint(run / LATEST if run.is_dir() else run)
     config = TrainConfig.from_dict(ckpt.meta["config"])
     if updates is not None or epochs is not None:
         config.updates, config.epochs = updates, epochs
+    if backend is not None:
+        config.backend = backend
     facts = ckpt.meta["corpus"]
     if corpus is None:
         source = facts.get("source")
