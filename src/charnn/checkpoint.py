@@ -58,12 +58,14 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
         raise
 
 
-def resolve_checkpoint_path(source: str | Path) -> Path:
-    """A checkpoint file, or the latest checkpoint of a run folder."""
+def resolve_checkpoint_path(source: str | Path, prefer: str = LATEST) -> Path:
+    """A checkpoint file as it is, or a run folder's checkpoint named `prefer` (LATEST to
+    resume, BEST to sample), falling back to the other one."""
     path = Path(source)
     if path.is_dir():
-        if (path / LATEST).exists():
-            return path / LATEST
+        for name in dict.fromkeys((prefer, LATEST, BEST)):
+            if (path / name).exists():
+                return path / name
         raise CharnnError(f"{path} holds no checkpoint ({LATEST}); give a run folder that "
                           "training has written, or a checkpoint file")
     if not path.exists():
@@ -71,8 +73,9 @@ def resolve_checkpoint_path(source: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(source: str | Path) -> Checkpoint:
-    path = resolve_checkpoint_path(source)
+def load_checkpoint(source: str | Path, prefer: str = LATEST) -> Checkpoint:
+    """Load a checkpoint file, or the checkpoint named `prefer` of a run folder."""
+    path = resolve_checkpoint_path(source, prefer)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

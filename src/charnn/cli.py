@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import BEST
 from .errors import CharnnError
 
 EXIT_USAGE = 2
@@ -184,9 +185,8 @@ def cmd_train(args) -> int:
         if args.text or args.corpus:
             from .config import TrainConfig
             from .corpus import load_corpus
-            from .checkpoint import load_checkpoint, resolve_checkpoint_path
-            saved = TrainConfig.from_dict(load_checkpoint(
-                resolve_checkpoint_path(args.resume)).meta["config"])
+            from .checkpoint import load_checkpoint
+            saved = TrainConfig.from_dict(load_checkpoint(args.resume).meta["config"])
             corpus = load_corpus(args.corpus or args.text, encoding=args.encoding,
                                  records=saved.records, record_separator=saved.record_separator)
         trainer = resume_trainer(args.resume, corpus, updates=args.updates, epochs=args.epochs,
@@ -248,7 +248,7 @@ def cmd_sample(args) -> int:
     options = _sampling_options(args)
     if args.count < 1:
         raise CharnnError(f"--count is {args.count}; give at least 1")
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(args.checkpoint, prefer=BEST)
     vocab = Vocabulary(ckpt.meta["vocab"])
     records = END_OF_RECORD in vocab
     prime = args.prime or ""
@@ -310,7 +310,7 @@ def cmd_eval(args) -> int:
     from .backends import get_backend
     from .checkpoint import load_checkpoint
     from .corpus import Vocabulary, read_text
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(args.checkpoint, prefer=BEST)
     vocab = Vocabulary(ckpt.meta["vocab"])
     text = read_text(args.text, args.encoding)
     unknown = vocab.unknown(text)
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a checkpoint file or run folder.")
-    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its latest.npz)")
+    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its best.npz)")
     g = p.add_argument_group("what to generate")
     g.add_argument("-n", type=_whole_number, default=1000, help="characters (default 1000)")
     g.add_argument("--prime", default="", help="text the sample starts from")
@@ -383,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="the loss of a model on a text, in bits per character",
                        description="Print the loss of a checkpoint's model on a text.")
-    p.add_argument("checkpoint")
-    p.add_argument("text")
+    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its best.npz)")
+    p.add_argument("text", help="the text to evaluate on")
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--skip-unknown", action="store_true",
                    help="leave out characters the model does not know")
