@@ -180,3 +180,18 @@ def test_an_existing_run_is_never_overwritten(trained_run, tiny_text_file):
     before = (trained_run / "latest.npz").read_bytes()
     assert_clean_error(charnn("train", tiny_text_file, "--out", trained_run, *FAST), "--resume")
     assert (trained_run / "latest.npz").read_bytes() == before
+
+
+def test_record_corpus_trains_and_samples_whole_records(tmp_path, capsys):
+    names = ["anna", "bertil", "cecilia", "david", "erik", "frida", "gustav", "hanna"] * 8
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(names) + "\n")
+    run = tmp_path / "run"
+    assert main(["train", str(path), "--records", "--updates", "300", "--out", str(run),
+                 "--no-progress", "--order", "shuffled", "--val-frac", "0.1", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "--count", "5", "--seed", "2", "--max-length", "30",
+                 "--backend", "numpy"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert len(lines) == 6 and lines[-1] == ""            # five records, one per line
+    assert all(0 < len(line) <= 30 and "\x1e" not in line for line in lines[:5])
