@@ -102,6 +102,36 @@ def test_train_updates_equal_numpy(optimizer, B, irregular):
     assert rel_err(h, ref[2]) <= 1e-9
 
 
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_train_updates_equal_numpy_for_a_wide_batch(dtype):
+    """B = 32 lanes advancing together (the batched path), some of them idle (length 0) or
+    shortened in some updates, some reset; float32 must stay in float32."""
+    rng = np.random.default_rng(32)
+    m, K, tau, U, B = 64, 19, 15, 6, 32
+    data = rng.integers(0, K, 6000).astype(np.int32)
+    starts, lengths, resets = walk_schedule(U, B, tau, len(data), rng, True, True)
+    lengths[:, 0] = np.maximum(lengths[:, 0], 1)
+    lengths[:, 5] = 0                                    # a lane that never has a window
+    lengths[2, 7:20] = 0                                 # many idle lanes in one update
+    params = random_params(m, K, rng)
+    state = optim.initial_state("adagrad", params)
+    h = 0.3 * rng.standard_normal((B, m))
+    ref = (params.copy(), {k: v.copy() for k, v in state.items()}, h.copy())
+    r_losses = steps.train_updates(ref[0], "adagrad", ref[1], 0, 0.05, 5.0, ref[2], data,
+                                   starts, lengths, resets, 0, U)
+    params, h = params.astype(dtype), h.astype(dtype)
+    state = {k: v.astype(dtype) for k, v in state.items()}
+    losses = kernels.train_updates(params, "adagrad", state, 0, 0.05, 5.0, h, data,
+                                   starts, lengths, resets, 0, U)
+    tol = 1e-9 if dtype == np.float64 else 2e-3
+    assert np.allclose(losses, r_losses, rtol=tol, atol=0)
+    assert params.W.dtype == dtype and h.dtype == dtype
+    for name, a in params.items():
+        assert rel_err(a, getattr(ref[0], name)) <= tol, name
+    assert rel_err(h, ref[2]) <= tol
+    assert np.array_equal(h[5], ref[2][5].astype(dtype))         # the idle lane is untouched
+
 def thousand_updates(train_updates, optimizer, eta, nudge=False, U=1000):
     """Smooth loss (0.999 smooth + 0.001 loss, from the first loss) of each of U updates of
     the assignment's model (m 100, seq_length 25, clip 5) on the bundled text."""

@@ -15,7 +15,10 @@ What makes it fast, without changing the math of model.py:
     gradients dV = G^T H, dW = dA^T H_prev and the back-propagated G V.
   * Inner loops run over contiguous memory with re-association allowed, so they vectorise.
   * With several lanes (batch rows) the lanes advance together: each time step is a
-    (B x m)(m x m) product, and the long products are split over the cores.
+    (lanes x m)(m x m) product, the output layer and the gradients of all lanes and time
+    steps are single products, and positions past a lane's window are masked. The lanes are
+    split into one group per numba thread, each with its own gradient buffers, summed
+    before the update. One lane runs single-threaded.
 
 Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,); H rows are h_t.
 """
@@ -728,6 +731,224 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
             mark[seen[q]] = 0
 
 
+# --------------------------------------------------------------------------------------
+# Several lanes at once: each time step is a (lanes x m)(m x m) product. The lanes are split
+# into G groups (one per thread), each with its own gradient buffers, reduced afterwards.
+# --------------------------------------------------------------------------------------
+
+@_jit
+def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, dh, Ls,
+                  gb, gc, gUT, gW, gV, one):
+    """Forward and backward of lanes lo..lo+n-1 (those >= B are padding) for one update.
+
+    H (>= L+1, n, m), O (>= L, n, K), DH and DA (>= L, n, m), dh (n, m), Ls (n,) scratch.
+    Slot r holds lane lo + r; positions t >= its length carry h and have zero gradient.
+    Overwrites gb, gc, gW, gV; adds into the rows x_t of gUT. Returns the summed loss."""
+    B = h.shape[0]
+    m = W.shape[0]
+    K = V.shape[0]
+    Lg = 0
+    for r in range(n):
+        lane = lo + r
+        L = 0
+        if lane < B:
+            L = ln[lane]
+        Ls[r] = L
+        if L > 0:
+            if rs[lane]:
+                H[0, r, :] = 0
+            else:
+                H[0, r, :] = h[lane]
+            Lg = max(Lg, L)
+        else:
+            H[0, r, :] = 0
+    gb[:] = 0
+    gc[:] = 0
+    gW[:] = 0
+    gV[:] = 0
+    if Lg == 0:
+        return 0.0
+    # forward: H[t+1] = tanh(H[t] W^T + U[:, x_t]^T + b) for the lanes still inside their window
+    for t in range(Lg):
+        Ht = H[t]
+        Hn = H[t + 1]
+        _matmul_nn(Ht, WT, Hn, False)
+        for r in range(n):
+            hr = Hn[r]
+            if t < Ls[r]:
+                ur = UT[data[st[lo + r] + t]]
+                for i in range(m):
+                    hr[i] = hr[i] + ur[i] + b[i]
+                _vtanh(hr, m)
+            else:
+                hr[:] = Ht[r]
+    N = Lg * n
+    Hs = H[1:Lg + 1].reshape((N, m))
+    Hp = H[:Lg].reshape((N, m))
+    Os = O[:Lg].reshape((N, K))
+    # output layer over all positions at once: O = H V^T + c, softmax, G = P - onehot(y)
+    _matmul_nt(Hs, V, c, Os)
+    loss = 0.0
+    for t in range(Lg):
+        for r in range(n):
+            o = O[t, r]
+            if t < Ls[r]:
+                mx = o[0]
+                for k in range(1, K):
+                    if o[k] > mx:
+                        mx = o[k]
+                for k in range(K):
+                    o[k] -= mx
+                _vexp(o, K)
+                s = mx - mx
+                for k in range(K):
+                    s += o[k]
+                for k in range(K):
+                    o[k] = o[k] / s
+                y = data[st[lo + r] + t + 1]
+                loss -= math.log(np.float64(o[y]))
+                o[y] -= one
+                for k in range(K):
+                    gc[k] += o[k]
+            else:
+                o[:] = 0
+    DHs = DH[:Lg].reshape((N, m))
+    _matmul_nn(Os, V, DHs, False)                     # dL/dh_t from the output layer: G V
+    _matmul_tn(Os, Hs, gV, False)                     # dV = G^T H
+    # back-propagation through time, all lanes of the group together
+    dh[:] = 0
+    for t in range(Lg - 1, -1, -1):
+        for r in range(n):
+            da = DA[t, r]
+            if t < Ls[r]:
+                ht = H[t + 1, r]
+                dht = DH[t, r]
+                dn = dh[r]
+                for i in range(m):
+                    da[i] = (dht[i] + dn[i]) * (one - ht[i] * ht[i])
+            else:
+                da[:] = 0
+        if t > 0:
+            _matmul_nn(DA[t], W, dh, False)           # dh_{t-1} = DA_t W
+    DAs = DA[:Lg].reshape((N, m))
+    _matmul_tn(DAs, Hp, gW, False)                    # dW = DA^T H_prev
+    for t in range(Lg):
+        for r in range(n):
+            if t < Ls[r]:
+                da = DA[t, r]
+                row = gUT[data[st[lo + r] + t]]
+                for i in range(m):
+                    gb[i] += da[i]
+                    row[i] += da[i]
+    for r in range(n):
+        if Ls[r] > 0:
+            h[lo + r, :] = H[Ls[r], r]
+    return loss
+
+
+@_jit(parallel=True)
+def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
+                 opt_step, h, data, starts, lengths, resets, first, last, losses, G):
+    """Updates first..last-1 of the schedule with B > 1 lanes, the lanes split into G groups
+    that run in parallel (see _group_update)."""
+    m, K = U.shape
+    B = h.shape[0]
+    n = (B + G - 1) // G
+    dt = U.dtype
+    Lmax = 1
+    for u in range(first, last):
+        for lane in range(B):
+            Lmax = max(Lmax, lengths[u, lane])
+    Hb = np.empty((G, Lmax + 1, n, m), dt)
+    Ob = np.empty((G, Lmax, n, K), dt)
+    DHb = np.empty((G, Lmax, n, m), dt)
+    DAb = np.empty((G, Lmax, n, m), dt)
+    dhb = np.empty((G, n, m), dt)
+    Lsb = np.zeros((G, n), np.int64)
+    gbs = np.zeros((G, m), dt)
+    gcs = np.zeros((G, K), dt)
+    gWs = np.zeros((G, m, m), dt)
+    gVs = np.zeros((G, K, m), dt)
+    gUTs = np.zeros((G, K, m), dt)
+    gl = np.zeros(G)
+    WT = np.empty((m, m), dt)
+    UT = np.empty((K, m), dt)
+    gb = np.zeros(m, dt)
+    gc = np.zeros(K, dt)
+    gW = np.zeros((m, m), dt)
+    gV = np.zeros((K, m), dt)
+    gUT = np.zeros((K, m), dt)
+    gU = np.zeros((m, K) if opt != 0 else (1, 1), dt)
+    cols = np.zeros((2, m), dt)
+    scratch = np.zeros(2, dt)
+    mark = np.zeros(K, np.uint8)
+    seen = np.zeros(K, np.int64)
+    one = consts[_C_ONE]
+    for u in range(first, last):
+        for i in range(m):
+            for j in range(m):
+                WT[j, i] = W[i, j]
+            for k in range(K):
+                UT[k, i] = U[i, k]
+        st = starts[u]
+        ln = lengths[u]
+        rs = resets[u]
+        for g in prange(G):
+            gl[g] = _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, g * n, n,
+                                  Hb[g], Ob[g], DHb[g], DAb[g], dhb[g], Lsb[g],
+                                  gbs[g], gcs[g], gUTs[g], gWs[g], gVs[g], one)
+        active = 0
+        nseen = 0
+        loss_sum = 0.0
+        for g in range(G):
+            loss_sum += gl[g]
+        for lane in range(B):
+            L = ln[lane]
+            if L == 0:
+                continue
+            active += 1
+            s = st[lane]
+            for t in range(L):
+                x = data[s + t]
+                if mark[x] == 0:
+                    mark[x] = 1
+                    seen[nseen] = x
+                    nseen += 1
+        gb[:] = gbs[0]
+        gc[:] = gcs[0]
+        gW[:] = gWs[0]
+        gV[:] = gVs[0]
+        for g in range(1, G):
+            gb += gbs[g]
+            gc += gcs[g]
+            gWg = gWs[g]
+            for i in range(m):
+                gW[i] += gWg[i]
+            gVg = gVs[g]
+            for k in range(K):
+                gV[k] += gVg[k]
+        for q in range(nseen):
+            x = seen[q]
+            row = gUT[x]
+            for g in range(G):
+                rg = gUTs[g, x]
+                for i in range(m):
+                    row[i] += rg[i]
+                rg[:] = 0
+        if active == 0:                               # nothing to learn from: zero gradient
+            gb[:] = 0
+            gc[:] = 0
+            gW[:] = 0
+            gV[:] = 0
+        _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
+                      gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts,
+                      betas, scratch, opt_step + (u - first) + 1)
+        losses[u - first] = loss_sum / active
+        for q in range(nseen):
+            gUT[seen[q]] = 0
+            mark[seen[q]] = 0
+
+
 @_jit
 def _lossgrad(U, W, V, b, c, inputs, targets, h, gb, gc, gUT, gW, gV, one):
     L = inputs.size
@@ -980,6 +1201,16 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     if resets.dtype == np.bool_:
         resets = resets.view(np.uint8)
     betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
+    if h.shape[0] > 1:
+        groups = max(1, min(numba.get_num_threads(), h.shape[0]))
+        _train_batch(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
+                     _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas,
+                     int(opt_step), h, np.ascontiguousarray(data, dtype=np.int32),
+                     np.ascontiguousarray(starts, dtype=np.int64),
+                     np.ascontiguousarray(lengths, dtype=np.int32),
+                     resets.astype(np.uint8, copy=False), int(first), int(last), losses,
+                     groups)
+        return losses
     _train(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
            _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas, int(opt_step), h,
            np.ascontiguousarray(data, dtype=np.int32),

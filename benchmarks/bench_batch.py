@@ -1,0 +1,173 @@
+"""Training speed with several lanes (batch rows): characters per second of charnn's compiled
+kernels for B = 1, 8, 32, 128 at m = 100 and m = 256 (float32, seq_length 25, AdaGrad, the
+bundled corpus), beside PyTorch on the CPU with the same model and batch when torch is
+importable (nn.RNN(tanh) + nn.Linear + Adagrad, cross-entropy summed over time and averaged
+over the batch, 2 threads).
+
+    python benchmarks/bench_batch.py [--repeats 3] [--seconds 0.6] [--json PATH]
+
+Each contender is warmed up, then timed `repeats` times over a number of updates that takes
+about `seconds`; the table shows the median characters per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import numba
+from charnn import kernels, optim
+from charnn.config import TrainConfig
+from charnn.corpus import load_corpus
+from charnn.data import build_dataset, epoch_schedule
+from charnn.model import Params
+
+TAU, ETA, CLIP = 25, 0.1, 5.0
+BATCHES = (1, 8, 32, 128)
+HIDDEN = (100, 256)
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_batch.json"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+
+
+def timed(run, seconds: float, repeats: int) -> float:
+    """Median characters per second of run(n) (which returns the characters it trained on)."""
+    run(2)                                            # warm up (compiles, allocates)
+    n, elapsed = 2, 0.0
+    while elapsed < 0.1 * seconds:                    # calibrate the number of updates
+        n *= 2
+        t0 = time.perf_counter()
+        run(n)
+        elapsed = time.perf_counter() - t0
+    n = max(2, int(n * seconds / elapsed))
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        chars = run(n)
+        rates.append(chars / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def charnn_runner(corpus, B: int, m: int):
+    config = TrainConfig(batch_size=B, hidden=m, dtype="float32", seq_length=TAU)
+    dataset = build_dataset(corpus, config)
+    sched = epoch_schedule(dataset, config, 1)
+    K = len(corpus.vocab)
+    params = Params.initial(m, K, config.sigma, np.random.default_rng(0), dtype=np.float32)
+    state = optim.initial_state("adagrad", params)
+    h = np.zeros((B, m), np.float32)
+    data = np.ascontiguousarray(dataset.data, dtype=np.int32)
+    total = len(sched.starts)
+    pos = [0]
+
+    def run(n):
+        chars = 0
+        while n > 0:
+            if pos[0] >= total:
+                pos[0] = 0
+            first = pos[0]
+            last = min(total, first + n)
+            kernels.train_updates(params, "adagrad", state, first, ETA, CLIP, h, data,
+                                  sched.starts, sched.lengths, sched.resets, first, last)
+            chars += int(sched.lengths[first:last].sum())
+            n -= last - first
+            pos[0] = last
+        return chars
+    return run
+
+
+def torch_runner(corpus, B: int, m: int):
+    import torch
+    from torch import nn
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    K = len(corpus.vocab)
+    data = torch.from_numpy(np.asarray(corpus.encoded(), dtype=np.int64))
+    stream = (len(data) - 1) // B
+    rnn = nn.RNN(K, m, nonlinearity="tanh", batch_first=True)
+    out = nn.Linear(m, K)
+    parameters = list(rnn.parameters()) + list(out.parameters())
+    opt = torch.optim.Adagrad(parameters, lr=ETA)
+    lossf = nn.CrossEntropyLoss(reduction="sum")
+    offsets = torch.arange(B) * stream
+    state = {"h": torch.zeros(1, B, m), "pos": 0}
+
+    def run(n):
+        for _ in range(n):
+            if state["pos"] + TAU + 1 > stream:
+                state["pos"] = 0
+                state["h"] = torch.zeros(1, B, m)
+            idx = offsets[:, None] + state["pos"] + torch.arange(TAU)[None, :]
+            x = nn.functional.one_hot(data[idx], K).float()
+            y = data[idx + 1]
+            hs, hn = rnn(x, state["h"])
+            loss = lossf(out(hs).reshape(-1, K), y.reshape(-1)) / B
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(parameters, CLIP)
+            opt.step()
+            state["h"] = hn.detach()
+            state["pos"] += TAU
+        return n * B * TAU
+    return run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each row")
+    parser.add_argument("--seconds", type=float, default=0.6,
+                        help="about how long one timed repeat runs")
+    parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    corpus = load_corpus()
+    head = (f"{machine()}\nnumba {numba.__version__} ({numba.get_num_threads()} threads), "
+            f"PyTorch {torch_version or 'not installed'}; float32, seq_length {TAU}, "
+            f"AdaGrad, K = {len(corpus.vocab)}")
+    print(head)
+    print(f"{'m':>5} {'B':>5} {'charnn chars/s':>16} {'PyTorch chars/s':>16} {'ratio':>7}")
+    rows = []
+    for m in HIDDEN:
+        for B in BATCHES:
+            ours = timed(charnn_runner(corpus, B, m), args.seconds, args.repeats)
+            theirs = (timed(torch_runner(corpus, B, m), args.seconds, args.repeats)
+                      if torch_version else None)
+            ratio = ours / theirs if theirs else None
+            rows.append({"m": m, "B": B, "charnn_chars_per_s": ours,
+                         "pytorch_chars_per_s": theirs, "ratio": ratio})
+            print(f"{m:>5} {B:>5} {ours:>16,.0f} "
+                  f"{(f'{theirs:,.0f}' if theirs else '-'):>16} "
+                  f"{(f'{ratio:.2f}' if ratio else '-'):>7}", flush=True)
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": machine(), "numba": numba.__version__,
+                                "threads": numba.get_num_threads(), "torch": torch_version,
+                                "dtype": "float32", "seq_length": TAU, "optimizer": "adagrad",
+                                "repeats": args.repeats, "seconds": args.seconds,
+                                "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
