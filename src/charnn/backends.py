@@ -11,14 +11,15 @@ from types import ModuleType
 from .errors import CharnnError
 
 
-def get_backend(name: str, announce=None) -> ModuleType:
+def get_backend(name: str, announce=None, dtype: str = "float64") -> ModuleType:
     """The module that implements `name`: 'numpy' or 'compiled'. The compiled one is built
-    on first use on a machine; `announce` is told so before it starts."""
+    for `dtype` on first use on a machine; `announce` is told so before it starts."""
     if name == "numpy":
         from . import steps
         return steps
     if name == "compiled":
         from . import kernels
-        kernels.ensure_compiled(announce or (lambda message: None))
+        import numpy as np
+        kernels.ensure_compiled(announce or (lambda message: None), dtypes=(np.dtype(dtype),))
         return kernels
     raise CharnnError(f"--backend {name!r} is unknown; choose compiled or numpy")

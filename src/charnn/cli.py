@@ -261,7 +261,8 @@ def cmd_sample(args) -> int:
     length = args.max_length if (records and args.max_length) else args.n
     if length < 1:
         raise CharnnError(f"-n is {length}; give a number of characters of at least 1")
-    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True),
+                          ckpt.params.dtype.name)
     rng = np.random.default_rng(args.seed)
     out = sys.stdout
     for i in range(args.count):
@@ -321,7 +322,8 @@ def cmd_eval(args) -> int:
         text = "".join(ch for ch in text if ch in vocab)
     if len(text) < 2:
         raise CharnnError(f"{args.text} has fewer than 2 known characters; give a longer text")
-    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True),
+                          ckpt.params.dtype.name)
     data = vocab.encode(text)
     total, count = backend.total_loss(ckpt.params, data, np.array([[0, len(data)]], np.int64))
     nats = total / count

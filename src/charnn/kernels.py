@@ -1282,8 +1282,10 @@ def sample_indices(params: Params, h: np.ndarray, x: int, uniforms: np.ndarray,
 # --------------------------------------------------------------------------------------
 
 def _marker(dtype) -> Path:
-    source = Path(__file__).read_bytes()
-    key = hashlib.sha256(source).hexdigest()[:16]
+    # numba's cache is keyed by the source file's path as well as its contents, so a second
+    # installation of the same code compiles again: the marker names both.
+    here = Path(__file__).resolve()
+    key = hashlib.sha256(str(here).encode() + here.read_bytes()).hexdigest()[:16]
     folder = Path(os.environ["NUMBA_CACHE_DIR"])
     return folder / f"charnn-kernels-{numba.__version__}-{key}-{np.dtype(dtype).name}.ok"
 
@@ -1312,13 +1314,13 @@ def _exercise(dtype) -> None:
     sample_indices(params, np.zeros(m, dtype), 0, u, greedy=True)
 
 
-def ensure_compiled(announce=print) -> None:
-    """Compile every kernel for float32 and float64 unless this machine has done so for this
-    numba and this source; says so once through `announce`, since it takes a while."""
-    missing = [d for d in (np.float32, np.float64) if not _marker(d).exists()]
+def ensure_compiled(announce=print, dtypes=(np.float64, np.float32)) -> None:
+    """Compile every kernel for `dtypes` unless this machine has done so for this numba and
+    this source; says so once through `announce`, since it takes a while."""
+    missing = [d for d in dtypes if not _marker(d).exists()]
     if not missing:
         return
-    announce("compiling kernels, once per machine")
+    announce("compiling kernels, once per machine (about a minute)")
     for dtype in missing:
         _exercise(dtype)
         marker = _marker(dtype)

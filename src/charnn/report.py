@@ -447,7 +447,7 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
     else:
         best = latest
         notes.append(f"{run_dir.name} has no {BEST}; the final model stands in for the best one.")
-    backend = get_backend(backend_name, lambda m: print(m, flush=True))
+    backend = get_backend(backend_name, lambda m: print(m, flush=True), config.dtype)
     samples_path = run_dir / "samples.txt"
     samples = parse_samples(samples_path.read_text(encoding="utf-8")) \
         if samples_path.exists() else []

@@ -168,7 +168,7 @@ class Trainer:
         self.corpus, self.config = corpus, config.validate()
         self.run_dir = Path(run_dir)
         self.on_event = on_event or (lambda event: None)
-        self.backend = get_backend(config.backend, announce)
+        self.backend = get_backend(config.backend, announce, config.dtype)
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None
         self.state = state or initial_state(config, len(corpus.vocab))
