@@ -256,4 +256,4 @@ def test_ensure_compiled_announces_once(tmp_path, monkeypatch):
     monkeypatch.setattr(kernels, "_marker", lambda dtype: tmp_path / f"{np.dtype(dtype).name}.ok")
     kernels.ensure_compiled(messages.append)
     kernels.ensure_compiled(messages.append)
-    assert messages == ["compiling kernels, once per machine"]
+    assert len(messages) == 1 and messages[0].startswith("compiling kernels, once per machine")
