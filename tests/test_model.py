@@ -63,3 +63,25 @@ def test_softmax_is_stable_for_huge_logits():
     _, P = forward(params, np.array([0, 1]), np.zeros(3))
     assert np.isfinite(P).all()
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
+
+
+def test_gradients_of_a_batch_match_centred_differences():
+    # the batch loss is the mean over lanes of each lane's summed loss
+    rng = np.random.default_rng(21)
+    K, m, B, L = 9, 6, 4, 7
+    params = Params.initial(m, K, 0.1, rng)
+    inputs, targets = rng.integers(0, K, (B, L)), rng.integers(0, K, (B, L))
+    h_prev = np.tanh(rng.standard_normal((B, m)))
+    rows = check_gradients(params, inputs, targets, h_prev)
+    assert all(r.passed for r in rows), rows
+
+
+@pytest.mark.parametrize("m", [256, 512])
+def test_gradients_of_large_models_match_centred_differences(m):
+    rng = np.random.default_rng(m)
+    K, L = 30, 8
+    params = Params.initial(m, K, 0.01, rng)
+    data = rng.integers(0, K, L + 1)
+    rows = check_gradients(params, data[:-1], data[1:], np.tanh(rng.standard_normal(m)),
+                           elements=6, seed=m)
+    assert all(r.passed for r in rows), rows
