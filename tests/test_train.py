@@ -177,3 +177,20 @@ def test_compiled_run_resumes_exactly_and_checkpoints_serve_both_backends(tiny_t
     assert texts[0] == texts[1]
     # and training continued by the numpy backend picks up where the compiled one stopped
     assert resume_trainer(tmp_path / "split", updates=320, backend="numpy").run().iteration == 320
+
+
+@pytest.mark.parametrize("optimizer,eta", [("adagrad", 0.1), ("adam", 0.002)])
+def test_a_big_float32_model_trains_stably_with_clipping(tiny_text_file, tmp_path, optimizer, eta):
+    corpus = load_corpus(tiny_text_file)
+    config = TrainConfig(hidden=512, dtype="float32", batch_size=4, updates=150, backend="compiled",
+                         optimizer=optimizer, eta=eta, sample_every=150, log_every=10,
+                         checkpoint_every=150, seed=1)
+    state = Trainer(corpus, config, tmp_path / "big").run()
+    losses = smooth_losses(tmp_path / "big")
+    assert all(math.isfinite(x) for x in losses)
+    for name, a in state.params.items():
+        assert a.dtype == np.float32 and np.isfinite(a).all(), name
+    if optimizer == "adam":          # AdaGrad's first steps of eta everywhere overshoot at m = 512
+        with open(tmp_path / "big" / "log.csv", newline="") as f:
+            raw = [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
+        assert np.mean(raw[-3:]) < raw[0] - 10
