@@ -182,13 +182,15 @@ def test_an_existing_run_is_never_overwritten(trained_run, tiny_text_file):
     assert (trained_run / "latest.npz").read_bytes() == before
 
 
-def test_record_corpus_trains_and_samples_whole_records(tmp_path, capsys):
+@pytest.mark.parametrize("batch", ["1", "3"])
+def test_record_corpus_trains_and_samples_whole_records(tmp_path, capsys, batch):
     names = ["anna", "bertil", "cecilia", "david", "erik", "frida", "gustav", "hanna"] * 8
     path = tmp_path / "names.txt"
     path.write_text("\n".join(names) + "\n")
     run = tmp_path / "run"
     assert main(["train", str(path), "--records", "--updates", "300", "--out", str(run),
-                 "--no-progress", "--order", "shuffled", "--val-frac", "0.1", *FAST]) == 0
+                 "--no-progress", "--order", "shuffled", "--val-frac", "0.1", "--batch-size",
+                 batch, *FAST]) == 0
     capsys.readouterr()
     assert main(["sample", str(run), "--count", "5", "--seed", "2", "--max-length", "30",
                  "--backend", "numpy"]) == 0
