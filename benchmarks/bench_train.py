@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -115,6 +116,23 @@ def torch_runner(data, K, threads):
     return run
 
 
+def sampling_speed(corpus, repeats):
+    """Seconds to draw 10,000 characters with each backend, the text streamed in blocks as
+    `charnn sample` does."""
+    from charnn.sampling import generate
+    params = Params.initial(M, len(corpus.vocab), 0.01, np.random.default_rng(0))
+    result = {}
+    for name, module in (("charnn numpy reference", steps), ("charnn compiled", kernels)):
+        generate(params, corpus.vocab, 100, np.random.default_rng(0), module)       # warm up
+        times = []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            generate(params, corpus.vocab, 10_000, np.random.default_rng(r), module)
+            times.append(time.perf_counter() - t0)
+        result[name] = statistics.median(times)
+    return result
+
+
 def timed(run, n, repeats):
     run(max(1, n // 5))                                       # warm up (and compile)
     times = []
@@ -129,9 +147,22 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--text", help="text file to train on (default: the bundled Shakespeare)")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats of each contender")
+    ap.add_argument("--torch-threads", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "bench_train.json"),
                     help="where to write the results")
     args = ap.parse_args(argv)
+
+    if args.torch_threads:
+        corpus = corpus_module.load_corpus(args.text)
+        data = corpus.encoded()[: 400_000]
+        import torch
+        name = f"PyTorch {torch.__version__}, {args.torch_threads} thread" + \
+            ("s" if args.torch_threads > 1 else "")
+        median, times = timed(torch_runner(data, len(corpus.vocab), args.torch_threads), 1000,
+                              args.repeats)
+        print(json.dumps(dict(name=name, us_per_update=median, all_us_per_update=times,
+                              updates_per_repeat=1000)))
+        return
 
     import numba
     numba.set_num_threads(1)
@@ -148,30 +179,40 @@ def main(argv=None):
         ("charnn compiled float64", charnn_runner(kernels, data, K, np.float64), 10000),
         ("charnn compiled float32", charnn_runner(kernels, data, K, np.float32), 10000),
     ]
-    try:
-        import torch
-        contenders.append((f"PyTorch {torch.__version__}, 1 thread", torch_runner(data, K, 1), 1000))
-        contenders.append((f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads",
-                           torch_runner(data, K, torch.get_num_threads()), 1000))
-    except ImportError:
-        print("PyTorch not installed: its rows are left out")
-
     rows = []
     for name, run, n in contenders:
         median, times = timed(run, n, args.repeats)
         rows.append(dict(name=name, us_per_update=median, all_us_per_update=times,
                          updates_per_repeat=n))
+    try:
+        import torch
+        # PyTorch runs in a child process of its own, so that its thread pool and numba's
+        # never compete for the two cores.
+        for threads in sorted({1, os.cpu_count() or 1}):
+            child = subprocess.run([sys.executable, __file__, "--torch-threads", str(threads),
+                                    "--repeats", str(args.repeats)] +
+                                   (["--text", args.text] if args.text else []),
+                                   capture_output=True, text=True, check=True)
+            rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    except ImportError:
+        print("PyTorch not installed: its rows are left out")
     base = rows[0]["us_per_update"]
     print(f"\n{'(compiled: numba pinned to 1 thread; median of %d repeats)' % args.repeats}")
     print(f"{'implementation':40s} {'us/update':>12s} {'speed-up':>10s}")
     for row in rows:
         row["speedup_vs_baseline"] = base / row["us_per_update"]
         print(f"{row['name']:40s} {row['us_per_update']:12.1f} {row['speedup_vs_baseline']:9.1f}x")
+    sampling = sampling_speed(corpus, args.repeats)
+    print(f"\nsampling 10,000 characters (m = {M}, K = {K}, temperature 1; median of "
+          f"{args.repeats})")
+    for name, seconds in sampling.items():
+        print(f"{name:40s} {seconds:11.3f}s")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(machine=machine(), text=corpus.name, K=K, m=M,
                                    seq_length=TAU, optimizer="adagrad", batch=1,
-                                   numba_threads=1, rows=rows), indent=2))
+                                   numba_threads=1, rows=rows,
+                                   sampling_10000_chars_seconds=sampling), indent=2))
     print(f"\nwritten: {out}")
 
 
