@@ -1,9 +1,11 @@
 """The compiled path: the work of steps.py in numba (nopython, cached on disk).
 
 The public functions take the same arguments as those of steps.py and change the same
-arrays in place; they unpack the Params dataclass and the optimiser state dict and call
+arrays in place
+they unpack the Params dataclass and the optimiser state dict and call
 @njit kernels, so one call to train_updates runs all its updates without coming back to
-Python. Parameters may be float64 or float32 (every array of one dtype, C-contiguous); in
+Python. Parameters may be float64 or float32 (every array of one dtype, C-contiguous)
+in
 float32 the arithmetic stays in float32 and only the loss is summed in float64.
 
 What makes it fast, without changing the math of model.py:
@@ -20,7 +22,8 @@ What makes it fast, without changing the math of model.py:
     split into one group per numba thread, each with its own gradient buffers, summed
     before the update. One lane runs single-threaded.
 
-Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,); H rows are h_t.
+Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,)
+H rows are h_t.
 """
 
 from __future__ import annotations
@@ -276,85 +279,116 @@ def _step_hidden(W, U, b, x, h_prev, h_out):
 def _matmul_nt(A, B, bias, out):
     """out[r, k] = sum_j A[r, j] B[k, j] + bias[k]  (A (R x n), B (C x n): A B^T + bias).
 
-    Four rows of B (outer) against two rows of A (inner): B is read once, A stays in cache."""
+    Four rows of B (outer) against four rows of A (inner): 16 dot products per pass over j."""
     R, n = A.shape
     C = B.shape[0]
     if R == 0:
         return
     zero = A[0, 0] - A[0, 0]
     k = 0
-    while k < C:
-        nk = min(4, C - k)
-        if nk == 4:
-            y0 = B[k]
-            y1 = B[k + 1]
-            y2 = B[k + 2]
-            y3 = B[k + 3]
-            r = 0
-            while r + 2 <= R:
-                x0 = A[r]
-                x1 = A[r + 1]
-                s00 = zero
-                s01 = zero
-                s02 = zero
-                s03 = zero
-                s10 = zero
-                s11 = zero
-                s12 = zero
-                s13 = zero
-                for j in range(n):
-                    a0 = x0[j]
-                    a1 = x1[j]
-                    s00 += a0 * y0[j]
-                    s01 += a0 * y1[j]
-                    s02 += a0 * y2[j]
-                    s03 += a0 * y3[j]
-                    s10 += a1 * y0[j]
-                    s11 += a1 * y1[j]
-                    s12 += a1 * y2[j]
-                    s13 += a1 * y3[j]
-                out[r, k] = s00 + bias[k]
-                out[r, k + 1] = s01 + bias[k + 1]
-                out[r, k + 2] = s02 + bias[k + 2]
-                out[r, k + 3] = s03 + bias[k + 3]
-                out[r + 1, k] = s10 + bias[k]
-                out[r + 1, k + 1] = s11 + bias[k + 1]
-                out[r + 1, k + 2] = s12 + bias[k + 2]
-                out[r + 1, k + 3] = s13 + bias[k + 3]
-                r += 2
-            if r < R:
-                x0 = A[r]
-                s00 = zero
-                s01 = zero
-                s02 = zero
-                s03 = zero
-                for j in range(n):
-                    a0 = x0[j]
-                    s00 += a0 * y0[j]
-                    s01 += a0 * y1[j]
-                    s02 += a0 * y2[j]
-                    s03 += a0 * y3[j]
-                out[r, k] = s00 + bias[k]
-                out[r, k + 1] = s01 + bias[k + 1]
-                out[r, k + 2] = s02 + bias[k + 2]
-                out[r, k + 3] = s03 + bias[k + 3]
-        else:
-            for kk in range(k, C):
-                y0 = B[kk]
-                for r in range(R):
-                    x0 = A[r]
-                    s00 = zero
-                    for j in range(n):
-                        s00 += x0[j] * y0[j]
-                    out[r, kk] = s00 + bias[kk]
+    while k + 4 <= C:
+        y0 = B[k]
+        y1 = B[k + 1]
+        y2 = B[k + 2]
+        y3 = B[k + 3]
+        r = 0
+        while r + 4 <= R:
+            x0 = A[r]
+            x1 = A[r + 1]
+            x2 = A[r + 2]
+            x3 = A[r + 3]
+            s00 = zero
+            s01 = zero
+            s02 = zero
+            s03 = zero
+            s10 = zero
+            s11 = zero
+            s12 = zero
+            s13 = zero
+            s20 = zero
+            s21 = zero
+            s22 = zero
+            s23 = zero
+            s30 = zero
+            s31 = zero
+            s32 = zero
+            s33 = zero
+            for j in range(n):
+                a0 = x0[j]
+                a1 = x1[j]
+                a2 = x2[j]
+                a3 = x3[j]
+                v0 = y0[j]
+                v1 = y1[j]
+                v2 = y2[j]
+                v3 = y3[j]
+                s00 += a0 * v0
+                s01 += a0 * v1
+                s02 += a0 * v2
+                s03 += a0 * v3
+                s10 += a1 * v0
+                s11 += a1 * v1
+                s12 += a1 * v2
+                s13 += a1 * v3
+                s20 += a2 * v0
+                s21 += a2 * v1
+                s22 += a2 * v2
+                s23 += a2 * v3
+                s30 += a3 * v0
+                s31 += a3 * v1
+                s32 += a3 * v2
+                s33 += a3 * v3
+            out[r, k] = s00 + bias[k]
+            out[r, k + 1] = s01 + bias[k + 1]
+            out[r, k + 2] = s02 + bias[k + 2]
+            out[r, k + 3] = s03 + bias[k + 3]
+            out[r + 1, k] = s10 + bias[k]
+            out[r + 1, k + 1] = s11 + bias[k + 1]
+            out[r + 1, k + 2] = s12 + bias[k + 2]
+            out[r + 1, k + 3] = s13 + bias[k + 3]
+            out[r + 2, k] = s20 + bias[k]
+            out[r + 2, k + 1] = s21 + bias[k + 1]
+            out[r + 2, k + 2] = s22 + bias[k + 2]
+            out[r + 2, k + 3] = s23 + bias[k + 3]
+            out[r + 3, k] = s30 + bias[k]
+            out[r + 3, k + 1] = s31 + bias[k + 1]
+            out[r + 3, k + 2] = s32 + bias[k + 2]
+            out[r + 3, k + 3] = s33 + bias[k + 3]
+            r += 4
+        while r < R:
+            x0 = A[r]
+            s00 = zero
+            s01 = zero
+            s02 = zero
+            s03 = zero
+            for j in range(n):
+                a0 = x0[j]
+                s00 += a0 * y0[j]
+                s01 += a0 * y1[j]
+                s02 += a0 * y2[j]
+                s03 += a0 * y3[j]
+            out[r, k] = s00 + bias[k]
+            out[r, k + 1] = s01 + bias[k + 1]
+            out[r, k + 2] = s02 + bias[k + 2]
+            out[r, k + 3] = s03 + bias[k + 3]
+            r += 1
         k += 4
+    while k < C:
+        y0 = B[k]
+        for r in range(R):
+            x0 = A[r]
+            s00 = zero
+            for j in range(n):
+                s00 += x0[j] * y0[j]
+            out[r, k] = s00 + bias[k]
+        k += 1
 
 
 @_jit
 def _matmul_nn(A, B, out, accumulate):
     """out (+)= A B with A (R x n), B (n x C): rows of out are combinations of rows of B.
 
-    Four rows of B (outer) into two rows of out (inner): B is read once."""
+    Four rows of B against four rows of out (16 products per element loaded and stored)."""
     R, n = A.shape
     C = B.shape[1]
     if not accumulate:
@@ -366,9 +400,11 @@ def _matmul_nn(A, B, out, accumulate):
         b2 = B[j + 2]
         b3 = B[j + 3]
         r = 0
-        while r + 2 <= R:
+        while r + 4 <= R:
             o0 = out[r]
             o1 = out[r + 1]
+            o2 = out[r + 2]
+            o3 = out[r + 3]
             a00 = A[r, j]
             a01 = A[r, j + 1]
             a02 = A[r, j + 2]
@@ -377,6 +413,14 @@ def _matmul_nn(A, B, out, accumulate):
             a11 = A[r + 1, j + 1]
             a12 = A[r + 1, j + 2]
             a13 = A[r + 1, j + 3]
+            a20 = A[r + 2, j]
+            a21 = A[r + 2, j + 1]
+            a22 = A[r + 2, j + 2]
+            a23 = A[r + 2, j + 3]
+            a30 = A[r + 3, j]
+            a31 = A[r + 3, j + 1]
+            a32 = A[r + 3, j + 2]
+            a33 = A[r + 3, j + 3]
             for k in range(C):
                 v0 = b0[k]
                 v1 = b1[k]
@@ -384,8 +428,10 @@ def _matmul_nn(A, B, out, accumulate):
                 v3 = b3[k]
                 o0[k] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
                 o1[k] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
-            r += 2
-        if r < R:
+                o2[k] += a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                o3[k] += a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+            r += 4
+        while r < R:
             o0 = out[r]
             a00 = A[r, j]
             a01 = A[r, j + 1]
@@ -393,6 +439,7 @@ def _matmul_nn(A, B, out, accumulate):
             a03 = A[r, j + 3]
             for k in range(C):
                 o0[k] += a00 * b0[k] + a01 * b1[k] + a02 * b2[k] + a03 * b3[k]
+            r += 1
         j += 4
     while j < n:
         b0 = B[j]
@@ -404,21 +451,26 @@ def _matmul_nn(A, B, out, accumulate):
         j += 1
 
 
-@_jit
 def _matmul_tn(A, B, out, accumulate):
+    """out (+)= A^T B with A (T x R), B (T x C): sum over the T rows of outer products
+    (a stub: numba compiles the dtype's version below)."""
+    raise NotImplementedError
+
+
+def _matmul_tn44(A, B, out, accumulate):
     """out (+)= A^T B with A (T x R), B (T x C): sum over the T rows of outer products.
 
-    Two rows of out at a time, four t at a time: each row of B loaded serves two rows."""
+    Four rows of out at a time, four t at a time: each row of B loaded serves four rows."""
     T, R = A.shape
     C = B.shape[1]
     if not accumulate:
         out[:] = 0
     r = 0
-    while r < R:
-        two = r + 1 < R
+    while r + 4 <= R:
         o0 = out[r]
-        o1 = out[r + 1] if two else out[r]
-        r1 = r + 1 if two else r
+        o1 = out[r + 1]
+        o2 = out[r + 2]
+        o3 = out[r + 3]
         t = 0
         while t + 4 <= T:
             b0 = B[t]
@@ -429,35 +481,157 @@ def _matmul_tn(A, B, out, accumulate):
             a01 = A[t + 1, r]
             a02 = A[t + 2, r]
             a03 = A[t + 3, r]
-            if two:
-                a10 = A[t, r1]
-                a11 = A[t + 1, r1]
-                a12 = A[t + 2, r1]
-                a13 = A[t + 3, r1]
-                for k in range(C):
-                    v0 = b0[k]
-                    v1 = b1[k]
-                    v2 = b2[k]
-                    v3 = b3[k]
-                    o0[k] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
-                    o1[k] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
-            else:
-                for k in range(C):
-                    o0[k] += a00 * b0[k] + a01 * b1[k] + a02 * b2[k] + a03 * b3[k]
+            a10 = A[t, r + 1]
+            a11 = A[t + 1, r + 1]
+            a12 = A[t + 2, r + 1]
+            a13 = A[t + 3, r + 1]
+            a20 = A[t, r + 2]
+            a21 = A[t + 1, r + 2]
+            a22 = A[t + 2, r + 2]
+            a23 = A[t + 3, r + 2]
+            a30 = A[t, r + 3]
+            a31 = A[t + 1, r + 3]
+            a32 = A[t + 2, r + 3]
+            a33 = A[t + 3, r + 3]
+            for kk in range(C):
+                v0 = b0[kk]
+                v1 = b1[kk]
+                v2 = b2[kk]
+                v3 = b3[kk]
+                o0[kk] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                o1[kk] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                o2[kk] += a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                o3[kk] += a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
             t += 4
         while t < T:
             b0 = B[t]
             a00 = A[t, r]
-            a10 = A[t, r1]
-            if two:
-                for k in range(C):
-                    o0[k] += a00 * b0[k]
-                    o1[k] += a10 * b0[k]
-            else:
-                for k in range(C):
-                    o0[k] += a00 * b0[k]
+            a10 = A[t, r + 1]
+            a20 = A[t, r + 2]
+            a30 = A[t, r + 3]
+            for kk in range(C):
+                v0 = b0[kk]
+                o0[kk] += a00 * v0
+                o1[kk] += a10 * v0
+                o2[kk] += a20 * v0
+                o3[kk] += a30 * v0
             t += 1
-        r += 2
+        r += 4
+    while r < R:
+        o0 = out[r]
+        for t in range(T):
+            b0 = B[t]
+            a00 = A[t, r]
+            for kk in range(C):
+                o0[kk] += a00 * b0[kk]
+        r += 1
+
+
+def _matmul_tn48(A, B, out, accumulate):
+    """_matmul_tn with eight t per pass over four rows of out (float32: fewer loads
+    and stores of out per product)."""
+    T, R = A.shape
+    C = B.shape[1]
+    if not accumulate:
+        out[:] = 0
+    r = 0
+    while r + 4 <= R:
+        o0 = out[r]
+        o1 = out[r + 1]
+        o2 = out[r + 2]
+        o3 = out[r + 3]
+        t = 0
+        while t + 8 <= T:
+            b0 = B[t]
+            b1 = B[t + 1]
+            b2 = B[t + 2]
+            b3 = B[t + 3]
+            b4 = B[t + 4]
+            b5 = B[t + 5]
+            b6 = B[t + 6]
+            b7 = B[t + 7]
+            a0 = A[t:t + 8, r]
+            a1 = A[t:t + 8, r + 1]
+            a2 = A[t:t + 8, r + 2]
+            a3 = A[t:t + 8, r + 3]
+            a00 = a0[0]
+            a01 = a0[1]
+            a02 = a0[2]
+            a03 = a0[3]
+            a04 = a0[4]
+            a05 = a0[5]
+            a06 = a0[6]
+            a07 = a0[7]
+            a10 = a1[0]
+            a11 = a1[1]
+            a12 = a1[2]
+            a13 = a1[3]
+            a14 = a1[4]
+            a15 = a1[5]
+            a16 = a1[6]
+            a17 = a1[7]
+            a20 = a2[0]
+            a21 = a2[1]
+            a22 = a2[2]
+            a23 = a2[3]
+            a24 = a2[4]
+            a25 = a2[5]
+            a26 = a2[6]
+            a27 = a2[7]
+            a30 = a3[0]
+            a31 = a3[1]
+            a32 = a3[2]
+            a33 = a3[3]
+            a34 = a3[4]
+            a35 = a3[5]
+            a36 = a3[6]
+            a37 = a3[7]
+            for kk in range(C):
+                v0 = b0[kk]
+                v1 = b1[kk]
+                v2 = b2[kk]
+                v3 = b3[kk]
+                v4 = b4[kk]
+                v5 = b5[kk]
+                v6 = b6[kk]
+                v7 = b7[kk]
+                o0[kk] += ((a00 * v0 + a01 * v1) + (a02 * v2 + a03 * v3)) + (
+                    (a04 * v4 + a05 * v5) + (a06 * v6 + a07 * v7))
+                o1[kk] += ((a10 * v0 + a11 * v1) + (a12 * v2 + a13 * v3)) + (
+                    (a14 * v4 + a15 * v5) + (a16 * v6 + a17 * v7))
+                o2[kk] += ((a20 * v0 + a21 * v1) + (a22 * v2 + a23 * v3)) + (
+                    (a24 * v4 + a25 * v5) + (a26 * v6 + a27 * v7))
+                o3[kk] += ((a30 * v0 + a31 * v1) + (a32 * v2 + a33 * v3)) + (
+                    (a34 * v4 + a35 * v5) + (a36 * v6 + a37 * v7))
+            t += 8
+        while t < T:
+            b0 = B[t]
+            a00 = A[t, r]
+            a10 = A[t, r + 1]
+            a20 = A[t, r + 2]
+            a30 = A[t, r + 3]
+            for kk in range(C):
+                v0 = b0[kk]
+                o0[kk] += a00 * v0
+                o1[kk] += a10 * v0
+                o2[kk] += a20 * v0
+                o3[kk] += a30 * v0
+            t += 1
+        r += 4
+    while r < R:
+        o0 = out[r]
+        for t in range(T):
+            b0 = B[t]
+            a00 = A[t, r]
+            for kk in range(C):
+                o0[kk] += a00 * b0[kk]
+        r += 1
+
+@overload(_matmul_tn, jit_options={"fastmath": _FASTMATH, "error_model": "numpy"})
+def _matmul_tn_typed(A, B, out, accumulate):
+    if out.dtype == types.float32:
+        return _matmul_tn48
+    return _matmul_tn44
 
 
 @_jit
@@ -489,7 +663,9 @@ def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, 
             accumulate, one):
     """Forward and backward through inputs xs[sx:sx+L] and targets ys[sy:sy+L], from h.
 
-    Scratch: H (>= L+1, m), P and G (>= L, K), DH and DA (>= L, m), dh (2, m).
+    Scratch: H (>= L+1, m), P and G (>= L, K), DH and DA (>= L, m
+    DA may be DH itself,
+    da_t overwriting dL/dh_t), dh (2, m).
     Gradients go into gb, gc, gW, gV (overwritten, or added to when `accumulate`) and into
     the rows x_t of gUT (K, m), which hold dL/dU transposed (always added to). h becomes
     h_L. Returns the window's loss (float64)."""
@@ -531,6 +707,27 @@ def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, 
         if t > 0:                                     # dh_next = W^T da_t
             dh_next[:] = 0
             i = 0
+            while i + 8 <= m:                       # eight rows per pass over dh_next
+                d0 = da[i]
+                d1 = da[i + 1]
+                d2 = da[i + 2]
+                d3 = da[i + 3]
+                d4 = da[i + 4]
+                d5 = da[i + 5]
+                d6 = da[i + 6]
+                d7 = da[i + 7]
+                w0 = W[i]
+                w1 = W[i + 1]
+                w2 = W[i + 2]
+                w3 = W[i + 3]
+                w4 = W[i + 4]
+                w5 = W[i + 5]
+                w6 = W[i + 6]
+                w7 = W[i + 7]
+                for j in range(m):
+                    dh_next[j] += ((d0 * w0[j] + d1 * w1[j]) + (d2 * w2[j] + d3 * w3[j])) + (
+                        (d4 * w4[j] + d5 * w5[j]) + (d6 * w6[j] + d7 * w7[j]))
+                i += 8
             while i + 4 <= m:
                 d0 = da[i]
                 d1 = da[i + 1]
@@ -577,6 +774,42 @@ def _clip(g, clip):
     return g
 
 
+def _adagrad(theta, grad, s1, eta, eps, clip, n):
+    """AdaGrad on theta[:n] (a stub: numba compiles the dtype's version below)."""
+    raise NotImplementedError
+
+
+def _adagrad32(theta, grad, s1, eta, eps, clip, n):
+    for i in range(n):
+        g = _clip(grad[i], clip)
+        s1[i] += g * g
+        theta[i] -= eta * g / np.sqrt(s1[i] + eps)
+
+
+def _adagrad64(theta, grad, s1, eta, eps, clip, n):
+    # 1 / sqrt(s + eps) from float32's square root and division (half the width, far
+    # cheaper than float64's), then two Newton steps y (3 - x y^2) / 2, each squaring the
+    # relative error: ~1e-7 -> ~1e-14 -> rounding level, within a few ulps of numpy's
+    # eta g / sqrt(s + eps).
+    for i in range(n):
+        g = _clip(grad[i], clip)
+        x = s1[i] + g * g
+        s1[i] = x
+        x = x + eps
+        y = np.float64(np.float32(1.0) / np.sqrt(np.float32(x)))
+        hx = 0.5 * x
+        y = y * (1.5 - hx * y * y)
+        y = y * (1.5 - hx * y * y)
+        theta[i] -= eta * g * y
+
+
+@overload(_adagrad, jit_options={"fastmath": _FASTMATH, "error_model": "numpy"})
+def _adagrad_typed(theta, grad, s1, eta, eps, clip, n):
+    if theta.dtype == types.float32:
+        return _adagrad32
+    return _adagrad64
+
+
 @_jit
 def _update_dense(theta, grad, s1, s2, opt, consts, bc1, bc2):
     """One update of the flat array theta with gradient grad (clipped here) and state s1, s2."""
@@ -585,10 +818,7 @@ def _update_dense(theta, grad, s1, s2, opt, consts, bc1, bc2):
     clip = consts[_C_CLIP]
     n = theta.size
     if opt == 0:
-        for i in range(n):
-            g = _clip(grad[i], clip)
-            s1[i] += g * g
-            theta[i] -= eta * g / np.sqrt(s1[i] + eps)
+        _adagrad(theta, grad, s1, eta, eps, clip, n)
     elif opt == 1:
         gamma = consts[_C_GAMMA]
         one_m = consts[_C_1MGAMMA]
@@ -654,11 +884,7 @@ def _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
             for i in range(m):
                 su[i] = sU[i, x]
                 uu[i] = U[i, x]
-            row = gUT[x]
-            for i in range(m):                        # vectorised sqrt and division
-                g = _clip(row[i], clip)
-                su[i] += g * g
-                uu[i] -= eta * g / np.sqrt(su[i] + eps)
+            _adagrad(uu, gUT[x], su, eta, eps, clip, m)   # contiguous, so it vectorises
             for i in range(m):
                 sU[i, x] = su[i]
                 U[i, x] = uu[i]
@@ -684,7 +910,6 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
     H = np.empty((Lmax + 1, m), U.dtype)
     P = np.empty((Lmax, K), U.dtype)
     DH = np.empty((Lmax, m), U.dtype)
-    DA = np.empty((Lmax, m), U.dtype)
     dh = np.empty((2, m), U.dtype)
     gb = np.zeros(m, U.dtype)
     gc = np.zeros(K, U.dtype)
@@ -708,7 +933,7 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
             if resets[u, lane]:
                 hl[:] = 0
             s = starts[u, lane]
-            loss_sum += _window(U, W, V, b, c, data, s, data, s + 1, L, hl, H, P, DH, DA, dh,
+            loss_sum += _window(U, W, V, b, c, data, s, data, s + 1, L, hl, H, P, DH, DH, dh,
                                 gb, gc, gUT, gW, gV, active > 0, one)
             for t in range(L):
                 x = data[s + t]
@@ -737,12 +962,15 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
 # --------------------------------------------------------------------------------------
 
 @_jit
-def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, dh, Ls,
+def _group_update(UT, W, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, dh, Ls,
                   gb, gc, gUT, gW, gV, one):
     """Forward and backward of lanes lo..lo+n-1 (those >= B are padding) for one update.
 
-    H (>= L+1, n, m), O (>= L, n, K), DH and DA (>= L, n, m), dh (n, m), Ls (n,) scratch.
-    Slot r holds lane lo + r; positions t >= its length carry h and have zero gradient.
+    H (>= L+1, n, m), O (>= L, n, K), DH and DA (>= L, n, m
+    DA may be DH), dh (n, m), Ls (n,)
+    scratch.
+    Slot r holds lane lo + r
+    positions t >= its length carry h and have zero gradient.
     Overwrites gb, gc, gW, gV; adds into the rows x_t of gUT. Returns the summed loss."""
     B = h.shape[0]
     m = W.shape[0]
@@ -772,13 +1000,13 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
     for t in range(Lg):
         Ht = H[t]
         Hn = H[t + 1]
-        _matmul_nn(Ht, WT, Hn, False)
+        _matmul_nt(Ht, W, b, Hn)                      # H[t] W^T + b: W's rows as they are
         for r in range(n):
             hr = Hn[r]
             if t < Ls[r]:
                 ur = UT[data[st[lo + r] + t]]
                 for i in range(m):
-                    hr[i] = hr[i] + ur[i] + b[i]
+                    hr[i] = hr[i] + ur[i]
                 _vtanh(hr, m)
             else:
                 hr[:] = Ht[r]
@@ -862,7 +1090,6 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     Hb = np.empty((G, Lmax + 1, n, m), dt)
     Ob = np.empty((G, Lmax, n, K), dt)
     DHb = np.empty((G, Lmax, n, m), dt)
-    DAb = np.empty((G, Lmax, n, m), dt)
     dhb = np.empty((G, n, m), dt)
     Lsb = np.zeros((G, n), np.int64)
     gbs = np.zeros((G, m), dt)
@@ -871,7 +1098,6 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     gVs = np.zeros((G, K, m), dt)
     gUTs = np.zeros((G, K, m), dt)
     gl = np.zeros(G)
-    WT = np.empty((m, m), dt)
     UT = np.empty((K, m), dt)
     gb = np.zeros(m, dt)
     gc = np.zeros(K, dt)
@@ -886,16 +1112,14 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     one = consts[_C_ONE]
     for u in range(first, last):
         for i in range(m):
-            for j in range(m):
-                WT[j, i] = W[i, j]
             for k in range(K):
                 UT[k, i] = U[i, k]
         st = starts[u]
         ln = lengths[u]
         rs = resets[u]
         for g in prange(G):
-            gl[g] = _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, g * n, n,
-                                  Hb[g], Ob[g], DHb[g], DAb[g], dhb[g], Lsb[g],
+            gl[g] = _group_update(UT, W, V, b, c, data, st, ln, rs, h, g * n, n,
+                                  Hb[g], Ob[g], DHb[g], DHb[g], dhb[g], Lsb[g],
                                   gbs[g], gcs[g], gUTs[g], gWs[g], gVs[g], one)
         active = 0
         nseen = 0
@@ -956,9 +1180,8 @@ def _lossgrad(U, W, V, b, c, inputs, targets, h, gb, gc, gUT, gW, gV, one):
     H = np.empty((L + 1, m), U.dtype)
     P = np.empty((max(L, 1), K), U.dtype)
     DH = np.empty((max(L, 1), m), U.dtype)
-    DA = np.empty((max(L, 1), m), U.dtype)
     dh = np.empty((2, m), U.dtype)
-    return _window(U, W, V, b, c, inputs, 0, targets, 0, L, h, H, P, DH, DA, dh,
+    return _window(U, W, V, b, c, inputs, 0, targets, 0, L, h, H, P, DH, DH, dh,
                    gb, gc, gUT, gW, gV, False, one)
 
 
