@@ -17,6 +17,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -135,7 +137,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=0.6,
                         help="about how long one timed repeat runs")
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
+    parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.torch_only:
+        corpus = load_corpus()
+        print(json.dumps([{"m": m, "B": B, "chars_per_s": timed(torch_runner(corpus, B, m),
+                                                                args.seconds, args.repeats)}
+                          for m in HIDDEN for B in BATCHES]))
+        return 0
     try:
         import torch
         torch_version = torch.__version__
@@ -146,19 +155,27 @@ def main(argv=None) -> int:
             f"PyTorch {torch_version or 'not installed'}; float32, seq_length {TAU}, "
             f"AdaGrad, K = {len(corpus.vocab)}")
     print(head)
+    configs = [(m, B) for m in HIDDEN for B in BATCHES]
+    ours = {(m, B): timed(charnn_runner(corpus, B, m), args.seconds, args.repeats)
+            for m, B in configs}
+    theirs = {}
+    if torch_version:
+        # PyTorch runs in a child process of its own, after charnn, so that its thread pool and
+        # numba's never spin against each other on the two cores.
+        child = subprocess.run([sys.executable, __file__, "--torch-only", "--repeats",
+                                str(args.repeats), "--seconds", str(args.seconds)],
+                               capture_output=True, text=True, check=True)
+        theirs = {(r["m"], r["B"]): r["chars_per_s"]
+                  for r in json.loads(child.stdout.strip().splitlines()[-1])}
     print(f"{'m':>5} {'B':>5} {'charnn chars/s':>16} {'PyTorch chars/s':>16} {'ratio':>7}")
     rows = []
-    for m in HIDDEN:
-        for B in BATCHES:
-            ours = timed(charnn_runner(corpus, B, m), args.seconds, args.repeats)
-            theirs = (timed(torch_runner(corpus, B, m), args.seconds, args.repeats)
-                      if torch_version else None)
-            ratio = ours / theirs if theirs else None
-            rows.append({"m": m, "B": B, "charnn_chars_per_s": ours,
-                         "pytorch_chars_per_s": theirs, "ratio": ratio})
-            print(f"{m:>5} {B:>5} {ours:>16,.0f} "
-                  f"{(f'{theirs:,.0f}' if theirs else '-'):>16} "
-                  f"{(f'{ratio:.2f}' if ratio else '-'):>7}", flush=True)
+    for m, B in configs:
+        mine, other = ours[(m, B)], theirs.get((m, B))
+        ratio = mine / other if other else None
+        rows.append({"m": m, "B": B, "charnn_chars_per_s": mine,
+                     "pytorch_chars_per_s": other, "ratio": ratio})
+        print(f"{m:>5} {B:>5} {mine:>16,.0f} {(f'{other:,.0f}' if other else '-'):>16} "
+              f"{(f'{ratio:.2f}' if ratio else '-'):>7}", flush=True)
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine(), "numba": numba.__version__,
