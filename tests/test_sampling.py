@@ -87,3 +87,24 @@ def test_impossible_sampling_options_are_refused(bad):
     from charnn.errors import CharnnError
     with pytest.raises(CharnnError):
         SamplingOptions(**bad).validate()
+
+
+def test_sampling_from_a_checkpoint_starts_where_training_left_h(tiny_text_file, tmp_path):
+    from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus
+    from charnn.sampling import carried_state
+    corpus = load_corpus(tiny_text_file)
+    common = dict(hidden=8, backend="numpy", updates=60, sample_every=60, log_every=20, seed=3)
+    Trainer(corpus, TrainConfig(**common), tmp_path / "walk").run()
+    Trainer(corpus, TrainConfig(order="shuffled", chunk_length=100, **common),
+            tmp_path / "chunks").run()
+    walk = load_checkpoint(tmp_path / "walk")
+    np.testing.assert_array_equal(carried_state(walk), walk.h[0])     # the pointer walk
+    assert carried_state(load_checkpoint(tmp_path / "chunks")) is None  # trained from h = 0
+    # a prime runs from the given state
+    h0 = carried_state(walk)
+    from_carried = generate(walk.params, corpus.vocab, 50, np.random.default_rng(1), steps,
+                            prime="All:", h=h0)
+    by_hand = generate(walk.params, corpus.vocab, 50, np.random.default_rng(1), steps,
+                       h=steps.advance(walk.params, h0, corpus.vocab.encode("All")),
+                       x=corpus.vocab.index[":"])
+    assert from_carried == by_hand

@@ -244,7 +244,7 @@ def cmd_sample(args) -> int:
     from .backends import get_backend
     from .checkpoint import load_checkpoint
     from .corpus import END_OF_RECORD, Vocabulary, read_text
-    from .sampling import generate
+    from .sampling import carried_state, generate
     options = _sampling_options(args)
     if args.count < 1:
         raise CharnnError(f"--count is {args.count}; give at least 1")
@@ -264,13 +264,14 @@ def cmd_sample(args) -> int:
     backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True),
                           ckpt.params.dtype.name)
     rng = np.random.default_rng(args.seed)
+    h0 = None if args.zero_state else carried_state(ckpt)
     out = sys.stdout
     for i in range(args.count):
         if i:
             out.write("\n" if records else "\n\n")
         out.write(prime)
         out.flush()
-        generate(ckpt.params, vocab, length, rng, backend, options, prime=prime,
+        generate(ckpt.params, vocab, length, rng, backend, options, prime=prime, h=h0,
                  stop_at=args.stop_at, on_text=lambda text: (out.write(text), out.flush()))
     out.write("\n")
     return 0
@@ -370,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prime-file", default=None, help="a file whose text the sample starts from")
     g.add_argument("--stop-at", default=None, help="stop after this string appears")
     g.add_argument("--count", type=_whole_number, default=1, help="number of samples (default 1)")
+    g.add_argument("--zero-state", action="store_true",
+                   help="start from h = 0 (default: the state training carried, for models "
+                        "trained in sequential order; records and shuffled chunks start at 0)")
     g.add_argument("--max-length", type=_whole_number, default=None,
                    help="record models: the longest record to generate (default -n)")
     g = p.add_argument_group("how to draw")

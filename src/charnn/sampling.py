@@ -40,10 +40,13 @@ class SamplingOptions:
         return self
 
 
-def start_state(params: Params, vocab: Vocabulary, prime: str, backend):
+def start_state(params: Params, vocab: Vocabulary, prime: str, backend,
+                h0: np.ndarray | None = None):
     """(h, x): the hidden state after the prime text but its last character, and that
-    character; without a prime, zeros and a newline (or, in record models, the record start)."""
-    h = np.zeros(params.hidden_size, params.dtype)
+    character. The prime runs from h0 (zeros when None); without a prime, h0 and a newline
+    (or, in record models, the record start)."""
+    h = np.zeros(params.hidden_size, params.dtype) if h0 is None else \
+        np.array(h0, dtype=params.dtype).reshape(params.hidden_size)
     if prime:
         indices = vocab.encode(prime)
         if len(indices) > 1:
@@ -55,16 +58,32 @@ def start_state(params: Params, vocab: Vocabulary, prime: str, backend):
     return h, 0
 
 
+def carried_state(ckpt) -> np.ndarray | None:
+    """Where sampling from a checkpoint starts: the hidden state training carried (its first
+    lane) for models trained by the pointer walk, zeros (None) for models whose training
+    reset h at every chunk or record.
+
+    A pointer-walk model sees h = 0 only at the first update of each epoch, so zeros are
+    out of its experience: a model trained for less than an epoch can fall from h = 0 into a
+    state it never leaves (a run of one rare character), while from its carried state it
+    writes text like the samples of its training.
+    """
+    config = ckpt.meta.get("config", {})
+    if ckpt.h is None or config.get("records") or config.get("order", "sequential") != "sequential":
+        return None
+    return np.asarray(ckpt.h).reshape(-1, ckpt.params.hidden_size)[0]
+
+
 def generate(params: Params, vocab: Vocabulary, length: int, rng: np.random.Generator,
              backend, options: SamplingOptions = SamplingOptions(), prime: str = "",
              h: np.ndarray | None = None, x: int | None = None, stop_at: str | None = None,
              on_text: Callable[[str], None] | None = None) -> str:
     """Up to `length` new characters (the prime is not repeated). Stops early after
     `stop_at` appears in the new text (it is kept) or at the end of a record (not kept).
-    h and x, when given, replace the state the prime would set. on_text receives the text
-    as it is drawn."""
-    if h is None or x is None:
-        h, x = start_state(params, vocab, prime, backend)
+    The prime runs from h (zeros when None); with both h and x given and no prime, drawing
+    starts right there. on_text receives the text as it is drawn."""
+    if prime or h is None or x is None:
+        h, x = start_state(params, vocab, prime, backend, h)
     else:
         h = np.array(h, dtype=params.dtype)
     stop_index = vocab.index.get(END_OF_RECORD, -1)
