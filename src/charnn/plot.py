@@ -42,7 +42,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if per_epoch:
         for epoch in range(2, last // per_epoch + 2):
             start = (epoch - 1) * per_epoch
-            if start > last:
+            if start >= last:             # a run that ends on a boundary starts no new epoch
                 break
             ax.axvline(start, color="gray", ls="--", lw=0.8)
             ax.text(start, 0.02, f" epoch {epoch}", transform=ax.get_xaxis_transform(),
