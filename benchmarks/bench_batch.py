@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,22 +29,13 @@ from charnn.corpus import load_corpus
 from charnn.data import build_dataset, epoch_schedule
 from charnn.model import Params
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
 TAU, ETA, CLIP = 25, 0.1, 5.0
 BATCHES = (1, 8, 32, 128)
 HIDDEN = (100, 256)
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_batch.json"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
 
 
 def timed(run, seconds: float, repeats: int) -> float:

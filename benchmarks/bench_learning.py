@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 from charnn import TrainConfig, Trainer, load_corpus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 from charnn.train import Progress
 
 CONFIGS = {
@@ -30,16 +33,6 @@ CONFIGS = {
     "B=32, m=512, float32, adam": dict(batch_size=32, hidden=512, dtype="float32",
                                        optimizer="adam", eta=0.001, seq_length=50),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def train_for(corpus, name, overrides, seconds, val_frac, seed):
@@ -82,8 +75,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     corpus = load_corpus(args.text)
-    print(f"machine: {cpu_name()}, {__import__('os').cpu_count()} cores; python "
-          f"{platform.python_version()}")
+    print(f"machine: {machine()}; python {platform.python_version()}")
     print(f"text: {corpus.name}, {len(corpus.text):,} characters, K={len(corpus.vocab)}; "
           f"held out: the last {args.val_frac:.0%}; budget {args.seconds:g} s per configuration "
           "(the first update's compile excluded)")
@@ -103,7 +95,7 @@ def main(argv=None) -> int:
         print(f"{r['config']:<40} {r['updates']:>10,} {rate:>10,.0f} {bpc:>13}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": cpu_name(), "text": corpus.name,
+    out.write_text(json.dumps({"machine": machine(), "text": corpus.name,
                                "seconds": args.seconds, "results": results}, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0

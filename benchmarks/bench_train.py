@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,23 +24,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import textbook_numpy  # noqa: E402
+from machine import machine  # noqa: E402
 from charnn import corpus as corpus_module  # noqa: E402
 from charnn import kernels, optim, steps  # noqa: E402
 from charnn.model import Params  # noqa: E402
 
 M, TAU, ETA, CLIP = 100, 25, 0.1, 5.0
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
 
 
 def schedule(n_updates: int, n_data: int):

@@ -106,7 +106,7 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
 
     Returns (loss, grads, h_last): grads holds dL/db, dL/dc, dL/dU, dL/dW, dL/dV.
     """
-    U, W, V = params.U, params.W, params.V
+    W, V = params.W, params.V
     tau = len(inputs)
     H, P = forward(params, inputs, h_prev)
     loss = -np.log(P[np.arange(tau), targets]).sum()

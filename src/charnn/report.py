@@ -625,7 +625,7 @@ def _texts(d: ReportData) -> dict[str, str]:
                  "mark where each epoch starts, and the right axis gives bits per character."
                  + (" The held-out loss, multiplied by the sequence length so that it is in "
                     "the same units, is drawn as well." if c.val_frac > 0 else "")
-                 + (f" This run is shorter than the two epochs the assignment asks for."
+                 + (" This run is shorter than the two epochs the assignment asks for."
                     if epochs_done < 2 else "")),
         "loss_caption": f"Figure 2: smooth loss over {epochs_done:.2f} epochs.",
         "samples": (f"{c.sample_length} characters drawn from the model before the first "
