@@ -66,7 +66,8 @@ def test_resume_from_the_command_line_continues_the_run(tiny_text_file, tmp_path
     assert load_checkpoint(run).meta["state"]["iteration"] == 150
 
 
-def test_sigint_saves_a_checkpoint_before_exiting(tiny_text_file, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_saves_a_checkpoint_before_exiting(tiny_text_file, tmp_path, signum):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "charnn.cli", "train", str(tiny_text_file),
                              "--updates", "10000000", "--out", str(run), "--no-progress", *FAST],
@@ -76,7 +77,7 @@ def test_sigint_saves_a_checkpoint_before_exiting(tiny_text_file, tmp_path):
         time.sleep(0.1)
     while time.time() < deadline and (run / "log.csv").read_text().count("\n") < 5:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err
