@@ -107,9 +107,14 @@ def _add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> N
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _unescape(text: str) -> str:
+    """Let a shell user write a newline or a tab as \\n or \\t."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
 def _config_from_args(args):
     from .config import TrainConfig
-    separator = args.record_separator.replace("\\n", "\n").replace("\\t", "\t")
+    separator = _unescape(args.record_separator)
     values = dict(hidden=args.hidden, sigma=args.sigma, dtype=args.dtype,
                   optimizer=args.optimizer, eta=args.eta, clip=args.clip,
                   seq_length=args.seq_length, batch_size=args.batch_size,
@@ -272,7 +277,8 @@ def cmd_sample(args) -> int:
         out.write(prime)
         out.flush()
         generate(ckpt.params, vocab, length, rng, backend, options, prime=prime, h=h0,
-                 stop_at=args.stop_at, on_text=lambda text: (out.write(text), out.flush()))
+                 stop_at=_unescape(args.stop_at) if args.stop_at else None,
+                 on_text=lambda text: (out.write(text), out.flush()))
     out.write("\n")
     return 0
 
@@ -369,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-n", type=_whole_number, default=1000, help="characters (default 1000)")
     g.add_argument("--prime", default="", help="text the sample starts from")
     g.add_argument("--prime-file", default=None, help="a file whose text the sample starts from")
-    g.add_argument("--stop-at", default=None, help="stop after this string appears")
+    g.add_argument("--stop-at", default=None,
+                   help="stop after this string appears (\\n and \\t are understood)")
     g.add_argument("--count", type=_whole_number, default=1, help="number of samples (default 1)")
     g.add_argument("--zero-state", action="store_true",
                    help="start from h = 0 (default: the state training carried, for models "
