@@ -198,3 +198,9 @@ def test_record_corpus_trains_and_samples_whole_records(tmp_path, capsys, batch)
     lines = capsys.readouterr().out.split("\n")
     assert len(lines) == 6 and lines[-1] == ""            # five records, one per line
     assert all(0 < len(line) <= 30 and "\x1e" not in line for line in lines[:5])
+
+
+def test_resuming_a_finished_run_asks_for_a_longer_one(trained_run):
+    before = (trained_run / "samples.txt").read_text()
+    assert_clean_error(charnn("train", "--resume", trained_run), "--updates")
+    assert (trained_run / "samples.txt").read_text() == before

@@ -196,6 +196,9 @@ def cmd_train(args) -> int:
                                  records=saved.records, record_separator=saved.record_separator)
         trainer = resume_trainer(args.resume, corpus, updates=args.updates, epochs=args.epochs,
                                  on_event=view, announce=announce)
+        if trainer.state.iteration >= trainer.total_updates:
+            raise CharnnError(f"{args.resume} has already run {trainer.state.iteration:,} "
+                              f"updates; give --updates or --epochs beyond that to train on")
     else:
         config = _config_from_args(args)
         corpus = _load_training_corpus(args, config)

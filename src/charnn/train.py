@@ -216,7 +216,7 @@ class Trainer:
                 self._evaluate()
             self._sample()
         started = time.perf_counter()
-        elapsed_before = s.elapsed
+        elapsed_before, first_iteration = s.elapsed, s.iteration
         window_start, window_updates, window_chars = started, 0, 0
         while s.iteration < total and not self.stop_requested:
             if s.position >= len(self.schedule):
@@ -260,7 +260,7 @@ class Trainer:
                 self._sample()
             if it % c.checkpoint_every == 0 and it < total:
                 self._save()
-        if s.iteration == total and total % c.sample_every:
+        if s.iteration == total and total % c.sample_every and s.iteration > first_iteration:
             self._sample()                               # the final model's text
         self._save()
         self._plot()
