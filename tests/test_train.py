@@ -112,37 +112,30 @@ def test_checkpoint_round_trip(tmp_path, rng):
     assert back.meta["x"] == [1, 2.5] and back.meta["vocab"] == "abcdefghi"
 
 
-def test_a_failed_save_leaves_the_last_good_checkpoint(tmp_path, rng, monkeypatch):
+def _disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("failure,raised,message", [
+    (_disk_full, CharnnError, "cannot save checkpoint"),
+    (_interrupted, KeyboardInterrupt, None),
+])
+def test_a_failed_or_interrupted_save_leaves_the_last_good_checkpoint(tmp_path, rng, monkeypatch,
+                                                                      failure, raised, message):
     from charnn.model import Params
     good = Checkpoint(params=Params.initial(4, 5, 0.01, rng), meta={"config": {}, "vocab": "abcde"})
     path = tmp_path / "latest.npz"
     save_checkpoint(path, good)
     before = path.read_bytes()
-
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(np, "savez", disk_full)
-    with pytest.raises(CharnnError, match="cannot save checkpoint"):
+    monkeypatch.setattr(np, "savez", failure)
+    with pytest.raises(raised, match=message):
         save_checkpoint(path, Checkpoint(params=Params.initial(4, 5, 1.0, rng), meta=good.meta))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["latest.npz"]     # no temporary left
-
-
-def test_an_interrupted_save_leaves_the_last_good_checkpoint(tmp_path, rng, monkeypatch):
-    from charnn.model import Params
-    good = Checkpoint(params=Params.initial(4, 5, 0.01, rng), meta={"config": {}, "vocab": "abcde"})
-    path = tmp_path / "latest.npz"
-    save_checkpoint(path, good)
-    before = path.read_bytes()
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, good)
-    assert path.read_bytes() == before
 
 
 def test_sample_events_are_headed_as_in_the_report(tiny_text_file, tmp_path):

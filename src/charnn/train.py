@@ -108,7 +108,7 @@ class TrainState:
     def snapshot(self) -> "TrainState":
         return TrainState(params=self.params.copy(),
                           opt_state={k: a.copy() for k, a in self.opt_state.items()},
-                          h=self.h.copy(), sample_rng=np.random.default_rng(),
+                          h=self.h.copy(), sample_rng=self.sample_rng,   # shared: see _save
                           **{k: getattr(self, k) for k in _COUNTERS})
 
 
