@@ -1074,6 +1074,79 @@ def _group_update(UT, W, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, dh, 
     return loss
 
 
+@_jit
+def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts,
+                        betas, t_opt, data, st, ln, gl, gbs, gcs, gUTs, gWs, gVs,
+                        gb, gc, gUT, gW, gV, gU, cols, scratch, mark, seen):
+    """Sum the groups' gradients and losses, apply update t_opt, and return the loss per lane.
+
+    A plain (serial) function: in _train_batch, which is compiled for parallel loops, numba
+    may turn array expressions into parallel loops of their own."""
+    m = W.shape[0]
+    K = V.shape[0]
+    B = ln.shape[0]
+    G = gl.shape[0]
+    active = 0
+    nseen = 0
+    loss_sum = 0.0
+    for g in range(G):
+        loss_sum += gl[g]
+    for lane in range(B):                             # the characters whose U columns move
+        L = ln[lane]
+        if L == 0:
+            continue
+        active += 1
+        s = st[lane]
+        for t in range(L):
+            x = data[s + t]
+            if mark[x] == 0:
+                mark[x] = 1
+                seen[nseen] = x
+                nseen += 1
+    if active == 0:                                   # nothing to learn from: zero gradient
+        gb[:] = 0
+        gc[:] = 0
+        gW[:] = 0
+        gV[:] = 0
+    else:
+        gb[:] = gbs[0]
+        gc[:] = gcs[0]
+        gW[:] = gWs[0]
+        gV[:] = gVs[0]
+        for g in range(1, G):
+            gb += gbs[g]
+            gc += gcs[g]
+            gWg = gWs[g]
+            for i in range(m):
+                gW[i] += gWg[i]
+            gVg = gVs[g]
+            for k in range(K):
+                gV[k] += gVg[k]
+    for q in range(nseen):
+        x = seen[q]
+        row = gUT[x]
+        for g in range(G):
+            rg = gUTs[g, x]
+            for i in range(m):
+                row[i] += rg[i]
+            rg[:] = 0
+    _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
+                  gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts,
+                  betas, scratch, t_opt)
+    for q in range(nseen):
+        gUT[seen[q]] = 0
+        mark[seen[q]] = 0
+    return loss_sum / active
+
+
+@_jit
+def _aligned_zeros(n, dt):
+    """n zeros of dtype dt starting on a 64-byte boundary (one cache line, one AVX-512 vector)."""
+    buf = np.zeros(n + 64, dt)
+    skip = ((64 - buf.ctypes.data % 64) % 64) // buf.itemsize
+    return buf[skip:skip + n]
+
+
 @_jit(parallel=True)
 def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
                  opt_step, h, data, starts, lengths, resets, first, last, losses, G):
@@ -1087,18 +1160,24 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     for u in range(first, last):
         for lane in range(B):
             Lmax = max(Lmax, lengths[u, lane])
-    Hb = np.empty((G, Lmax + 1, n, m), dt)
-    Ob = np.empty((G, Lmax, n, K), dt)
-    DHb = np.empty((G, Lmax, n, m), dt)
-    dhb = np.empty((G, n, m), dt)
+    # The products read and write whole rows; on cache-line boundaries no vector load
+    # straddles two lines (numpy and numba only promise 16 or 32 bytes).
+    Hb = _aligned_zeros(G * (Lmax + 1) * n * m, dt).reshape((G, Lmax + 1, n, m))
+    Ob = _aligned_zeros(G * Lmax * n * K, dt).reshape((G, Lmax, n, K))
+    DHb = _aligned_zeros(G * Lmax * n * m, dt).reshape((G, Lmax, n, m))
+    dhb = _aligned_zeros(G * n * m, dt).reshape((G, n, m))
     Lsb = np.zeros((G, n), np.int64)
     gbs = np.zeros((G, m), dt)
     gcs = np.zeros((G, K), dt)
-    gWs = np.zeros((G, m, m), dt)
-    gVs = np.zeros((G, K, m), dt)
-    gUTs = np.zeros((G, K, m), dt)
+    gWs = _aligned_zeros(G * m * m, dt).reshape((G, m, m))
+    gVs = _aligned_zeros(G * K * m, dt).reshape((G, K, m))
+    gUTs = _aligned_zeros(G * K * m, dt).reshape((G, K, m))
     gl = np.zeros(G)
-    UT = np.empty((K, m), dt)
+    UT = _aligned_zeros(K * m, dt).reshape((K, m))
+    Wa = _aligned_zeros(m * m, dt).reshape((m, m))      # aligned working copies of W and V,
+    Va = _aligned_zeros(K * m, dt).reshape((K, m))      # copied back at the end
+    Wa[:] = W
+    Va[:] = V
     gb = np.zeros(m, dt)
     gc = np.zeros(K, dt)
     gW = np.zeros((m, m), dt)
@@ -1118,59 +1197,15 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
         ln = lengths[u]
         rs = resets[u]
         for g in prange(G):
-            gl[g] = _group_update(UT, W, V, b, c, data, st, ln, rs, h, g * n, n,
+            gl[g] = _group_update(UT, Wa, Va, b, c, data, st, ln, rs, h, g * n, n,
                                   Hb[g], Ob[g], DHb[g], DHb[g], dhb[g], Lsb[g],
                                   gbs[g], gcs[g], gUTs[g], gWs[g], gVs[g], one)
-        active = 0
-        nseen = 0
-        loss_sum = 0.0
-        for g in range(G):
-            loss_sum += gl[g]
-        for lane in range(B):
-            L = ln[lane]
-            if L == 0:
-                continue
-            active += 1
-            s = st[lane]
-            for t in range(L):
-                x = data[s + t]
-                if mark[x] == 0:
-                    mark[x] = 1
-                    seen[nseen] = x
-                    nseen += 1
-        gb[:] = gbs[0]
-        gc[:] = gcs[0]
-        gW[:] = gWs[0]
-        gV[:] = gVs[0]
-        for g in range(1, G):
-            gb += gbs[g]
-            gc += gcs[g]
-            gWg = gWs[g]
-            for i in range(m):
-                gW[i] += gWg[i]
-            gVg = gVs[g]
-            for k in range(K):
-                gV[k] += gVg[k]
-        for q in range(nseen):
-            x = seen[q]
-            row = gUT[x]
-            for g in range(G):
-                rg = gUTs[g, x]
-                for i in range(m):
-                    row[i] += rg[i]
-                rg[:] = 0
-        if active == 0:                               # nothing to learn from: zero gradient
-            gb[:] = 0
-            gc[:] = 0
-            gW[:] = 0
-            gV[:] = 0
-        _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
-                      gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts,
-                      betas, scratch, opt_step + (u - first) + 1)
-        losses[u - first] = loss_sum / active
-        for q in range(nseen):
-            gUT[seen[q]] = 0
-            mark[seen[q]] = 0
+        losses[u - first] = _combine_and_update(
+            U, Wa, Va, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
+            opt_step + (u - first) + 1, data, st, ln, gl, gbs, gcs, gUTs, gWs, gVs,
+            gb, gc, gUT, gW, gV, gU, cols, scratch, mark, seen)
+    W[:] = Wa
+    V[:] = Va
 
 
 @_jit
