@@ -4,10 +4,14 @@ bundled corpus), beside PyTorch on the CPU with the same model and batch when to
 importable (nn.RNN(tanh) + nn.Linear + Adagrad, cross-entropy summed over time and averaged
 over the batch, 2 threads).
 
-    python benchmarks/bench_batch.py [--repeats 3] [--seconds 0.6] [--json PATH]
+    python benchmarks/bench_batch.py [--repeats 5] [--seconds 0.5] [--json PATH]
 
-Each contender is warmed up, then timed `repeats` times over a number of updates that takes
-about `seconds`; the table shows the median characters per second.
+Each contender is warmed up and calibrated to a number of updates that takes about
+`seconds`; then the two are timed in turns, charnn, PyTorch, charnn, PyTorch, ... `repeats`
+times each, so that a busy moment of a shared machine falls on both rather than on one. The
+table shows each one's median characters per second and the median of the per-turn ratios.
+PyTorch runs in a child process of its own (its thread pool and numba's never spin against
+each other), driven over a pipe.
 """
 
 from __future__ import annotations
@@ -38,22 +42,23 @@ HIDDEN = (100, 256)
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_batch.json"
 
 
-def timed(run, seconds: float, repeats: int) -> float:
-    """Median characters per second of run(n) (which returns the characters it trained on)."""
-    run(2)                                            # warm up (compiles, allocates)
+def calibrate(run, seconds: float) -> int:
+    """Warm run(n) up (compiles, allocates) and return the n that takes about `seconds`."""
+    run(2)
     n, elapsed = 2, 0.0
-    while elapsed < 0.1 * seconds:                    # calibrate the number of updates
+    while elapsed < 0.1 * seconds:
         n *= 2
         t0 = time.perf_counter()
         run(n)
         elapsed = time.perf_counter() - t0
-    n = max(2, int(n * seconds / elapsed))
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        chars = run(n)
-        rates.append(chars / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    return max(2, int(n * seconds / elapsed))
+
+
+def rate(run, n: int) -> float:
+    """Characters per second of one timed run(n) (run returns the characters it trained on)."""
+    t0 = time.perf_counter()
+    chars = run(n)
+    return chars / (time.perf_counter() - t0)
 
 
 def charnn_runner(corpus, B: int, m: int):
@@ -120,20 +125,53 @@ def torch_runner(corpus, B: int, m: int):
     return run
 
 
+def torch_worker() -> int:
+    """The child process: answers "setup m B seconds" with the calibrated n, "run n" with
+    characters per second, one line each, until stdin closes."""
+    corpus = load_corpus()
+    run = None
+    for line in sys.stdin:
+        command, *args = line.split()
+        if command == "setup":
+            m, B, seconds = int(args[0]), int(args[1]), float(args[2])
+            run = torch_runner(corpus, B, m)
+            print(calibrate(run, seconds), flush=True)
+        elif command == "run":
+            print(rate(run, int(args[0])), flush=True)
+    return 0
+
+
+class TorchChild:
+    """PyTorch in a child process, timed on request."""
+
+    def __init__(self):
+        self.process = subprocess.Popen([sys.executable, __file__, "--torch-worker"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+
+    def ask(self, line: str) -> str:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise RuntimeError("the PyTorch child process ended unexpectedly")
+        return answer.strip()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each row")
-    parser.add_argument("--seconds", type=float, default=0.6,
-                        help="about how long one timed repeat runs")
+    parser.add_argument("--repeats", type=int, default=5, help="timed turns of each row")
+    parser.add_argument("--seconds", type=float, default=0.5,
+                        help="about how long one timed turn runs")
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
-    parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.torch_only:
-        corpus = load_corpus()
-        print(json.dumps([{"m": m, "B": B, "chars_per_s": timed(torch_runner(corpus, B, m),
-                                                                args.seconds, args.repeats)}
-                          for m in HIDDEN for B in BATCHES]))
-        return 0
+    if args.torch_worker:
+        return torch_worker()
     try:
         import torch
         torch_version = torch.__version__
@@ -142,29 +180,37 @@ def main(argv=None) -> int:
     corpus = load_corpus()
     head = (f"{machine()}\nnumba {numba.__version__} ({numba.get_num_threads()} threads), "
             f"PyTorch {torch_version or 'not installed'}; float32, seq_length {TAU}, "
-            f"AdaGrad, K = {len(corpus.vocab)}")
+            f"AdaGrad, K = {len(corpus.vocab)}; median of {args.repeats} alternating turns "
+            f"of ~{args.seconds} s")
     print(head)
-    configs = [(m, B) for m in HIDDEN for B in BATCHES]
-    ours = {(m, B): timed(charnn_runner(corpus, B, m), args.seconds, args.repeats)
-            for m, B in configs}
-    theirs = {}
-    if torch_version:
-        # PyTorch runs in a child process of its own, after charnn, so that its thread pool and
-        # numba's never spin against each other on the two cores.
-        child = subprocess.run([sys.executable, __file__, "--torch-only", "--repeats",
-                                str(args.repeats), "--seconds", str(args.seconds)],
-                               capture_output=True, text=True, check=True)
-        theirs = {(r["m"], r["B"]): r["chars_per_s"]
-                  for r in json.loads(child.stdout.strip().splitlines()[-1])}
-    print(f"{'m':>5} {'B':>5} {'charnn chars/s':>16} {'PyTorch chars/s':>16} {'ratio':>7}")
+    print(f"{'m':>5} {'B':>5} {'charnn chars/s':>16} {'PyTorch chars/s':>16} {'ratio':>7}"
+          f"   per-turn ratios", flush=True)
+    child = TorchChild() if torch_version else None
     rows = []
-    for m, B in configs:
-        mine, other = ours[(m, B)], theirs.get((m, B))
-        ratio = mine / other if other else None
-        rows.append({"m": m, "B": B, "charnn_chars_per_s": mine,
-                     "pytorch_chars_per_s": other, "ratio": ratio})
-        print(f"{m:>5} {B:>5} {mine:>16,.0f} {(f'{other:,.0f}' if other else '-'):>16} "
-              f"{(f'{ratio:.2f}' if ratio else '-'):>7}", flush=True)
+    try:
+        for m in HIDDEN:
+            for B in BATCHES:
+                run = charnn_runner(corpus, B, m)
+                n = calibrate(run, args.seconds)
+                n_torch = int(child.ask(f"setup {m} {B} {args.seconds}")) if child else 0
+                ours, theirs = [], []
+                for _ in range(args.repeats):
+                    ours.append(rate(run, n))
+                    if child:
+                        theirs.append(float(child.ask(f"run {n_torch}")))
+                mine = statistics.median(ours)
+                other = statistics.median(theirs) if theirs else None
+                turns = [a / b for a, b in zip(ours, theirs)]
+                ratio = statistics.median(turns) if turns else None
+                rows.append({"m": m, "B": B, "charnn_chars_per_s": mine,
+                             "pytorch_chars_per_s": other, "ratio": ratio,
+                             "turn_ratios": turns})
+                print(f"{m:>5} {B:>5} {mine:>16,.0f} {(f'{other:,.0f}' if other else '-'):>16} "
+                      f"{(f'{ratio:.2f}' if ratio else '-'):>7}   "
+                      + " ".join(f"{t:.2f}" for t in turns), flush=True)
+    finally:
+        if child:
+            child.close()
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine(), "numba": numba.__version__,

@@ -43,6 +43,27 @@ def walk_schedule(U, B, tau, n_data, rng, zero_lengths=False, resets=False):
     return starts, lengths, reset
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("N", [128, 100])       # whole register tiles, and the loop kernels
+def test_products_equal_numpy(dtype, transpose_a, N):
+    """C (+)= A B or A^T B for row counts that use every tile height (8, 4, 1) and depths
+    down to 1; rows of C beyond the product are left alone."""
+    rng = np.random.default_rng(N + transpose_a)
+    for R, depth in [(1, 1), (3, 7), (4, 40), (5, 2), (8, 25), (13, 9), (77, 30)]:
+        for accumulate in (False, True):
+            A = rng.standard_normal((depth, R) if transpose_a else (R, depth)).astype(dtype)
+            B = rng.standard_normal((depth, N)).astype(dtype)
+            C = rng.standard_normal((R + 2, N)).astype(dtype)
+            expected = C.copy()
+            product = (A.T if transpose_a else A).astype(np.float64) @ B
+            expected[:R] = product + (C[:R] if accumulate else 0)
+            kernels._gemm(A, B, C, transpose_a, accumulate)
+            tol = 1e-12 if dtype == np.float64 else 1e-5
+            assert rel_err(C, expected) <= tol, (R, depth, accumulate)
+            assert np.array_equal(C[R:], expected[R:])
+
+
 @pytest.mark.parametrize("m,K,tau", [(5, 4, 1), (7, 11, 9), (16, 3, 25), (33, 13, 40),
                                      (100, 80, 25), (64, 77, 1)])
 def test_window_loss_and_gradients_equal_numpy(m, K, tau):
