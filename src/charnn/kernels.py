@@ -764,18 +764,6 @@ def _tiles_fit(m, dt_example):
 
 
 @_jit
-def _transpose_into(W, WT):
-    """WT = W^T for square W, in 16 x 16 blocks so that both sides stay in cache."""
-    m = W.shape[0]
-    for i0 in range(0, m, 16):
-        for j0 in range(0, m, 16):
-            for i in range(i0, min(i0 + 16, m)):
-                wi = W[i]
-                for j in range(j0, min(j0 + 16, m)):
-                    WT[j, i] = wi[j]
-
-
-@_jit
 def _softmax_rows(O, L):
     """Rows 0..L-1 of O become softmax(O[t]) in place (max subtracted, so exp cannot overflow)."""
     K = O.shape[1]
@@ -981,39 +969,82 @@ def _update_dense(theta, grad, s1, s2, opt, consts, bc1, bc2):
 
 
 @_jit
+def _bias_corrections(opt, consts, betas, scratch, t_opt):
+    """scratch[:2] = Adam's 1 - beta^t (computed in float64 like optim.py), or ones."""
+    if opt == 2:
+        scratch[0] = 1.0 - betas[0] ** t_opt
+        scratch[1] = 1.0 - betas[1] ** t_opt
+    else:
+        scratch[0] = consts[_C_ONE]
+        scratch[1] = consts[_C_ONE]
+
+
+@_jit
+def _update_rows(theta, gs, s1, s2, lo, hi, active, opt, consts, bc1, bc2, row):
+    """Rows lo..hi-1 of the matrix theta, as _apply_update does them: the gradient summed over
+    the groups' buffers gs[:, i], averaged over `active` lanes, then clipped and stepped.
+    Row by row, so each row's gradient, state and weights are read once while in cache."""
+    G = gs.shape[0]
+    div = consts[_C_ONE] * active
+    for i in range(lo, hi):
+        row[:] = gs[0, i]
+        for g in range(1, G):
+            row += gs[g, i]
+        if active == 0:                               # nothing to learn from: zero gradient
+            row[:] = 0
+        elif active > 1:
+            for j in range(row.size):
+                row[j] = row[j] / div
+        _update_dense(theta[i], row, s1[i], s2[i] if opt == 2 else s2[0], opt, consts, bc1,
+                      bc2)
+
+
+@_jit
+def _transpose_rows(W, WT, lo, hi):
+    """WT[:, lo:hi] = W[lo:hi]^T, sixteen rows of W at a time so that each row of WT
+    receives a whole cache line."""
+    m = W.shape[1]
+    for i0 in range(lo, hi, 16):
+        i1 = min(i0 + 16, hi)
+        for j in range(m):
+            wt = WT[j]
+            for i in range(i0, i1):
+                wt[i] = W[i, j]
+
+
+@_jit
 def _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
                   gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts, betas,
-                  scratch, t_opt):
+                  scratch, t_opt, with_wv):
     """Average the summed gradients over `active` lanes, clip them, and apply update number
     t_opt (from 1) of rule `opt` (0 AdaGrad, 1 RMSProp, 2 Adam). s* and t* are the state
-    arrays (t* only used by Adam). gUT holds dL/dU transposed, non-zero in rows seen[:nseen]."""
+    arrays (t* only used by Adam). gUT holds dL/dU transposed, non-zero in rows seen[:nseen].
+    W and V only when with_wv (the batched kernel updates them itself, see _update_rows)."""
     m, K = U.shape
     if active > 1:
         div = consts[_C_ONE] * active
         for arr in (gb, gc):
             for i in range(arr.size):
                 arr[i] = arr[i] / div
-        for arr2 in (gW, gV):
-            flat = arr2.reshape(-1)
-            for i in range(flat.size):
-                flat[i] = flat[i] / div
+        if with_wv:
+            for arr2 in (gW, gV):
+                flat = arr2.reshape(-1)
+                for i in range(flat.size):
+                    flat[i] = flat[i] / div
         for q in range(nseen):
             row = gUT[seen[q]]
             for i in range(m):
                 row[i] = row[i] / div
-    bc1 = consts[_C_ONE]
-    bc2 = consts[_C_ONE]
-    if opt == 2:                                      # bias corrections, in float64 like optim.py
-        scratch[0] = 1.0 - betas[0] ** t_opt
-        scratch[1] = 1.0 - betas[1] ** t_opt
-        bc1 = scratch[0]
-        bc2 = scratch[1]
+    _bias_corrections(opt, consts, betas, scratch, t_opt)
+    bc1 = scratch[0]
+    bc2 = scratch[1]
     _update_dense(b, gb, sb, tb, opt, consts, bc1, bc2)
     _update_dense(c, gc, sc, tc, opt, consts, bc1, bc2)
-    _update_dense(W.reshape(-1), gW.reshape(-1), sW.reshape(-1), tW.reshape(-1), opt, consts,
-                  bc1, bc2)
-    _update_dense(V.reshape(-1), gV.reshape(-1), sV.reshape(-1), tV.reshape(-1), opt, consts,
-                  bc1, bc2)
+    if with_wv:
+        _update_dense(W.reshape(-1), gW.reshape(-1), sW.reshape(-1), tW.reshape(-1), opt,
+                      consts, bc1, bc2)
+        _update_dense(V.reshape(-1), gV.reshape(-1), sV.reshape(-1), tV.reshape(-1), opt,
+                      consts, bc1, bc2)
     if opt == 0:                                      # AdaGrad: only the seen columns move
         eta = consts[_C_ETA]
         eps = consts[_C_EPS]
@@ -1090,7 +1121,7 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
             gV[:] = 0
         _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
                       gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts,
-                      betas, scratch, opt_step + (u - first) + 1)
+                      betas, scratch, opt_step + (u - first) + 1, True)
         losses[u - first] = loss_sum / active
         for q in range(nseen):
             gUT[seen[q]] = 0
@@ -1222,15 +1253,25 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
 
 
 @_jit
+def _active_lanes(ln):
+    """Lanes with at least one character in this update."""
+    active = 0
+    for lane in range(ln.shape[0]):
+        if ln[lane] > 0:
+            active += 1
+    return active
+
+
+@_jit
 def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts,
-                        betas, t_opt, data, st, ln, gl, gbs, gcs, gUTs, gWs, gVs,
-                        gb, gc, gUT, gW, gV, gU, cols, scratch, mark, seen):
-    """Sum the groups' gradients and losses, apply update t_opt, and return the loss per lane.
+                        betas, t_opt, data, st, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols,
+                        scratch, mark, seen):
+    """Sum the groups' gradients and losses for b, c and U, apply update t_opt to them, and
+    return the loss per lane (W and V are done in parallel, see _train_batch).
 
     A plain (serial) function: in _train_batch, which is compiled for parallel loops, numba
     may turn array expressions into parallel loops of their own."""
     m = W.shape[0]
-    K = V.shape[0]
     B = ln.shape[0]
     G = gl.shape[0]
     active = 0
@@ -1253,22 +1294,12 @@ def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, o
     if active == 0:                                   # nothing to learn from: zero gradient
         gb[:] = 0
         gc[:] = 0
-        gW[:] = 0
-        gV[:] = 0
     else:
         gb[:] = gbs[0]
         gc[:] = gcs[0]
-        gW[:] = gWs[0]
-        gV[:] = gVs[0]
         for g in range(1, G):
             gb += gbs[g]
             gc += gcs[g]
-            gWg = gWs[g]
-            for i in range(m):
-                gW[i] += gWg[i]
-            gVg = gVs[g]
-            for k in range(K):
-                gV[k] += gVg[k]
     for q in range(nseen):
         x = seen[q]
         row = gUT[x]
@@ -1278,8 +1309,8 @@ def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, o
                 row[i] += rg[i]
             rg[:] = 0
     _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
-                  gb, gc, gUT, gW, gV, gU, cols, seen, nseen, active, opt, consts,
-                  betas, scratch, t_opt)
+                  gb, gc, gUT, gUT, gUT, gU, cols, seen, nseen, active, opt, consts,
+                  betas, scratch, t_opt, False)
     for q in range(nseen):
         gUT[seen[q]] = 0
         mark[seen[q]] = 0
@@ -1328,15 +1359,15 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     tiles = _tiles_fit(m, W)
     WT = _aligned_zeros(m * m if tiles else 1, dt).reshape((m, m) if tiles else (1, 1))
     if tiles:                                         # the forward product reads W^T's rows
-        _transpose_into(Wa, WT)
+        _transpose_rows(Wa, WT, 0, m)
     gb = np.zeros(m, dt)
     gc = np.zeros(K, dt)
-    gW = np.zeros((m, m), dt)
-    gV = np.zeros((K, m), dt)
     gUT = np.zeros((K, m), dt)
     gU = np.zeros((m, K) if opt != 0 else (1, 1), dt)
     cols = np.zeros((2, m), dt)
     scratch = np.zeros(2, dt)
+    bcs = np.zeros(2, dt)
+    rows = np.zeros((G, m), dt)
     mark = np.zeros(K, np.uint8)
     seen = np.zeros(K, np.int64)
     one = consts[_C_ONE]
@@ -1351,12 +1382,22 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
             gl[g] = _group_update(UT, Wa, WT, Va, b, c, data, st, ln, rs, h, g * n, n,
                                   Hb[g], Ob[g], DHb[g], DHb[g], dhb[g], Lsb[g],
                                   gbs[g], gcs[g], gUTs[g], gWs[g], gVs[g], one)
+        # W and V (the bulk of the parameters): each thread sums, averages, clips and steps
+        # its share of the rows, and refreshes those columns of W^T
+        t_opt = opt_step + (u - first) + 1
+        active = _active_lanes(ln)
+        _bias_corrections(opt, consts, betas, bcs, t_opt)
+        for g in prange(G):
+            lo = g * m // G
+            hi = (g + 1) * m // G
+            _update_rows(Wa, gWs, sW, tW, lo, hi, active, opt, consts, bcs[0], bcs[1], rows[g])
+            if tiles:
+                _transpose_rows(Wa, WT, lo, hi)
+            _update_rows(Va, gVs, sV, tV, g * K // G, (g + 1) * K // G, active, opt, consts,
+                         bcs[0], bcs[1], rows[g])
         losses[u - first] = _combine_and_update(
             U, Wa, Va, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-            opt_step + (u - first) + 1, data, st, ln, gl, gbs, gcs, gUTs, gWs, gVs,
-            gb, gc, gUT, gW, gV, gU, cols, scratch, mark, seen)
-        if tiles:
-            _transpose_into(Wa, WT)
+            t_opt, data, st, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols, scratch, mark, seen)
     W[:] = Wa
     V[:] = Va
 
