@@ -1,12 +1,10 @@
 """The compiled path: the work of steps.py in numba (nopython, cached on disk).
 
 The public functions take the same arguments as those of steps.py and change the same
-arrays in place
-they unpack the Params dataclass and the optimiser state dict and call
+arrays in place; they unpack the Params dataclass and the optimiser state dict and call
 @njit kernels, so one call to train_updates runs all its updates without coming back to
-Python. Parameters may be float64 or float32 (every array of one dtype, C-contiguous)
-in
-float32 the arithmetic stays in float32 and only the loss is summed in float64.
+Python. Parameters may be float64 or float32 (every array of one dtype, C-contiguous);
+in float32 the arithmetic stays in float32 and only the loss is summed in float64.
 
 What makes it fast, without changing the math of model.py:
   * x_t is one-hot, so U x_t is the column U[:, x_t], and dL/dU is non-zero in at most
@@ -16,14 +14,17 @@ What makes it fast, without changing the math of model.py:
   * The output layer of a whole window is one (L x m)(m x K) product, and so are the
     gradients dV = G^T H, dW = dA^T H_prev and the back-propagated G V.
   * Inner loops run over contiguous memory with re-association allowed, so they vectorise.
+  * When m is a whole number of register tiles (m = 128, 256, 512, ...), the batched
+    products hold an 8 x 2-vector block of the result in registers for the whole sum
+    (_make_tile, written in LLVM IR because numba has no vector types).
   * With several lanes (batch rows) the lanes advance together: each time step is a
     (lanes x m)(m x m) product, the output layer and the gradients of all lanes and time
     steps are single products, and positions past a lane's window are masked. The lanes are
-    split into one group per numba thread, each with its own gradient buffers, summed
-    before the update. One lane runs single-threaded.
+    split into one group per numba thread, each with its own gradient buffers; the same
+    threads then sum them and step W and V, a share of the rows each. One lane runs
+    single-threaded.
 
-Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,)
-H rows are h_t.
+Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,); H rows are h_t.
 """
 
 from __future__ import annotations
@@ -792,8 +793,7 @@ def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, 
             accumulate, one):
     """Forward and backward through inputs xs[sx:sx+L] and targets ys[sy:sy+L], from h.
 
-    Scratch: H (>= L+1, m), P and G (>= L, K), DH and DA (>= L, m
-    DA may be DH itself,
+    Scratch: H (>= L+1, m), P and G (>= L, K), DH and DA (>= L, m; DA may be DH itself,
     da_t overwriting dL/dh_t), dh (2, m).
     Gradients go into gb, gc, gW, gV (overwritten, or added to when `accumulate`) and into
     the rows x_t of gUT (K, m), which hold dL/dU transposed (always added to). h becomes
@@ -1138,11 +1138,9 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
                   gb, gc, gUT, gW, gV, one):
     """Forward and backward of lanes lo..lo+n-1 (those >= B are padding) for one update.
 
-    H (>= L+1, n, m), O (>= L, n, K), DH and DA (>= L, n, m
-    DA may be DH), dh (n, m), Ls (n,)
-    scratch.
-    Slot r holds lane lo + r
-    positions t >= its length carry h and have zero gradient.
+    H (>= L+1, n, m), O (>= L, n, K), DH and DA (>= L, n, m; DA may be DH), dh (n, m), Ls (n,):
+    scratch. Slot r holds lane lo + r; positions t >= its length carry h and have zero
+    gradient. W^T (WT) is read by the forward step when the register tiles fit m.
     Overwrites gb, gc, gW, gV; adds into the rows x_t of gUT. Returns the summed loss."""
     B = h.shape[0]
     m = W.shape[0]
