@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-import numba
-from charnn import kernels, optim
+from charnn import kernels, optim  # first: it points numba's disk cache at charnn's folder
+import numba  # noqa: E402
 from charnn.config import TrainConfig
 from charnn.corpus import load_corpus
 from charnn.data import build_dataset, epoch_schedule
@@ -178,6 +178,7 @@ def main(argv=None) -> int:
     except ImportError:
         torch_version = None
     corpus = load_corpus()
+    kernels.ensure_compiled(dtypes=(np.float32,))
     head = (f"{machine()}\nnumba {numba.__version__} ({numba.get_num_threads()} threads), "
             f"PyTorch {torch_version or 'not installed'}; float32, seq_length {TAU}, "
             f"AdaGrad, K = {len(corpus.vocab)}; median of {args.repeats} alternating turns "
