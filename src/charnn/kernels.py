@@ -451,6 +451,21 @@ def _matmul_nn(A, B, out, accumulate):
         j += 1
 
 
+@_jit
+def _tn_rows_from(A, B, out, r, rows, t0):
+    """out[r:r+rows] += A[t0:, r:r+rows]^T B[t0:], one t at a time: what the passes of
+    _matmul_tn44/48 over whole groups of t and of rows leave over."""
+    T = A.shape[0]
+    C = B.shape[1]
+    for t in range(t0, T):
+        bt = B[t]
+        for q in range(r, r + rows):
+            a = A[t, q]
+            oq = out[q]
+            for kk in range(C):
+                oq[kk] += a * bt[kk]
+
+
 def _matmul_tn(A, B, out, accumulate):
     """out (+)= A^T B with A (T x R), B (T x C): sum over the T rows of outer products
     (a stub: numba compiles the dtype's version below)."""
@@ -503,28 +518,9 @@ def _matmul_tn44(A, B, out, accumulate):
                 o2[kk] += a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
                 o3[kk] += a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
             t += 4
-        while t < T:
-            b0 = B[t]
-            a00 = A[t, r]
-            a10 = A[t, r + 1]
-            a20 = A[t, r + 2]
-            a30 = A[t, r + 3]
-            for kk in range(C):
-                v0 = b0[kk]
-                o0[kk] += a00 * v0
-                o1[kk] += a10 * v0
-                o2[kk] += a20 * v0
-                o3[kk] += a30 * v0
-            t += 1
+        _tn_rows_from(A, B, out, r, 4, t)
         r += 4
-    while r < R:
-        o0 = out[r]
-        for t in range(T):
-            b0 = B[t]
-            a00 = A[t, r]
-            for kk in range(C):
-                o0[kk] += a00 * b0[kk]
-        r += 1
+    _tn_rows_from(A, B, out, r, R - r, 0)
 
 
 def _matmul_tn48(A, B, out, accumulate):
@@ -604,28 +600,9 @@ def _matmul_tn48(A, B, out, accumulate):
                 o3[kk] += ((a30 * v0 + a31 * v1) + (a32 * v2 + a33 * v3)) + (
                     (a34 * v4 + a35 * v5) + (a36 * v6 + a37 * v7))
             t += 8
-        while t < T:
-            b0 = B[t]
-            a00 = A[t, r]
-            a10 = A[t, r + 1]
-            a20 = A[t, r + 2]
-            a30 = A[t, r + 3]
-            for kk in range(C):
-                v0 = b0[kk]
-                o0[kk] += a00 * v0
-                o1[kk] += a10 * v0
-                o2[kk] += a20 * v0
-                o3[kk] += a30 * v0
-            t += 1
+        _tn_rows_from(A, B, out, r, 4, t)
         r += 4
-    while r < R:
-        o0 = out[r]
-        for t in range(T):
-            b0 = B[t]
-            a00 = A[t, r]
-            for kk in range(C):
-                o0[kk] += a00 * b0[kk]
-        r += 1
+    _tn_rows_from(A, B, out, r, R - r, 0)
 
 @overload(_matmul_tn, jit_options={"fastmath": _FASTMATH, "error_model": "numpy"})
 def _matmul_tn_typed(A, B, out, accumulate):
