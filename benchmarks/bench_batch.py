@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charnn import kernels, optim  # first: it points numba's disk cache at charnn's folder
-import numba  # noqa: E402
+import numba
+from charnn import kernels, optim
 from charnn.config import TrainConfig
 from charnn.corpus import load_corpus
 from charnn.data import build_dataset, epoch_schedule

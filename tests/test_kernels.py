@@ -3,6 +3,11 @@ one window's loss and gradients, many training updates, evaluation, advance, sam
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -270,6 +275,15 @@ def test_float32_runs_and_stays_close():
     assert count == 999 and abs(total - r_total) < 1e-4 * r_total
     draws = kernels.sample_indices(p32, h32[0].copy(), 0, rng.random(100), top_p=0.9)
     assert draws.dtype == np.int64 and len(draws) == 100 and draws.max() < K
+
+
+def test_kernels_cache_in_charnns_folder_even_when_numba_was_imported_first(tmp_path):
+    env = {**os.environ, "CHARNN_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    code = "import numba; from charnn import kernels; print(numba.config.CACHE_DIR)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert Path(out) == tmp_path / "numba"
 
 
 def test_ensure_compiled_announces_once(tmp_path, monkeypatch):

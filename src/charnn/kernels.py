@@ -41,6 +41,9 @@ from . import paths
 os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba"))
 
 import numba  # noqa: E402  (must follow the cache folder's setting)
+
+if not numba.config.CACHE_DIR:     # numba was imported before charnn and missed the setting
+    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 from numba import njit, prange, types  # noqa: E402
 from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
@@ -1713,7 +1716,7 @@ def _marker(dtype) -> Path:
     # installation of the same code compiles again: the marker names both.
     here = Path(__file__).resolve()
     key = hashlib.sha256(str(here).encode() + here.read_bytes()).hexdigest()[:16]
-    folder = Path(os.environ["NUMBA_CACHE_DIR"])
+    folder = Path(numba.config.CACHE_DIR)
     return folder / f"charnn-kernels-{numba.__version__}-{key}-{np.dtype(dtype).name}.ok"
 
 
