@@ -1286,6 +1286,7 @@ def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, o
             for i in range(m):
                 row[i] += rg[i]
             rg[:] = 0
+    # W and V are stepped already, so no gW or gV is read: gUT only fills their places
     _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
                   gb, gc, gUT, gUT, gUT, gU, cols, seen, nseen, active, opt, consts,
                   betas, scratch, t_opt, False)
