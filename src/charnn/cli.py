@@ -31,6 +31,13 @@ def _whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def _seed(text: str) -> int:
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; give a seed of 0 or more")
+    return value
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -42,6 +49,7 @@ def _number(text: str) -> float:
 
 def _add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> None:
     from .config import BACKENDS, DTYPES, ORDERS
+    from .evaluation import MAX_CHARS
     from .optim import OPTIMIZERS
     p.add_argument("text", nargs="?", help="the text file to train on (default: the bundled "
                    "Shakespeare corpus)")
@@ -92,6 +100,9 @@ def _add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> N
                    help="log a row of log.csv every N updates (default 100)")
     g.add_argument("--eval-every", type=_whole_number, default=5_000,
                    help="validation loss every N updates with --val-frac (default 5000)")
+    g.add_argument("--eval-chars", type=_whole_number, default=MAX_CHARS,
+                   help=f"score at most N held-out characters (default {MAX_CHARS:,}; "
+                        "charnn eval --max-chars N gives the same figure)")
     g.add_argument("--checkpoint-every", type=_whole_number, default=10_000,
                    help="save latest.npz and best.npz every N updates (default 10000)")
     g = p.add_argument_group("run")
@@ -101,7 +112,7 @@ def _add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> N
                    help="the run's name (default: the text's name and the time)")
     g.add_argument("--resume", type=Path, default=None, metavar="RUN",
                    help="continue the run in folder RUN where it stopped")
-    g.add_argument("--seed", type=_whole_number, default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     g.add_argument("--backend", choices=BACKENDS, default="compiled",
                    help="compiled (default, numba) or numpy (the readable reference)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -121,7 +132,7 @@ def _config_from_args(args):
                   epochs=args.epochs, updates=args.updates, order=args.order,
                   chunk_length=args.chunk_length, val_frac=args.val_frac,
                   records=args.records, record_separator=separator)
-    for name in ("sample_every", "sample_length", "log_every", "eval_every",
+    for name in ("sample_every", "sample_length", "log_every", "eval_every", "eval_chars",
                  "checkpoint_every", "seed", "backend"):
         if hasattr(args, name):
             values[name] = getattr(args, name)
@@ -136,34 +147,47 @@ def _load_training_corpus(args, config):
 
 
 class ProgressView:
-    """Renders training events: a tqdm bar, sample blocks, evaluation lines."""
+    """Renders training events: a tqdm bar on a terminal, a plain line every PLAIN_EVERY
+    seconds otherwise (a log file gets lines, not carriage-return frames), sample blocks and
+    evaluation lines."""
 
-    def __init__(self, show_bar: bool = True):
+    PLAIN_EVERY = 10.0
+
+    def __init__(self, show_bar: bool = True, stream=None):
+        self.stream = stream or sys.stderr
         self.show_bar = show_bar
+        self.plain = show_bar and not _is_terminal(self.stream)
         self.bar = None
         self.total = 0
+        self.last_line = -math.inf
 
     def __call__(self, event) -> None:
-        from tqdm import tqdm
-
         from . import train as t
         if isinstance(event, t.Started):
             c = event.corpus
+            self.total = event.total_updates
             self.write(f"corpus {c['name']}: {c['chars']:,} characters, K={c['K']}; "
                        f"{event.updates_per_epoch:,} updates per epoch; run folder {event.run_dir}")
-            if self.show_bar:
+            if self.show_bar and not self.plain:
+                from tqdm import tqdm
                 self.bar = tqdm(total=event.total_updates, initial=event.iteration,
-                                unit="upd", dynamic_ncols=True, smoothing=0.1,
-                                file=sys.stderr)
+                                unit="upd", dynamic_ncols=True, smoothing=0.1, file=self.stream)
         elif isinstance(event, t.Progress):
+            post = (f"epoch {event.epoch} | smooth loss {event.smooth_loss:.2f} | "
+                    f"{event.updates_per_s:,.0f} upd/s | {event.chars_per_s:,.0f} chars/s")
+            if event.val_bpc is not None:
+                post += f" | val {event.val_bpc:.3f} bpc"
             if self.bar is not None:
                 self.bar.n = event.iteration
-                post = (f"epoch {event.epoch} | smooth loss {event.smooth_loss:.2f} | "
-                        f"{event.updates_per_s:,.0f} upd/s | {event.chars_per_s:,.0f} chars/s")
-                if event.val_bpc is not None:
-                    post += f" | val {event.val_bpc:.3f} bpc"
                 self.bar.set_postfix_str(post, refresh=False)
                 self.bar.refresh()
+            elif self.plain:
+                now = time.monotonic()
+                if now - self.last_line >= self.PLAIN_EVERY or event.iteration >= self.total:
+                    self.last_line = now
+                    share = event.iteration / max(self.total, 1)
+                    print(f"update {event.iteration:,}/{self.total:,} ({share:.0%}) | {post}",
+                          file=self.stream, flush=True)
         elif isinstance(event, t.Sampled):
             self.write(event.block())
         elif isinstance(event, t.Evaluated):
@@ -181,24 +205,19 @@ class ProgressView:
             print(text, flush=True)
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def cmd_train(args) -> int:
-    from .train import Trainer, resume_trainer
+    from .train import Trainer
     view = ProgressView(show_bar=not args.no_progress)
     announce = lambda message: print(message, flush=True)  # noqa: E731
     if args.resume is not None:
-        corpus = None
-        if args.text or args.corpus:
-            from .config import TrainConfig
-            from .corpus import load_corpus
-            from .checkpoint import load_checkpoint
-            saved = TrainConfig.from_dict(load_checkpoint(args.resume).meta["config"])
-            corpus = load_corpus(args.corpus or args.text, encoding=args.encoding,
-                                 records=saved.records, record_separator=saved.record_separator)
-        trainer = resume_trainer(args.resume, corpus, updates=args.updates, epochs=args.epochs,
-                                 on_event=view, announce=announce)
-        if trainer.state.iteration >= trainer.total_updates:
-            raise CharnnError(f"{args.resume} has already run {trainer.state.iteration:,} "
-                              f"updates; give --updates or --epochs beyond that to train on")
+        trainer = _resume(args, view, announce)
     else:
         config = _config_from_args(args)
         corpus = _load_training_corpus(args, config)
@@ -225,6 +244,48 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _resume(args, view, announce):
+    """A trainer for `charnn train --resume RUN`: the run's own settings, with the length,
+    the step and the reporting intervals the command line gives; any flag that would change
+    the network or the data order is refused by name."""
+    from .checkpoint import LATEST, load_checkpoint
+    from .config import RESUMABLE, TrainConfig
+    from .corpus import load_corpus
+    from .train import resume_trainer
+    given = args.given
+    if given & {"out", "name"}:
+        raise CharnnError(f"a resumed run stays in its folder {args.resume}; leave out "
+                          f"{' and '.join('--' + g for g in sorted(given & {'out', 'name'}))}")
+    run = Path(args.resume)
+    saved = TrainConfig.from_dict(load_checkpoint(run / LATEST if run.is_dir() else run)
+                                  .meta["config"])
+    fixed = sorted(g for g in given if g in saved.to_dict() and g not in RESUMABLE)
+    if fixed:
+        shown = ", ".join(f"--{g.replace('_', '-')} (the run has "
+                          f"{getattr(saved, g)!r})" for g in fixed)
+        raise CharnnError(f"{shown}: a resumed run keeps its network and data order; leave "
+                          f"{'it' if len(fixed) == 1 else 'them'} out, or start a new run")
+    changes = {g: getattr(args, g) for g in RESUMABLE if g in given}
+    if "updates" in changes:
+        changes["epochs"] = None
+    elif "epochs" in changes:
+        changes["updates"] = None
+    corpus = None
+    if args.text or args.corpus:
+        corpus = load_corpus(args.corpus or args.text, encoding=args.encoding,
+                             records=saved.records, record_separator=saved.record_separator)
+    trainer = resume_trainer(run, corpus, changes=changes, on_event=view, announce=announce)
+    if trainer.state.iteration >= trainer.total_updates:
+        raise CharnnError(f"{args.resume} has already run {trainer.state.iteration:,} "
+                          f"updates; give --updates or --epochs beyond that to train on")
+    shown = [f"--{g.replace('_', '-')} {getattr(trainer.config, g)} (was {getattr(saved, g)})"
+             for g in changes if getattr(trainer.config, g) != getattr(saved, g)
+             and changes[g] is not None]
+    print(f"resuming {trainer.run_dir} at update {trainer.state.iteration:,}"
+          + (f" with {', '.join(shown)}" if shown else ""), flush=True)
+    return trainer
+
+
 def _default_run_name(corpus_name: str) -> str:
     stem = Path(corpus_name).stem or "run"
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -249,39 +310,26 @@ def _sampling_options(args):
 
 
 def cmd_sample(args) -> int:
-    from .backends import get_backend
-    from .checkpoint import load_checkpoint
-    from .corpus import END_OF_RECORD, Vocabulary, read_text
-    from .sampling import carried_state, generate
+    from .corpus import read_text
+    from .trained import load
     options = _sampling_options(args)
     if args.count < 1:
         raise CharnnError(f"--count is {args.count}; give at least 1")
-    ckpt = load_checkpoint(args.checkpoint, prefer=BEST)
-    vocab = Vocabulary(ckpt.meta["vocab"])
-    records = END_OF_RECORD in vocab
-    prime = args.prime or ""
-    if args.prime_file:
-        prime = read_text(args.prime_file)
-    unknown = vocab.unknown(prime)
-    if unknown:
-        raise CharnnError(f"the prime text has characters {''.join(unknown[:10])!r} that the "
-                          "model never saw; use only characters of its training text")
+    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    prime = read_text(args.prime_file) if args.prime_file else (args.prime or "")
+    records = model.is_record_model
     length = args.max_length if (records and args.max_length) else args.n
-    if length < 1:
-        raise CharnnError(f"-n is {length}; give a number of characters of at least 1")
-    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True),
-                          ckpt.params.dtype.name)
     rng = np.random.default_rng(args.seed)
-    h0 = None if args.zero_state else carried_state(ckpt)
     out = sys.stdout
     for i in range(args.count):
         if i:
             out.write("\n" if records else "\n\n")
         out.write(prime)
         out.flush()
-        generate(ckpt.params, vocab, length, rng, backend, options, prime=prime, h=h0,
-                 stop_at=_unescape(args.stop_at) if args.stop_at else None,
-                 on_text=lambda text: (out.write(text), out.flush()))
+        model.generate(length, prime, options.temperature, options.top_k, options.top_p,
+                       options.greedy, stop_at=_unescape(args.stop_at) if args.stop_at else None,
+                       zero_state=args.zero_state, rng=rng,
+                       on_text=lambda text: (out.write(text), out.flush()))
     out.write("\n")
     return 0
 
@@ -332,29 +380,31 @@ def cmd_gradcheck(args) -> int:
 # -- eval -----------------------------------------------------------------------------------
 
 def cmd_eval(args) -> int:
-    from .backends import get_backend
-    from .checkpoint import load_checkpoint
-    from .corpus import Vocabulary, read_text
-    ckpt = load_checkpoint(args.checkpoint, prefer=BEST)
-    vocab = Vocabulary(ckpt.meta["vocab"])
+    from .corpus import read_text
+    from .trained import load
+    if args.warmup < 0 or args.max_chars < 0:
+        raise CharnnError("--warmup and --max-chars must be 0 or more")
+    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
     text = read_text(args.text, args.encoding)
-    unknown = vocab.unknown(text)
+    unknown = model.vocab.unknown(text.replace(model.config.get("record_separator", "\n"), "")
+                                  if model.is_record_model else text)
     if unknown and not args.skip_unknown:
         raise CharnnError(f"{args.text} has characters {''.join(unknown[:10])!r} outside the "
                           "model's vocabulary; pass --skip-unknown to leave them out")
     if unknown:
-        text = "".join(ch for ch in text if ch in vocab)
+        text = "".join(ch for ch in text if ch not in set(unknown))
     if len(text) < 2:
         raise CharnnError(f"{args.text} has fewer than 2 known characters; give a longer text")
-    backend = get_backend(args.backend, lambda m: print(m, file=sys.stderr, flush=True),
-                          ckpt.params.dtype.name)
-    data = vocab.encode(text)
-    total, count = backend.total_loss(ckpt.params, data, np.array([[0, len(data)]], np.int64))
-    nats = total / count
+    score = model.evaluate(text, warmup=args.warmup, max_chars=args.max_chars)
     skipped = f" ({len(unknown)} unknown character kinds skipped)" if unknown else ""
-    print(f"{args.text}: {count:,} characters predicted{skipped}\n"
-          f"loss {nats:.4f} nats/char = {nats / math.log(2):.4f} bits/char "
-          f"(perplexity {math.exp(nats):.3f})")
+    if model.is_record_model:
+        how = "record by record, each from h = 0"
+    else:
+        start = "the state training carried" if model.carried is not None else "h = 0"
+        how = f"after a {score.warmup}-character warm-up from {start}"
+    print(f"{args.text}: {score.count:,} characters scored{skipped}, {how}\n"
+          f"loss {score.nats:.4f} nats/char = {score.bits:.4f} bits/char "
+          f"(perplexity {math.exp(score.nats):.3f})")
     return 0
 
 
@@ -362,6 +412,7 @@ def cmd_eval(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .evaluation import WARMUP
     parser = _Parser(prog="charnn", description="Character-level vanilla RNN language models.")
     parser.add_argument("--version", action="version", version=f"charnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -388,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record models: the longest record to generate (default -n)")
     g = p.add_argument_group("how to draw")
     _add_sampling_arguments(g)
-    g.add_argument("--seed", type=_whole_number, default=None,
+    g.add_argument("--seed", type=_seed, default=None,
                    help="random seed: the same seed gives the same text (default: random)")
     g.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
     p.set_defaults(func=cmd_sample)
@@ -410,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lanes: check the gradient of the loss averaged over B sequences")
     p.add_argument("--elements", type=_whole_number, default=None,
                    help="check N random elements of each parameter (for big models)")
-    p.add_argument("--seed", type=_whole_number, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--backend", choices=["numpy", "compiled"], default="numpy",
                    help="whose analytic gradients to check (default numpy)")
     p.set_defaults(func=cmd_gradcheck)
@@ -422,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--skip-unknown", action="store_true",
                    help="leave out characters the model does not know")
+    p.add_argument("--warmup", type=_whole_number, default=WARMUP,
+                   help=f"characters read to set the hidden state before scoring (default "
+                        f"{WARMUP}, at most half the text; as validation does)")
+    p.add_argument("--max-chars", type=_whole_number, default=0,
+                   help="score at most N characters after the warm-up (default 0: all; "
+                        "validation scores at most --eval-chars)")
     p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
     p.set_defaults(func=cmd_eval)
 
@@ -434,9 +491,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_options(argv) -> set[str]:
+    """The options of `charnn train` that the command line gives explicitly (whatever their
+    value): parsed once more with every default suppressed."""
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    for action in train._actions:
+        if action.option_strings:
+            action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        args.given = given_options(argv)
     try:
         return args.func(args)
     except CharnnError as exc:
@@ -447,6 +518,15 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except MemoryError:
+        print("charnn: error: out of memory; give a smaller --hidden, --batch-size or text",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"charnn: error: {exc.strerror or exc}{where}; check the path, its permissions "
+              "and the free disk space", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

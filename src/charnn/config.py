@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .errors import CharnnError
+from .evaluation import MAX_CHARS
 from .optim import DEFAULT_ETA, OPTIMIZERS
 
 BACKENDS = ("compiled", "numpy")
@@ -14,6 +15,10 @@ ORDERS = ("sequential", "shuffled")
 # How long a run is when neither --epochs nor --updates is given: the span of the report's
 # samples (iter 0 .. 100,000).
 DEFAULT_UPDATES = 100_000
+# The settings a resumed run may change: its length, the step, and what is reported when.
+# Every other one shapes the network or the data order, which a checkpoint fixes.
+RESUMABLE = ("updates", "epochs", "eta", "clip", "sample_every", "sample_length", "log_every",
+             "eval_every", "eval_chars", "checkpoint_every", "backend")
 
 
 @dataclass
@@ -42,6 +47,7 @@ class TrainConfig:
     sample_length: int = 200
     log_every: int = 100
     eval_every: int = 5_000
+    eval_chars: int = MAX_CHARS    # held-out characters scored at most (evaluation.py)
     checkpoint_every: int = 10_000
     # machinery
     seed: int = 0
@@ -58,7 +64,8 @@ class TrainConfig:
                 raise CharnnError(message)
 
         for name in ("hidden", "seq_length", "batch_size", "chunk_length", "sample_every",
-                     "sample_length", "log_every", "eval_every", "checkpoint_every"):
+                     "sample_length", "log_every", "eval_every", "eval_chars",
+                     "checkpoint_every"):
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0,
                  f"--{name.replace('_', '-')} is {value}; give a whole number of at least 1")

@@ -1399,9 +1399,8 @@ def _lossgrad(U, W, V, b, c, inputs, targets, h, gb, gc, gUT, gW, gV, one):
 
 @_jit
 def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
-    """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, h starting at zero."""
+    """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, h starting as given."""
     K = V.shape[0]
-    h[:] = 0
     total = 0.0
     for t in range(start, end - 1):
         _step_hidden(W, U, b, data[t], h, h2)
@@ -1429,7 +1428,7 @@ def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
 
 
 @_jit(parallel=True)
-def _total_loss(U, W, V, b, c, data, segments, out):
+def _total_loss(U, W, V, b, c, data, segments, h0, out):
     m, K = U.shape
     S = segments.shape[0]
     for q in prange(S):
@@ -1437,7 +1436,7 @@ def _total_loss(U, W, V, b, c, data, segments, out):
         end = segments[q, 1]
         out[q] = 0.0
         if end - start >= 2:
-            h = np.empty(m, U.dtype)
+            h = h0[q].copy()
             h2 = np.empty(m, U.dtype)
             o = np.empty(K, U.dtype)
             out[q] = _segment_loss(U, W, V, b, c, data, start, end, h, h2, o)
@@ -1668,14 +1667,18 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     return float(loss), grads, h
 
 
-def total_loss(params: Params, data: np.ndarray, segments: np.ndarray) -> tuple[float, int]:
+def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
+               h0: np.ndarray | None = None) -> tuple[float, int]:
     """steps.total_loss, compiled: (summed loss in nats, characters predicted)."""
     _check_params(params)
     segments = np.ascontiguousarray(np.asarray(segments, dtype=np.int64).reshape(-1, 2))
     per_segment = np.zeros(len(segments))
+    starts = np.zeros((len(segments), params.hidden_size), params.dtype)
+    if h0 is not None:
+        starts[:] = h0
     if len(segments):
         _total_loss(params.U, params.W, params.V, params.b, params.c,
-                    np.ascontiguousarray(data, dtype=np.int32), segments, per_segment)
+                    np.ascontiguousarray(data, dtype=np.int32), segments, starts, per_segment)
     lengths = segments[:, 1] - segments[:, 0]
     count = int(np.sum(np.where(lengths >= 2, lengths - 1, 0)))
     return float(per_segment.sum()), count

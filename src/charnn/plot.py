@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -14,18 +13,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
-    with open(Path(run_dir) / "log.csv", newline="") as f:
-        return list(csv.DictReader(f))
+    from .run_folder import RunFolder
+    return RunFolder(run_dir).read_log()
 
 
-def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def plot_run(run_dir: str | Path, out: str | Path | None = None,
+             seq_length: int | None = None, updates_per_epoch: int | None = None) -> Path:
     """loss.png: the smooth loss (summed over a sequence of seq_length characters) against
     updates, epoch boundaries marked, validation loss when there is one, and bits per
     character on a second axis."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "loss.png"
-    config = json.loads((run_dir / "config.json").read_text())
-    seq_length = config["config"]["seq_length"]
+    if seq_length is None or updates_per_epoch is None:   # from the run's config.json
+        config = json.loads((run_dir / "config.json").read_text())
+        seq_length = config["config"]["seq_length"]
+        updates_per_epoch = config.get("updates_per_epoch")
     rows = read_log(run_dir)
     train = [(int(r["iteration"]), float(r["smooth_loss"])) for r in rows if r["loss"]]
     val = [(int(r["iteration"]), float(r["val_loss"]) * seq_length) for r in rows if r["val_loss"]]
@@ -37,7 +39,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
                 label=f"validation loss x {seq_length} (same units)")
     # Every epoch of the run has the first epoch's number of updates (shuffled orders and
     # record corpora differ by at most a few), so the boundaries are its multiples.
-    per_epoch = config.get("updates_per_epoch") or 0
+    per_epoch = updates_per_epoch or 0
     last = max((int(r["iteration"]) for r in rows), default=0)
     if per_epoch:
         for epoch in range(2, last // per_epoch + 2):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import json
 import math
 import re
 import struct
@@ -34,10 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .checkpoint import BEST, LATEST, load_checkpoint
+from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint
 from .config import TrainConfig
 from .corpus import END_OF_RECORD, Corpus, load_corpus
+from .data import build_dataset, epoch_schedule
 from .errors import CharnnError
+from .evaluation import WARMUP, carries_state, score_held_out, warmup_length
+from .run_folder import RunFolder, parse_sample_blocks
+from .sampling import carried_state
 
 DEFAULT_OUT = Path("report")
 DEFAULT_EPOCHS = 2.0           # Figure 2 spans two epochs
@@ -262,8 +265,8 @@ def report_from_run(run: Path, out: Path, text: str | None = None, encoding: str
     run = Path(run)
     if not run.is_dir():
         raise CharnnError(f"{run}: no such run folder; give a folder written by charnn train "
-                          "(it holds config.json, log.csv and latest.npz)")
-    missing = [n for n in ("config.json", "log.csv", LATEST) if not (run / n).exists()]
+                          "(it holds log.csv and latest.npz)")
+    missing = [n for n in ("log.csv", LATEST) if not (run / n).exists()]
     if missing:
         raise CharnnError(f"{run} is not a finished run (it lacks {', '.join(missing)}); give a "
                           "folder written by charnn train")
@@ -382,36 +385,22 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {rest} min"
 
 
-_HEADER = re.compile(r"^iter (\d+) , epoch (\d+) , smooth loss (\S+)\n", re.MULTILINE)
-
-
 def parse_samples(text: str) -> list[SampleBlock]:
-    """The blocks of a run's samples.txt: `iter N , epoch E , smooth loss L`, a newline, the
-    sample, a blank line. A header counts only at the file's start or after a blank line."""
-    heads = [m for m in _HEADER.finditer(text) if m.start() == 0 or text[:m.start()].endswith("\n\n")]
-    blocks = []
-    for i, m in enumerate(heads):
-        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
-        body = text[m.end():end]
-        body = body[:-2] if body.endswith("\n\n") else body.rstrip("\n")
-        try:
-            loss = float(m.group(3))
-        except ValueError:
-            loss = math.nan
-        blocks.append(SampleBlock(int(m.group(1)), int(m.group(2)), loss, body))
-    return blocks
+    """The blocks of a samples.txt (see run_folder.parse_sample_blocks)."""
+    return [SampleBlock(**block) for block in parse_sample_blocks(text)]
 
 
-def held_out_loss(corpus: Corpus, config: TrainConfig, backend, final_params,
-                  best_params) -> HeldOut:
-    """Item 5's held-out loss: on the part the run held out, or, when it held nothing out,
-    on the text's tail, which the run did train on (and the report says so)."""
-    from .data import build_dataset
+def held_out_loss(corpus: Corpus, config: TrainConfig, backend, final: Checkpoint,
+                  best: Checkpoint) -> HeldOut:
+    """Item 5's held-out loss, scored as validation and `charnn eval` score it
+    (evaluation.py), for the final and the best model: on the part the run held out, or,
+    when it held nothing out, on the text's tail, which the run did train on (and the report
+    says so)."""
     dataset = build_dataset(corpus, config)
     if dataset.val_chars:
         segments, seen = dataset.val, False
         fraction = f"{config.val_frac:g} of the text"
-        if corpus.records is not None:
+        if config.records:
             where = (f"{len(segments):,} records held out from training "
                      f"({config.val_frac:g} of the records)")
         elif config.order == "shuffled":
@@ -425,10 +414,11 @@ def held_out_loss(corpus: Corpus, config: TrainConfig, backend, final_params,
         seen = True
         where = (f"the text's last {UNSEEN_TAIL_FRAC:.0%}, which this run did NOT hold out: it "
                  "was seen in training, so this is not a held-out measure")
-    final, count = backend.total_loss(final_params, dataset.data, segments)
-    best, _ = backend.total_loss(best_params, dataset.data, segments)
-    count = max(count, 1)
-    return HeldOut(count, where, seen, final / count, best / count)
+    scores = [score_held_out(ckpt.params, dataset.data, segments, backend,
+                             records=bool(config.records) and not seen,
+                             h_start=carried_state(ckpt), max_chars=config.eval_chars)
+              for ckpt in (final, best)]
+    return HeldOut(scores[0].count, where, seen, scores[0].nats, scores[1].nats)
 
 
 def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradCheck,
@@ -436,9 +426,8 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
     """Everything the report shows, read from the run folder."""
     from .backends import get_backend
     from .plot import read_log
-    from .sampling import carried_state, generate
+    from .sampling import generate
     run_dir = Path(run_dir)
-    run_info = json.loads((run_dir / "config.json").read_text())
     latest = load_checkpoint(run_dir / LATEST)
     config = TrainConfig.from_dict(latest.meta["config"])
     notes = []
@@ -448,10 +437,8 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
         best = latest
         notes.append(f"{run_dir.name} has no {BEST}; the final model stands in for the best one.")
     backend = get_backend(backend_name, lambda m: print(m, flush=True), config.dtype)
-    samples_path = run_dir / "samples.txt"
-    samples = parse_samples(samples_path.read_text(encoding="utf-8")) \
-        if samples_path.exists() else []
-    held = held_out_loss(corpus, config, backend, latest.params, best.params)
+    samples = [SampleBlock(**block) for block in RunFolder(run_dir).read_samples()]
+    held = held_out_loss(corpus, config, backend, latest, best)
     best_kind = "val_loss" if config.val_frac > 0 else "smooth_loss"
     if held.seen_in_training:
         notes.append("This run held no text out from training, so there is no true held-out "
@@ -473,7 +460,7 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
         best_value = best_state.get("smooth_loss", math.nan)
     return ReportData(
         run_dir=run_dir, corpus=latest.meta["corpus"], vocab=corpus.vocab.chars, config=config,
-        updates_per_epoch=int(run_info.get("updates_per_epoch", 0)),
+        updates_per_epoch=len(epoch_schedule(build_dataset(corpus, config), config, 1)),
         iteration=int(state["iteration"]), epoch=int(state["epoch"]),
         elapsed=float(state["elapsed"]), log=read_log(run_dir), samples=samples,
         gradcheck=gradcheck, held_out=held, best_iteration=int(best_state["iteration"]),
@@ -489,7 +476,8 @@ def write_report(data: ReportData, out: Path) -> Path:
     from .plot import plot_run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figure = plot_run(data.run_dir, out / "loss.png")
+    figure = plot_run(data.run_dir, out / "loss.png", data.config.seq_length,
+                      data.updates_per_epoch)
     png = figure.read_bytes()
     (out / "report.md").write_text(render_markdown(data, figure.name), encoding="utf-8")
     page = out / "report.html"
@@ -560,7 +548,11 @@ def _facts(d: ReportData) -> dict[str, list[tuple[str, str]]]:
     ln2 = math.log(2)
     held_rows = [
         ("evaluated on", h.where),
-        ("characters predicted", f"{h.chars:,}"),
+        ("characters predicted", f"{h.chars:,}" + (
+            "" if d.config.records and not h.seen_in_training else
+            f", after a warm-up of {warmup_length(h.chars + WARMUP)} characters from "
+            + ("the state training carried" if carries_state(d.config.to_dict())
+               else "h = 0") + " (as charnn eval scores a text)")),
         ("held out from training", "no: it WAS seen in training" if h.seen_in_training else "yes"),
         ("final model (latest.npz)", f"{h.final_nats:.4f} nats/char = "
                                      f"{h.final_nats / ln2:.4f} bits/char "

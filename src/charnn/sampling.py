@@ -15,6 +15,7 @@ import numpy as np
 
 from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
+from .evaluation import carries_state
 from .model import Params
 
 # Characters are drawn in blocks of this many, so that text can stream to the terminal
@@ -68,8 +69,7 @@ def carried_state(ckpt) -> np.ndarray | None:
     state it never leaves (a run of one rare character), while from its carried state it
     writes text like the samples of its training.
     """
-    config = ckpt.meta.get("config", {})
-    if ckpt.h is None or config.get("records") or config.get("order", "sequential") != "sequential":
+    if ckpt.h is None or not carries_state(ckpt.meta.get("config", {})):
         return None
     return np.asarray(ckpt.h).reshape(-1, ckpt.params.hidden_size)[0]
 

@@ -54,17 +54,21 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     return losses
 
 
-def total_loss(params: Params, data: np.ndarray, segments: np.ndarray) -> tuple[float, int]:
+def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
+               h0: np.ndarray | None = None) -> tuple[float, int]:
     """Forward only: the summed loss (nats) of predicting every character of every segment
-    from the ones before it, the hidden state starting at zero in each segment. segments is
-    (S, 2): data[start:end]. Returns (summed loss, number of characters predicted)."""
+    from the ones before it. segments is (S, 2): data[start:end]; the hidden state starts at
+    h0[q] in segment q (h0 (S, m) or (m,) for all), at zero when h0 is None. Returns (summed
+    loss, number of characters predicted)."""
     total, count = 0.0, 0
     m = params.hidden_size
-    for start, end in segments:
+    starts = np.zeros((len(segments), m), params.dtype)
+    if h0 is not None:
+        starts[:] = h0
+    for (start, end), h in zip(segments, starts):
         if end - start < 2:
             continue
-        loss, _ = sequence_loss(params, data[start:end - 1], data[start + 1:end],
-                                np.zeros(m, params.dtype))
+        loss, _ = sequence_loss(params, data[start:end - 1], data[start + 1:end], h)
         total += loss
         count += end - start - 1
     return total, count

@@ -5,14 +5,13 @@ it hands events to a callback, and the command line renders them. Python wakes u
 the boundaries where something is logged, evaluated, sampled or saved; in between, one
 backend call runs all the updates.
 
-A run folder holds config.json, log.csv, samples.txt, loss.png, latest.npz and best.npz.
+What a run folder holds, and how it is written safely, is run_folder.py's job.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -24,15 +23,21 @@ import numpy as np
 from . import __version__, optim
 from .backends import get_backend
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
-from .config import DEFAULT_UPDATES, TrainConfig
+from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
 from .data import Dataset, Schedule, build_dataset, epoch_schedule
 from .errors import CharnnError
+from .evaluation import carries_state, score_held_out
 from .model import Params
+from .run_folder import RunFolder, sample_block
 from .sampling import generate
 
-LOG_FIELDS = ("iteration", "epoch", "loss", "smooth_loss", "val_loss", "val_bpc", "elapsed")
 SMOOTHING = 0.999
+# One backend call runs at most about this long, so that a stop request (Ctrl-C, SIGTERM,
+# SIGHUP) is honoured within a second even when Python would wait for thousands of updates.
+SLICE_SECONDS = 0.25
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + \
+    ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 # -- events -------------------------------------------------------------------------------
@@ -66,7 +71,7 @@ class Sampled:
 
     def block(self) -> str:
         """As the report prints it: `iter 10000 , epoch 1 , smooth loss 52.53`, then the text."""
-        return f"iter {self.iteration} , epoch {self.epoch} , smooth loss {self.smooth_loss:.2f}\n{self.text}"
+        return sample_block(self.iteration, self.epoch, self.smooth_loss, self.text)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Evaluated:
     epoch: int
     val_loss: float            # nats per character
     val_bpc: float             # bits per character
+    chars: int                 # characters scored (see evaluation.py)
 
 
 @dataclass
@@ -167,7 +173,9 @@ class Trainer:
                  announce: Callable[[str], None] | None = None):
         self.corpus, self.config = corpus, config.validate()
         self.run_dir = Path(run_dir)
+        self.folder = RunFolder(self.run_dir)
         self.on_event = on_event or (lambda event: None)
+        check_memory(config, len(corpus.vocab))
         self.backend = get_backend(config.backend, announce, config.dtype)
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None
@@ -176,6 +184,7 @@ class Trainer:
         self.updates_per_epoch = len(epoch_schedule(self.dataset, config, 1))
         self.best: TrainState | None = None
         self.stop_requested = False
+        self._slice = 1                                  # updates per backend call, see _loop
 
     # -- public ------------------------------------------------------------------------------
 
@@ -189,16 +198,18 @@ class Trainer:
         return DEFAULT_UPDATES
 
     def run(self) -> TrainState:
-        self._prepare_run_dir()
+        self.folder.acquire()
         handlers = self._install_signal_handlers()
         try:
+            self._prepare_run_dir()
             return self._loop()
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
+            self.folder.release()
 
     def request_stop(self) -> None:
-        """Finish the current backend call, save a checkpoint, and return."""
+        """Finish the current backend call (a fraction of a second), save, and return."""
         self.stop_requested = True
 
     # -- the loop ----------------------------------------------------------------------------
@@ -223,20 +234,22 @@ class Trainer:
                 s.epoch += 1
                 s.position = 0
                 self.schedule = epoch_schedule(self.dataset, c, s.epoch)
-            n = min(total - s.iteration, len(self.schedule) - s.position,
+            n = min(total - s.iteration, len(self.schedule) - s.position, self._slice,
                     *(every - s.iteration % every for every in
                       (c.log_every, c.sample_every, c.eval_every, c.checkpoint_every)))
             first, last = s.position, s.position + n
+            call_started = time.perf_counter()
             losses = self.backend.train_updates(
                 s.params, c.optimizer, s.opt_state, s.opt_step, c.eta, c.clip, s.h,
                 self.dataset.data, self.schedule.starts, self.schedule.lengths,
                 self.schedule.resets, first, last)
+            self._fit_slice(n, time.perf_counter() - call_started)
             smooth = s.smooth_loss
             for loss in losses:                          # smooth <- 0.999 smooth + 0.001 loss
                 smooth = SMOOTHING * smooth + (1 - SMOOTHING) * loss
             if not math.isfinite(smooth):
-                raise CharnnError(f"the loss became {smooth} at update {s.iteration + n}; "
-                                  "lower --eta or --clip, or use float64")
+                bad = np.flatnonzero(~np.isfinite(losses))
+                self._diverged(s.iteration + (int(bad[0]) + 1 if bad.size else n), smooth)
             s.smooth_loss = smooth
             s.opt_step += n
             s.position = last
@@ -270,6 +283,26 @@ class Trainer:
 
     # -- pieces ------------------------------------------------------------------------------
 
+    def _fit_slice(self, n: int, seconds: float) -> None:
+        """Updates for the next backend call: as many as fit in SLICE_SECONDS at the rate
+        just measured, growing at most fourfold a call. Splitting the updates into calls
+        changes nothing in the results (a resumed run is split the same way)."""
+        if n >= self._slice:
+            fit = int(n * SLICE_SECONDS / max(seconds, 1e-9))
+            self._slice = max(1, min(fit, 4 * self._slice))
+        elif seconds > SLICE_SECONDS:
+            self._slice = max(1, int(n * SLICE_SECONDS / seconds))
+
+    def _diverged(self, iteration: int, smooth: float) -> None:
+        latest = self.run_dir / LATEST
+        if latest.exists():
+            kept = (f"the last good checkpoint, {latest} (update "
+                    f"{load_checkpoint(latest).meta['state']['iteration']:,}), is kept")
+        else:
+            kept = "no checkpoint had been saved yet"
+        raise CharnnError(f"the loss became {smooth} at update {iteration:,} (the model "
+                          f"diverged); {kept}; train again with a lower --eta or --clip")
+
     @property
     def _best_kind(self) -> str:
         return "val_loss" if self.dataset.val_chars else "smooth_loss"
@@ -289,14 +322,26 @@ class Trainer:
             s.best_value, s.best_iteration = value, s.iteration
             self.best = s.snapshot()
 
+    def validation_score(self, params: Params | None = None, h: np.ndarray | None = None):
+        """The held-out part scored as `charnn eval` scores it (evaluation.py): from the
+        state lane 0 carries (pointer walk) or zeros, after a warm-up."""
+        s, c = self.state, self.config
+        params = s.params if params is None else params
+        h = s.h if h is None else h
+        start = np.asarray(h).reshape(-1, params.hidden_size)[0] if carries_state(
+            c.to_dict()) else None
+        return score_held_out(params, self.dataset.data, self.dataset.val, self.backend,
+                              records=c.records, h_start=start, max_chars=c.eval_chars)
+
     def _evaluate(self) -> None:
         s = self.state
-        total, count = self.backend.total_loss(s.params, self.dataset.data, self.dataset.val)
-        nats = total / max(count, 1)
-        s.last_val = nats / math.log(2)
-        self._log_row(s.iteration, None, nats)
-        self.on_event(Evaluated(s.iteration, s.epoch, nats, s.last_val))
-        self._track_best(nats)
+        score = self.validation_score()
+        if not math.isfinite(score.nats):
+            self._diverged(s.iteration, score.nats)
+        s.last_val = score.bits
+        self._log_row(s.iteration, None, score.nats)
+        self.on_event(Evaluated(s.iteration, s.epoch, score.nats, score.bits, score.count))
+        self._track_best(score.nats)
 
     def _sample(self) -> None:
         s, c = self.state, self.config
@@ -306,8 +351,7 @@ class Trainer:
         text = generate(s.params, self.corpus.vocab, c.sample_length, s.sample_rng,
                         self.backend, h=h, x=x)
         event = Sampled(s.iteration, s.epoch, s.smooth_loss, text)
-        with open(self.run_dir / "samples.txt", "a", encoding="utf-8") as f:
-            f.write(event.block() + "\n\n")
+        self.folder.append_sample(s.iteration, s.epoch, s.smooth_loss, text)
         self.on_event(event)
 
     def _save(self) -> None:
@@ -332,38 +376,36 @@ class Trainer:
 
     def _log_row(self, iteration: int, loss: float | None, val_loss: float | None = None) -> None:
         s = self.state
-        row = {"iteration": iteration, "epoch": s.epoch,
-               "loss": "" if loss is None else f"{loss:.6f}",
-               "smooth_loss": f"{s.smooth_loss:.6f}",
-               "val_loss": "" if val_loss is None else f"{val_loss:.6f}",
-               "val_bpc": "" if val_loss is None else f"{val_loss / math.log(2):.6f}",
-               "elapsed": f"{s.elapsed:.3f}"}
-        with open(self.run_dir / "log.csv", "a", newline="") as f:
-            csv.DictWriter(f, LOG_FIELDS).writerow(row)
+        self.folder.append_log({
+            "iteration": iteration, "epoch": s.epoch,
+            "loss": "" if loss is None else f"{loss:.6f}",
+            "smooth_loss": f"{s.smooth_loss:.6f}",
+            "val_loss": "" if val_loss is None else f"{val_loss:.6f}",
+            "val_bpc": "" if val_loss is None else f"{val_loss / math.log(2):.6f}",
+            "elapsed": f"{s.elapsed:.3f}"})
 
     def _prepare_run_dir(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = self.run_dir / "log.csv"
-        if self.resumed:
-            _truncate_log(log, self.state.iteration)
-        else:
-            with open(log, "w", newline="") as f:
-                csv.DictWriter(f, LOG_FIELDS).writeheader()
-            (self.run_dir / "samples.txt").write_text("", encoding="utf-8")
         config = {"config": self.config.to_dict(), "corpus": corpus_facts(self.corpus),
                   "vocab": self.corpus.vocab.chars, "K": len(self.corpus.vocab),
                   "updates_per_epoch": self.updates_per_epoch,
                   "total_updates": self.total_updates, "charnn_version": __version__}
-        (self.run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if self.resumed:
+            self.folder.resume(self.state.iteration, config)
+            return
+        if (self.run_dir / LATEST).exists():
+            raise CharnnError(f"{self.run_dir} already holds a run; continue it with --resume "
+                              f"{self.run_dir}, or give another --name or --out")
+        self.folder.start(config)
 
     def _install_signal_handlers(self) -> dict:
-        """Ctrl-C and SIGTERM ask the loop to stop at the next boundary and save."""
+        """Ctrl-C, SIGTERM and SIGHUP (a closed terminal) ask the loop to stop at the end of
+        the current backend call and save."""
         previous = {}
 
         def handler(signum, frame):
             self.request_stop()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, handler)
             except ValueError:                           # not the main thread
@@ -371,34 +413,66 @@ class Trainer:
         return previous
 
 
-def _truncate_log(path: Path, iteration: int) -> None:
-    """Drop log rows written after the checkpoint a run resumes from."""
-    if not path.exists():
-        with open(path, "w", newline="") as f:
-            csv.DictWriter(f, LOG_FIELDS).writeheader()
-        return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= iteration]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+def check_memory(config: TrainConfig, K: int) -> None:
+    """Refuse, before allocating anything, a model whose weights, optimiser state, gradients
+    and working copies do not fit in this machine's memory."""
+    m = config.hidden
+    weights = m * K * 2 + m * m + m + K
+    slots = {"adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
+    # weights, optimiser state, the summed gradient, and the kernels' working copies and
+    # per-group gradients (W and V once more per group of lanes, up to 8 groups)
+    copies = 1 + slots + 1 + 2 + (min(config.batch_size, 8) if config.batch_size > 1 else 1)
+    # the first draw of the weights is made in float64 whatever the dtype
+    needed = weights * (np.dtype(config.dtype).itemsize * copies + 8)
+    available = available_memory()
+    if available and needed > available:
+        raise CharnnError(f"--hidden {m} needs about {_gib(needed)} of memory for the weights, "
+                          f"optimiser state and gradients, and this machine has "
+                          f"{_gib(available)} available; give a smaller --hidden")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (0 when unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
 # -- convenience ----------------------------------------------------------------------------
 
 def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int | None = None,
                    epochs: float | None = None, backend: str | None = None,
-                   **kwargs) -> Trainer:
+                   changes: dict | None = None, **kwargs) -> Trainer:
     """A Trainer that continues the run in folder `run` from its latest checkpoint, to its
-    original length or to `updates` / `epochs`; `backend` may differ from the run's."""
+    original length or to `updates` / `epochs`; `backend` may differ from the run's.
+    `changes` sets other settings of config.RESUMABLE; any other setting is refused."""
     run = Path(run)
     ckpt = load_checkpoint(run / LATEST if run.is_dir() else run)
     config = TrainConfig.from_dict(ckpt.meta["config"])
+    changes = dict(changes or {})
     if updates is not None or epochs is not None:
-        config.updates, config.epochs = updates, epochs
+        changes.update(updates=updates, epochs=epochs)
     if backend is not None:
-        config.backend = backend
+        changes["backend"] = backend
+    fixed = [name for name in changes if name not in RESUMABLE]
+    if fixed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+        raise CharnnError(f"{flags} cannot change when a run resumes (the checkpoint's network "
+                          f"and data order are fixed); leave {flags} out, or start a new run")
+    for name, value in changes.items():
+        setattr(config, name, value)
     facts = ckpt.meta["corpus"]
     if corpus is None:
         source = facts.get("source")

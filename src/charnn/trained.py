@@ -1,0 +1,130 @@
+"""A trained model, ready to use: the one call that starts where the command line starts.
+
+    model = charnn.load("runs/mine")            # a run folder (its best.npz) or a .npz
+    model.generate(500, prime="ROMEO:", temperature=0.8, seed=1)
+    model.evaluate("some held-out text").bits   # as `charnn eval` scores it
+    model.hidden_states("To be, or not to be")  # (characters, m): h after each character
+
+The model keeps its vocabulary, the hidden state training carried (sampling and evaluation
+start there, as `charnn sample` and `charnn eval` do; see sampling.carried_state) and a
+backend. The low-level functions (sampling.generate, the backends' total_loss, advance)
+stay for those who want to drive them by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .checkpoint import BEST, Checkpoint, load_checkpoint
+from .corpus import END_OF_RECORD, Vocabulary
+from .errors import CharnnError
+from .evaluation import WARMUP, Score, score_records, score_stream
+from .model import Params
+from .sampling import SamplingOptions, carried_state, generate
+
+
+@dataclass
+class TrainedModel:
+    params: Params
+    vocab: Vocabulary
+    config: dict                 # the training settings (TrainConfig's fields)
+    carried: np.ndarray | None   # where sampling and evaluation start; None: zeros
+    backend: object              # the module that runs the math (backends.get_backend)
+    checkpoint: Checkpoint
+
+    @property
+    def is_record_model(self) -> bool:
+        return END_OF_RECORD in self.vocab
+
+    # -- text -----------------------------------------------------------------------------------
+
+    def generate(self, length: int = 1000, prime: str = "", temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, greedy: bool = False,
+                 stop_at: str | None = None, seed: int | None = None,
+                 zero_state: bool = False, rng: np.random.Generator | None = None,
+                 on_text: Callable[[str], None] | None = None) -> str:
+        """Up to `length` new characters after `prime` (not repeated), drawn as `charnn
+        sample` draws them: from the carried state unless zero_state."""
+        options = SamplingOptions(temperature, top_k, top_p, greedy).validate()
+        if length < 1:
+            raise CharnnError(f"length is {length}; give a number of characters of at least 1")
+        self._check_known(prime, "the prime text")
+        rng = rng if rng is not None else np.random.default_rng(seed)
+        return generate(self.params, self.vocab, length, rng, self.backend, options,
+                        prime=prime, h=None if zero_state else self.carried, stop_at=stop_at,
+                        on_text=on_text)
+
+    def evaluate(self, text: str, warmup: int = WARMUP, max_chars: int = 0,
+                 separator: str | None = None) -> Score:
+        """The loss of `text` as validation and `charnn eval` score it (evaluation.py): read
+        from the carried state, the first `warmup` characters setting it; for record models,
+        record by record (split at `separator`, default the training's). max_chars: score at
+        most that many characters (0: all)."""
+        if self.is_record_model:
+            data, segments = self.frame_records(text, separator)
+            score = score_records(self.params, data, segments, self.backend, max_chars)
+        else:
+            self._check_known(text, "the text")
+            if len(text) < 2:
+                raise CharnnError("the text has fewer than 2 characters; give a longer text")
+            data = self.vocab.encode(text)
+            score = score_stream(self.params, data, 0, len(data), self.backend, self.carried,
+                                 warmup, max_chars)
+        if not np.isfinite(score.total):
+            raise CharnnError(f"the model's loss on this text is {score.total}: its weights "
+                              "are broken (diverged); use an earlier checkpoint")
+        return score
+
+    def hidden_states(self, text: str, zero_state: bool = False) -> np.ndarray:
+        """(len(text), m): the hidden state after reading each character of `text`, from
+        the carried state (or zeros)."""
+        self._check_known(text, "the text")
+        m = self.params.hidden_size
+        h = np.zeros(m, self.params.dtype) if zero_state or self.carried is None else \
+            self.carried.astype(self.params.dtype)
+        states = np.empty((len(text), m), self.params.dtype)
+        for t, x in enumerate(self.vocab.encode(text)):
+            h = self.backend.advance(self.params, h, np.array([x], np.int32))
+            states[t] = h
+        return states
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def frame_records(self, text: str, separator: str | None = None):
+        """(data, segments): the text's records, each framed by END_OF_RECORD as training
+        frames them, and their spans."""
+        separator = separator or self.config.get("record_separator", "\n")
+        records = [r for r in text.split(separator) if r.strip()]
+        if not records:
+            raise CharnnError("the text has no records; check the record separator")
+        self._check_known("".join(records), "the text")
+        eor = self.vocab.index[END_OF_RECORD]
+        pieces, edges, pos = [], [], 0
+        for record in records:
+            pieces.append(np.concatenate([[eor], self.vocab.encode(record), [eor]]))
+            edges.append((pos, pos + len(record) + 2))
+            pos += len(record) + 2
+        return np.concatenate(pieces).astype(np.int32), np.array(edges, np.int64)
+
+    def _check_known(self, text: str, what: str) -> None:
+        unknown = self.vocab.unknown(text)
+        if unknown:
+            raise CharnnError(f"{what} has characters {''.join(unknown[:10])!r} that the model "
+                              "never saw; use only characters of its training text")
+
+
+def load(source: str | Path, backend: str = "compiled",
+         announce: Callable[[str], None] | None = None) -> TrainedModel:
+    """A trained model from a run folder (its best checkpoint) or a checkpoint file, on the
+    compiled backend (or 'numpy')."""
+    from .backends import get_backend
+    ckpt = load_checkpoint(source, prefer=BEST)
+    return TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),
+                        config=dict(ckpt.meta.get("config", {})), carried=carried_state(ckpt),
+                        backend=get_backend(backend, announce, ckpt.params.dtype.name),
+                        checkpoint=ckpt)
+
