@@ -97,21 +97,6 @@ def test_training_is_reproducible_with_a_seed(tiny_text_file, tmp_path):
     assert (tmp_path / "a" / "samples.txt").read_text() == (tmp_path / "b" / "samples.txt").read_text()
 
 
-def test_checkpoint_round_trip(tmp_path, rng):
-    from charnn.model import Params
-    params = Params.initial(6, 9, 0.01, rng)
-    ckpt = Checkpoint(params=params, meta={"config": {"hidden": 6}, "vocab": "abcdefghi", "x": [1, 2.5]},
-                      opt_state={"m_W": rng.random((6, 6))}, h=rng.random((2, 6)))
-    save_checkpoint(tmp_path / "c.npz", ckpt)
-    back = load_checkpoint(tmp_path / "c.npz")
-    for name, a in params.items():
-        np.testing.assert_array_equal(a, getattr(back.params, name))
-        assert getattr(back.params, name).dtype == a.dtype
-    np.testing.assert_array_equal(back.opt_state["m_W"], ckpt.opt_state["m_W"])
-    np.testing.assert_array_equal(back.h, ckpt.h)
-    assert back.meta["x"] == [1, 2.5] and back.meta["vocab"] == "abcdefghi"
-
-
 def _disk_full(*args, **kwargs):
     raise OSError(28, "No space left on device")
 

@@ -5,25 +5,71 @@ config, the vocabulary, the corpus, and the training counters and RNG state.
 Writes are atomic: the file is written beside its destination under a temporary name,
 flushed to disk, then renamed over it, so a failed or interrupted save leaves the last
 good checkpoint in place.
+
+Loading checks the whole file before any of it reaches a kernel (a compiled kernel trusts
+the shapes it is given, so one wrong array would make it read or write out of bounds).
+Every problem becomes one CharnnError that names the file, the problem and what to do:
+
+- meta: a JSON object; format "charnn-checkpoint"; version a whole number from 1 to
+  FORMAT_VERSION (a newer one asks for a newer charnn; 0, negative or not a whole number is
+  corruption). Keys this charnn does not know are allowed (meta may grow).
+- config: an object holding every setting format 1 wrote (settings added to TrainConfig
+  later may be missing and take their defaults), each of its TrainConfig type, and passing
+  TrainConfig.validate.
+- vocab: a non-empty string (or list of one-character strings) of distinct characters.
+- state: every training counter, of its type: whole numbers at least 0 (epoch at least 1,
+  best_iteration at most iteration); smooth_loss finite; best_value finite, or +inf before
+  the run found a best; elapsed finite and at least 0; last_val null or finite and at
+  least 0.
+- sample_rng: a numpy PCG64 state that numpy accepts; corpus: an object with the facts
+  resume uses (name, source, sha256; encoding, K, chars, records when present).
+- arrays: exactly param_{b,c,U,W,V}, opt_<slot>_<param> for the slots of the config's
+  optimiser (optim.STATE_SLOTS), h and meta; any other array is refused, since the arrays
+  are what the kernels read and an unknown one means the file is not what it claims.
+  Shapes: b (m,), c (K,), U (m, K), W (m, m), V (K, m), each optimiser array its
+  parameter's shape, h (batch_size, m), with m = config hidden and K = len(vocab). All of
+  the config's dtype (float32 or float64) and finite; AdaGrad's and RMSProp's m and Adam's
+  v at least 0; h within [-1, 1] (it is a tanh). Arrays come back C-contiguous, in native
+  byte order.
+
+A checkpoint must hold everything charnn train writes, optimiser state and h included,
+even when it is loaded only to sample or evaluate: every file charnn writes has them, so a
+file without them is damaged, and one rule for every use means a file that samples also
+resumes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from .config import TrainConfig
 from .errors import CharnnError
 from .model import PARAM_NAMES, Params
+from .optim import STATE_SLOTS
 
 FORMAT = "charnn-checkpoint"
 FORMAT_VERSION = 1
 LATEST = "latest.npz"
 BEST = "best.npz"
+
+# The settings every checkpoint of format 1 holds; settings TrainConfig gains later may be
+# missing from older files and take their defaults.
+FORMAT1_CONFIG = ("hidden", "sigma", "dtype", "optimizer", "eta", "clip", "seq_length",
+                  "batch_size", "epochs", "updates", "order", "chunk_length", "val_frac",
+                  "records", "record_separator", "sample_every", "sample_length", "log_every",
+                  "eval_every", "checkpoint_every", "seed", "backend")
+# The training counters (train.TrainState) and what each may hold.
+STATE_WHOLE = ("opt_step", "iteration", "epoch", "position", "best_iteration")
+STATE_REAL = ("smooth_loss", "best_value", "elapsed", "last_val")
+# Optimiser state that sums squares, so it is never negative.
+NON_NEGATIVE_SLOTS = {("adagrad", "m"), ("rmsprop", "m"), ("adam", "v")}
+LARGEST_WHOLE = 2 ** 62          # counters and settings are passed to kernels as int64
 
 
 @dataclass
@@ -74,37 +120,293 @@ def resolve_checkpoint_path(source: str | Path, prefer: str = LATEST) -> Path:
 
 
 def load_checkpoint(source: str | Path, prefer: str = LATEST) -> Checkpoint:
-    """Load a checkpoint file, or the checkpoint named `prefer` of a run folder."""
+    """Load a checkpoint file, or the checkpoint named `prefer` of a run folder, checked
+    whole (see the module's docstring); a damaged file raises a one-line CharnnError."""
     path = resolve_checkpoint_path(source, prefer)
+    arrays = _read_arrays(path)
+    meta = _read_meta(path, arrays.pop("meta", None))
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as exc:
+        return _checked(_Checker(path), meta, arrays)
+    except CharnnError:
+        raise
+    except Exception as exc:            # damage no rule foresaw: still one line, not a trace
+        raise CharnnError(f"{path} is corrupt ({type(exc).__name__}: {_show(str(exc))}); "
+                          f"{_another(path)}") from None
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def _another(path: Path) -> str:
+    other = LATEST if path.name == BEST else BEST
+    return f"use another checkpoint, such as the run's {other}"
+
+
+def _show(value) -> str:
+    """A value of the metadata as JSON writes it, cut short: the file is not to be trusted."""
+    try:
+        return _cut(json.dumps(value))
+    except (TypeError, ValueError):
+        return type(value).__name__
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            archive = np.load(f, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise CharnnError(f"{path} is not a charnn checkpoint (it holds one bare "
+                                  "array, not an archive); give a file written by charnn train")
+            with archive:
+                return {key: archive[key] for key in archive.files}
+    except CharnnError:
+        raise
+    except (PermissionError, IsADirectoryError) as exc:
+        raise CharnnError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise CharnnError(f"{path} is not a readable checkpoint (corrupt or truncated: "
+                              f"ValueError); {_another(path)}") from None
+        raise CharnnError(f"{path} holds Python objects, which charnn never writes and does "
+                          f"not load (loading them could run code); {_another(path)}") from None
+    except Exception as exc:
         raise CharnnError(f"{path} is not a readable checkpoint (corrupt or truncated: "
-                          f"{type(exc).__name__}); use another checkpoint, such as the run's "
-                          f"{BEST}") from None
-    if "meta" not in arrays:
+                          f"{type(exc).__name__}); {_another(path)}") from None
+
+
+def _read_meta(path: Path, raw: np.ndarray | None) -> dict:
+    if raw is None:
         raise CharnnError(f"{path} is not a charnn checkpoint (no metadata); give a file "
                           "written by charnn train")
     try:
-        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CharnnError(f"{path} has corrupt metadata; use another checkpoint") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CharnnError(f"{path} is not a charnn checkpoint; give a file written by charnn train")
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError("not bytes")
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except Exception:
+        raise CharnnError(f"{path} has corrupt metadata (not JSON text); "
+                          f"{_another(path)}") from None
+    if not isinstance(meta, dict):
+        raise CharnnError(f"{path} has corrupt metadata (a JSON {type(meta).__name__}, not "
+                          f"an object); {_another(path)}")
+    if meta.get("format") != FORMAT:
+        raise CharnnError(f"{path} is not a charnn checkpoint (format {_show(meta.get('format'))}"
+                          "); give a file written by charnn train")
     version = meta.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CharnnError(f"{path} has checkpoint format {version}, newer than this charnn "
-                          f"reads ({FORMAT_VERSION}); upgrade charnn (pip install -U charnn)")
-    missing = [n for n in PARAM_NAMES if f"param_{n}" not in arrays]
-    if missing or "vocab" not in meta or "config" not in meta:
-        raise CharnnError(f"{path} is incomplete (missing {', '.join(missing) or 'metadata'}); "
-                          "use another checkpoint")
-    params = Params(**{n: arrays[f"param_{n}"] for n in PARAM_NAMES})
-    m, K = params.W.shape[0], params.V.shape[0]
-    expected = {"b": (m,), "c": (K,), "U": (m, K), "W": (m, m), "V": (K, m)}
-    if any(getattr(params, n).shape != s for n, s in expected.items()) or len(meta["vocab"]) != K:
-        raise CharnnError(f"{path} has parameters of inconsistent shapes; use another checkpoint")
-    opt_state = {k[4:]: a for k, a in arrays.items() if k.startswith("opt_")}
-    return Checkpoint(params=params, meta=meta, opt_state=opt_state, h=arrays.get("h"))
+    if not _whole(version) or version < 1:
+        raise CharnnError(f"{path} has checkpoint format version {_show(version)}, which no "
+                          f"charnn writes: the file is corrupt; {_another(path)}")
+    if version > FORMAT_VERSION:
+        raise CharnnError(f"{path} has checkpoint format {_show(version)}, newer than this "
+                          f"charnn reads ({FORMAT_VERSION}); upgrade charnn (pip install -U charnn)")
+    return meta
 
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# -- checking ---------------------------------------------------------------------------------
+
+class _Checker:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, problem: str, fix: str | None = None):
+        raise CharnnError(f"{self.path}: {problem}; {fix or _another(self.path)}")
+
+    def need(self, ok: bool, problem: str, fix: str | None = None):
+        if not ok:
+            self.fail(problem, fix)
+
+
+def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoint:
+    config = _check_config(c, meta.get("config"))
+    meta["vocab"] = vocab = _check_vocab(c, meta.get("vocab"))
+    m, K, B = config.hidden, len(vocab), config.batch_size
+    dtype = np.dtype(config.dtype)
+    shapes = {"b": (m,), "c": (K,), "U": (m, K), "W": (m, m), "V": (K, m)}
+    why = f"hidden size {m} (config) and {K} characters (vocabulary) make it"
+
+    slots = STATE_SLOTS[config.optimizer]
+    wanted = {f"opt_{slot}_{name}" for slot in slots for name in PARAM_NAMES}
+    unknown = sorted(k for k in arrays if k not in wanted and k != "h"
+                     and k not in {f"param_{n}" for n in PARAM_NAMES})
+    found_slots = {k.split("_")[1] for k in arrays if k.startswith("opt_") and k.count("_") == 2}
+    others = [o for o, s in STATE_SLOTS.items() if set(s) == found_slots]
+    if found_slots != set(slots) and others:
+        c.fail(f"its config names the optimiser {config.optimizer}, but its optimiser state "
+               f"is {' or '.join(others)}'s ({', '.join(sorted(found_slots))}): the optimiser "
+               "was switched after it was saved")
+    c.need(not unknown, f"it holds arrays no charnn checkpoint has ({_cut(', '.join(unknown))})")
+
+    params = {}
+    for name in PARAM_NAMES:
+        key = f"param_{name}"
+        c.need(key in arrays, f"the model's {name} ({key}) is missing")
+        a = _check_array(c, key, arrays[key], shapes[name], dtype, why)
+        bad = _non_finite(a)
+        c.need(not bad, f"the model's {name} holds {bad}: the model diverged before this "
+                        "checkpoint was saved", "use an earlier checkpoint or train again with "
+                                                "a lower --eta")
+        params[name] = a
+
+    opt_state = {}
+    for slot in slots:
+        for name in PARAM_NAMES:
+            key = f"opt_{slot}_{name}"
+            c.need(key in arrays, f"the {config.optimizer} optimiser state {key} is missing")
+            a = _check_array(c, key, arrays[key], shapes[name], dtype, f"the model's {name} is")
+            bad = _non_finite(a)
+            c.need(not bad, f"the optimiser state {key} holds {bad}: training diverged "
+                            "before this checkpoint was saved")
+            c.need((config.optimizer, slot) not in NON_NEGATIVE_SLOTS or not (a < 0).any(),
+                   f"the optimiser state {key} holds negative values, which "
+                   f"{config.optimizer}'s running sum of squared gradients never has")
+            opt_state[f"{slot}_{name}"] = a
+
+    c.need("h" in arrays, "the hidden state h is missing")
+    h = _check_array(c, "h", arrays["h"], (B, m), dtype,
+                     f"batch size {B} and hidden size {m} (config) make it")
+    bad = _non_finite(h)
+    c.need(not bad, f"the hidden state h holds {bad}")
+    c.need(not (np.abs(h) > 1).any(), "the hidden state h holds values outside [-1, 1], "
+                                      "which tanh never gives")
+
+    _check_state(c, meta.get("state"))
+    _check_rng(c, meta.get("sample_rng"))
+    _check_corpus(c, meta.get("corpus"), K)
+    return Checkpoint(params=Params(**params), meta=meta, opt_state=opt_state, h=h)
+
+
+def _check_array(c: _Checker, key: str, a: np.ndarray, shape: tuple, dtype: np.dtype,
+                 why: str) -> np.ndarray:
+    if a.dtype.kind == "f" and a.dtype.newbyteorder("=") == dtype:
+        a = a.astype(dtype, copy=False)                  # native byte order
+    if a.dtype != dtype:
+        what = {"f": f"{a.dtype.name} numbers", "i": f"whole numbers ({a.dtype.name})",
+                "u": f"whole numbers ({a.dtype.name})", "b": "booleans", "c": "complex numbers",
+                "U": "text", "S": "bytes", "O": "objects"}.get(a.dtype.kind, str(a.dtype))
+        c.fail(f"{key} holds {what}, but its config's dtype is {dtype.name}")
+    c.need(a.shape == shape, f"{key} has shape {a.shape}, but {why} {shape}")
+    return np.ascontiguousarray(a)
+
+
+def _non_finite(a: np.ndarray) -> str:
+    if np.isfinite(a).all():
+        return ""
+    return "NaN" if np.isnan(a).any() else "infinity"
+
+
+def _annotation_types(annotation: str) -> tuple[type, ...]:
+    names = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
+    return tuple(names[t.strip()] for t in str(annotation).split("|") if t.strip() in names)
+
+
+def _check_config(c: _Checker, config) -> TrainConfig:
+    c.need(isinstance(config, dict), f"its config is {_show(config)}, not an object of settings")
+    known = {f.name: _annotation_types(f.type) for f in fields(TrainConfig)}
+    for name in FORMAT1_CONFIG:
+        c.need(name not in known or name in config, f"its config lacks the setting {name!r}")
+    for name, value in config.items():
+        types = known.get(name)
+        if not types:
+            continue                                     # unknown settings are ignored
+        if isinstance(value, bool):
+            ok = bool in types
+        elif _whole(value):
+            ok = (int in types or float in types) and abs(value) < LARGEST_WHOLE
+        else:
+            ok = isinstance(value, tuple(t for t in types if t not in (int, bool)))
+        if not ok:
+            kinds = " or ".join({int: "a whole number", float: "a number", str: "text",
+                                 bool: "true or false", type(None): "null"}[t] for t in types)
+            c.fail(f"its config's {name} is {_show(value)}, where {kinds} belongs")
+    try:
+        return TrainConfig.from_dict(config).validate()
+    except CharnnError as exc:
+        c.fail(f"its config holds an impossible setting ({str(exc).split(';')[0]})")
+
+
+def _check_vocab(c: _Checker, vocab) -> str:
+    if isinstance(vocab, list) and all(isinstance(ch, str) and len(ch) == 1 for ch in vocab):
+        vocab = "".join(vocab)
+    c.need(isinstance(vocab, str), f"its vocabulary is {_show(vocab)}, not a string of characters")
+    c.need(len(vocab) > 0, "its vocabulary is empty")
+    seen = set()
+    for ch in vocab:
+        c.need(ch not in seen, f"its vocabulary holds {ch!r} twice")
+        seen.add(ch)
+    return vocab
+
+
+def _check_state(c: _Checker, state) -> None:
+    c.need(isinstance(state, dict), f"its training state is {_show(state)}, not an object "
+                                    "of counters")
+    for name in STATE_WHOLE + STATE_REAL:
+        c.need(name in state, f"its training state lacks the counter {name!r}")
+    for name in STATE_WHOLE:
+        value, least = state[name], 1 if name == "epoch" else 0
+        c.need(_whole(value) and least <= value < LARGEST_WHOLE,
+               f"its training state's {name} is {_show(value)}, where a whole number of at "
+               f"least {least} belongs")
+    c.need(state["best_iteration"] <= state["iteration"],
+           f"its training state's best_iteration ({state['best_iteration']}) is after its "
+           f"iteration ({state['iteration']})")
+    rules = {"smooth_loss": (lambda v: math.isfinite(v), "a finite number"),
+             "best_value": (lambda v: math.isfinite(v) or v == math.inf,
+                            "a finite number (or Infinity before the first best)"),
+             "elapsed": (lambda v: math.isfinite(v) and v >= 0, "a finite number of at least 0"),
+             "last_val": (lambda v: math.isfinite(v) and v >= 0,
+                          "null or a finite number of at least 0")}
+    for name in STATE_REAL:
+        value = state[name]
+        if value is None and name == "last_val":
+            continue
+        test, kind = rules[name]
+        c.need(_real(value) and test(float(value)),
+               f"its training state's {name} is {_show(value)}, where {kind} belongs")
+        state[name] = float(value)
+
+
+def _check_rng(c: _Checker, rng_state) -> None:
+    problem = "its sampling RNG state (sample_rng) is not a PCG64 state numpy accepts"
+    c.need(isinstance(rng_state, dict), f"{problem} ({_show(rng_state)})")
+    c.need(rng_state.get("bit_generator") == "PCG64",
+           f"{problem} (its bit_generator is {_show(rng_state.get('bit_generator'))})")
+    inner = rng_state.get("state")
+    c.need(isinstance(inner, dict) and all(_whole(inner.get(k)) and 0 <= inner[k] < 2 ** 128
+                                           for k in ("state", "inc")),
+           f"{problem} (its state is {_show(inner)})")
+    c.need(rng_state.get("has_uint32") in (0, 1) and _whole(rng_state.get("has_uint32"))
+           and _whole(rng_state.get("uinteger")) and 0 <= rng_state["uinteger"] < 2 ** 32,
+           f"{problem} (has_uint32 {_show(rng_state.get('has_uint32'))}, uinteger "
+           f"{_show(rng_state.get('uinteger'))})")
+    try:
+        np.random.Generator(np.random.PCG64()).bit_generator.state = rng_state
+    except Exception as exc:
+        c.fail(f"{problem} ({type(exc).__name__}: {_cut(str(exc))})")
+
+
+def _check_corpus(c: _Checker, corpus, K: int) -> None:
+    c.need(isinstance(corpus, dict), f"its corpus facts are {_show(corpus)}, not an object")
+    for key, types, kind in (("name", (str,), "text"), ("source", (str, type(None)), "text or null"),
+                             ("sha256", (str,), "text")):
+        c.need(key in corpus, f"its corpus facts lack {key!r}")
+        c.need(isinstance(corpus[key], types),
+               f"its corpus {key} is {_show(corpus[key])}, where {kind} belongs")
+    c.need("encoding" not in corpus or isinstance(corpus["encoding"], str),
+           f"its corpus encoding is {_show(corpus.get('encoding'))}, where text belongs")
+    c.need("K" not in corpus or (_whole(corpus["K"]) and corpus["K"] == K),
+           f"its corpus facts give K = {_show(corpus.get('K'))}, but its vocabulary has {K} "
+           "characters")
+    for key in ("chars", "records"):
+        value = corpus.get(key)
+        c.need(value is None or (_whole(value) and value >= 0),
+               f"its corpus {key} is {_show(value)}, where a whole number belongs")
