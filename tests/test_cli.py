@@ -204,3 +204,108 @@ def test_resuming_a_finished_run_asks_for_a_longer_one(trained_run):
     before = (trained_run / "samples.txt").read_text()
     assert_clean_error(charnn("train", "--resume", trained_run), "--updates")
     assert (trained_run / "samples.txt").read_text() == before
+
+
+# -- faults a user meets: one clear line each, never a traceback ----------------------------
+
+def clean_error(capsys, *words):
+    err = capsys.readouterr().err
+    assert err.startswith("charnn: error:") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def test_an_output_folder_that_cannot_be_written(tiny_text_file, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["train", str(tiny_text_file), "--out", str(blocker / "run"), *FAST]) == 2
+    clean_error(capsys, "cannot create the run folder", "another --out")
+
+
+def test_a_read_only_run_folder(tiny_text_file, tmp_path, capsys, monkeypatch):
+    # the tests may run as root, whom file modes do not stop: the refusal is simulated
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr("charnn.run_folder.write_atomically", read_only)
+    assert main(["train", str(tiny_text_file), "--out", str(tmp_path / "run"), *FAST]) == 2
+    clean_error(capsys, "Permission denied", "permissions")
+
+
+def test_a_disk_that_is_full_at_the_start(tiny_text_file, tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("charnn.run_folder.write_atomically", full)
+    assert main(["train", str(tiny_text_file), "--out", str(tmp_path / "run"), *FAST]) == 2
+    clean_error(capsys, "No space left on device", "free some disk space")
+
+
+def test_a_network_too_big_for_the_memory_says_how_much_it_needs(tiny_text_file, tmp_path,
+                                                                 capsys):
+    assert main(["train", str(tiny_text_file), "--hidden", "100000", "--out",
+                 str(tmp_path / "run"), "--backend", "numpy"]) == 2
+    clean_error(capsys, "--hidden 100000 needs about", "GiB of memory", "smaller --hidden")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["sample", "RUN"], ["gradcheck"]])
+def test_a_negative_seed_is_refused(trained_run, capsys, command):
+    argv = [str(trained_run) if a == "RUN" else a for a in command] + ["--seed", "-1"]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seed" in err and "negative" in err and err.count("\n") == 1
+
+
+def test_a_damaged_log_is_named_on_resume(trained_run, capsys):
+    with open(trained_run / "log.csv", "a") as f:
+        f.write("12,x,garbage\n")
+    assert main(["train", "--resume", str(trained_run), "--updates", "80"]) == 2
+    clean_error(capsys, "log.csv is damaged", "move it aside")
+
+
+def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(trained_run, capsys):
+    with open(trained_run / "log.csv", "a") as f:
+        f.write("70,1,3.1")                          # no newline: the kill came mid-row
+    assert main(["train", "--resume", str(trained_run), "--updates", "80", "--no-progress"]) == 0
+    assert "3.1\n" not in (trained_run / "log.csv").read_text()
+
+
+@pytest.mark.parametrize("damage", ["config", "log"])
+def test_report_from_a_run_with_a_damaged_file(trained_run, tmp_path, capsys, damage):
+    if damage == "config":
+        (trained_run / "config.json").write_text("{ half a json")
+        # the checkpoints hold every setting: the report does not need config.json
+        assert main(["report", "--from", str(trained_run), "--out", str(tmp_path / "rep"),
+                     "--backend", "numpy", "--no-progress"]) in (0, 1)
+        assert (tmp_path / "rep" / "report.html").exists()
+    else:
+        (trained_run / "log.csv").write_text("iteration,epoch\n1,2,3,4\n")
+        assert main(["report", "--from", str(trained_run), "--out", str(tmp_path / "rep"),
+                     "--backend", "numpy", "--no-progress"]) == 2
+        clean_error(capsys, "log.csv is damaged")
+
+
+def test_a_diverging_run_stops_with_a_message_and_keeps_the_last_good_checkpoint(
+        tiny_text_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_text_file), "--out", str(run), "--updates", "100",
+                 "--no-progress", *FAST]) == 0
+    good = (run / "latest.npz").read_bytes()
+    capsys.readouterr()
+    for backend in ("numpy", "compiled"):
+        assert main(["train", "--resume", str(run), "--updates", "400", "--eta", "1e6",
+                     "--clip", "1e9", "--backend", backend, "--no-progress"]) == 2
+        clean_error(capsys, "diverged", "update 100", "lower --eta")
+        assert (run / "latest.npz").read_bytes() == good
+
+
+def test_progress_in_a_log_file_is_plain_lines(tiny_text_file, tmp_path, capsys):
+    # stderr captured by pytest is not a terminal, as when it is piped to a file
+    assert main(["train", str(tiny_text_file), "--out", str(tmp_path / "run"),
+                 "--updates", "300", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "update 300/300 (100%) | epoch" in err
+    assert len(err.splitlines()) <= 3
