@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import tempfile
@@ -55,10 +54,8 @@ def train_for(corpus, name, overrides, seconds, val_frac, seed):
         state = trainer.run()
         wall = time.perf_counter() - t0
         chars = state.iteration * config.seq_length * config.batch_size
-        # the held-out loss of the final weights, over the whole held-out part
-        total, count = trainer.backend.total_loss(state.params, trainer.dataset.data,
-                                                  trainer.dataset.val)
-        val_bpc = total / count / math.log(2)
+        # the held-out loss of the final weights, as charnn eval scores the held-out part
+        val_bpc = trainer.validation_score().bits
     return {"config": name, "settings": overrides, "updates": state.iteration,
             "chars_trained": chars, "epochs": state.epoch, "train_seconds": state.elapsed,
             "wall_seconds": wall, "val_bpc": val_bpc}

@@ -369,7 +369,7 @@ def estimate_seconds(trainer, budget: float = 0.3) -> tuple[float, float, int, f
         started = time.perf_counter()
         _, count = backend.total_loss(params, d.data, probe)
         per_char = (time.perf_counter() - started) / max(count, 1)
-        eval_s = per_char * d.val_chars
+        eval_s = per_char * min(d.val_chars, c.eval_chars)
         evals = remaining // c.eval_every + 1 + (1 if remaining % c.eval_every else 0)
         seconds += evals * eval_s
     return seconds, rate, evals, eval_s
