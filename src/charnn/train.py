@@ -26,7 +26,7 @@ from .backends import get_backend
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
-from .data import Dataset, Schedule, build_dataset, epoch_schedule
+from .data import Dataset, Schedule, build_dataset, epoch_schedule, epoch_updates
 from .errors import CharnnError
 from .model import Params
 from .sampling import generate
@@ -149,7 +149,7 @@ def state_from_checkpoint(ckpt: Checkpoint) -> TrainState:
 
 def corpus_facts(corpus: Corpus) -> dict:
     return {"name": corpus.name, "source": corpus.source, "encoding": corpus.encoding,
-            "chars": len(corpus.text), "K": len(corpus.vocab), "sha256": corpus.sha256,
+            "chars": corpus.chars, "K": len(corpus.vocab), "sha256": corpus.sha256,
             "records": None if corpus.records is None else len(corpus.records)}
 
 
@@ -173,7 +173,7 @@ class Trainer:
         self.resumed = state is not None
         self.state = state or initial_state(config, len(corpus.vocab))
         self.schedule: Schedule = epoch_schedule(self.dataset, config, self.state.epoch)
-        self.updates_per_epoch = len(epoch_schedule(self.dataset, config, 1))
+        self.updates_per_epoch = epoch_updates(self.dataset, config, 1)
         self.best: TrainState | None = None
         self.stop_requested = False
 
