@@ -67,8 +67,6 @@ def child(path: str, records: bool, backend: str) -> None:
     """One run: from the text file to the first update; prints a JSON line."""
     import resource
 
-    import numpy as np
-
     from charnn.backends import get_backend
     from charnn.config import TrainConfig
     from charnn.corpus import load_corpus

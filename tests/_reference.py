@@ -66,7 +66,7 @@ def _spans(edges) -> np.ndarray:
     return np.array(edges, dtype=np.int64).reshape(-1, 2)
 
 
-def build_dataset(corpus: Corpus, config: TrainConfig) -> Dataset:
+def build_dataset(corpus: OldCorpus, config: TrainConfig) -> Dataset:
     """Encode the corpus and split it into training and held-out segments.
 
     The held-out part is the tail of the text (sequential order), one contiguous piece starting
