@@ -346,7 +346,7 @@ def cmd_gradcheck(args) -> int:
     if args.batch_size < 1 or (args.elements is not None and args.elements < 1):
         raise CharnnError("--batch-size and --elements must be at least 1")
     corpus = load_corpus(args.corpus or args.text, encoding=args.encoding)
-    data = corpus.vocab.encode(corpus.text[:args.batch_size * args.seq_length + 1])
+    data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
     if len(data) < args.batch_size + 1:
         raise CharnnError(f"{corpus.name} is too short for {args.batch_size} lanes; give a "
                           "longer text or a smaller --batch-size")

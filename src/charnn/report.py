@@ -294,10 +294,7 @@ def run_gradcheck(corpus: Corpus, backend: str, announce=None) -> GradCheck:
     """Figure 1: the check of `charnn gradcheck`, on the first characters of the corpus."""
     from .gradcheck import check_gradients, gradcheck_problem
     seq_length = 25
-    text = corpus.text
-    if corpus.records is not None:                 # as training sees it: records framed
-        text = END_OF_RECORD + END_OF_RECORD.join(corpus.records[:seq_length + 1])
-    data = corpus.vocab.encode(text[:seq_length + 1])
+    data = corpus.data[:seq_length + 1].astype(np.int32)   # records: framed, as trained on
     if len(data) < 2:
         raise CharnnError(f"{corpus.name} has fewer than 2 characters; give a longer text")
     K = len(corpus.vocab)

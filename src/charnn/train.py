@@ -25,7 +25,7 @@ from .backends import get_backend
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
-from .data import Dataset, Schedule, build_dataset, epoch_schedule
+from .data import Dataset, Schedule, build_dataset, epoch_schedule, epoch_updates
 from .errors import CharnnError
 from .evaluation import carries_state, score_held_out
 from .model import Params
@@ -155,7 +155,7 @@ def state_from_checkpoint(ckpt: Checkpoint) -> TrainState:
 
 def corpus_facts(corpus: Corpus) -> dict:
     return {"name": corpus.name, "source": corpus.source, "encoding": corpus.encoding,
-            "chars": len(corpus.text), "K": len(corpus.vocab), "sha256": corpus.sha256,
+            "chars": corpus.chars, "K": len(corpus.vocab), "sha256": corpus.sha256,
             "records": None if corpus.records is None else len(corpus.records)}
 
 
@@ -181,7 +181,7 @@ class Trainer:
         self.resumed = state is not None
         self.state = state or initial_state(config, len(corpus.vocab))
         self.schedule: Schedule = epoch_schedule(self.dataset, config, self.state.epoch)
-        self.updates_per_epoch = len(epoch_schedule(self.dataset, config, 1))
+        self.updates_per_epoch = epoch_updates(self.dataset, config, 1)
         self.best: TrainState | None = None
         self.stop_requested = False
         self._slice = 1                                  # updates per backend call, see _loop
