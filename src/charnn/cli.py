@@ -160,6 +160,7 @@ class ProgressView:
         self.bar = None
         self.total = 0
         self.last_line = -math.inf
+        self.evaluated = False
 
     def __call__(self, event) -> None:
         from . import train as t
@@ -191,8 +192,12 @@ class ProgressView:
         elif isinstance(event, t.Sampled):
             self.write(event.block())
         elif isinstance(event, t.Evaluated):
+            cost = "" if self.evaluated else (
+                f" ({event.chars:,} held-out characters scored in {event.seconds:.1f} s; "
+                "--eval-every and --eval-chars set how often and how many)")
+            self.evaluated = True
             self.write(f"iter {event.iteration} , epoch {event.epoch} , validation loss "
-                       f"{event.val_loss:.4f} nats/char = {event.val_bpc:.4f} bits/char")
+                       f"{event.val_loss:.4f} nats/char = {event.val_bpc:.4f} bits/char{cost}")
         elif isinstance(event, t.Finished):
             if self.bar is not None:
                 self.bar.close()

@@ -81,6 +81,7 @@ class Evaluated:
     val_loss: float            # nats per character
     val_bpc: float             # bits per character
     chars: int                 # characters scored (see evaluation.py)
+    seconds: float             # what the evaluation took
 
 
 @dataclass
@@ -335,12 +336,14 @@ class Trainer:
 
     def _evaluate(self) -> None:
         s = self.state
+        started = time.perf_counter()
         score = self.validation_score()
         if not math.isfinite(score.nats):
             self._diverged(s.iteration, score.nats)
         s.last_val = score.bits
         self._log_row(s.iteration, None, score.nats)
-        self.on_event(Evaluated(s.iteration, s.epoch, score.nats, score.bits, score.count))
+        self.on_event(Evaluated(s.iteration, s.epoch, score.nats, score.bits, score.count,
+                                time.perf_counter() - started))
         self._track_best(score.nats)
 
     def _sample(self) -> None:
