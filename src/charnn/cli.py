@@ -487,12 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
     p.set_defaults(func=cmd_eval)
 
-    try:
-        from .report import add_report_parser
-    except ImportError:
-        pass
-    else:
-        add_report_parser(sub)
+    from .report import add_report_parser
+    add_report_parser(sub)
     return parser
 
 

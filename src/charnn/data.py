@@ -53,10 +53,6 @@ class Dataset:
     full_windows_only: bool   # the assignment's pointer walk drops a short last window
 
     @cached_property
-    def train_chars(self) -> int:
-        return int((self.train[:, 1] - self.train[:, 0]).sum())
-
-    @cached_property
     def val_chars(self) -> int:
         return int((self.val[:, 1] - self.val[:, 0]).sum()) if len(self.val) else 0
 

@@ -60,9 +60,6 @@ class Params:
     def items(self):
         return ((name, getattr(self, name)) for name in PARAM_NAMES)
 
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return dict(self.items())
-
     def copy(self) -> "Params":
         return Params(**{name: a.copy() for name, a in self.items()})
 

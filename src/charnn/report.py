@@ -302,10 +302,8 @@ def run_gradcheck(corpus: Corpus, backend: str, announce=None) -> GradCheck:
     kwargs, whose = {}, "the numpy reference (model.py)"
     if backend == "compiled":
         from .backends import get_backend
-        compiled = get_backend("compiled", announce)
-        if hasattr(compiled, "loss_and_gradients"):
-            kwargs["gradient_fn"] = compiled.loss_and_gradients
-            whose = "the compiled backend (kernels.py)"
+        kwargs["gradient_fn"] = get_backend("compiled", announce).loss_and_gradients
+        whose = "the compiled backend (kernels.py)"
     started = time.perf_counter()
     rows = check_gradients(params, inputs, targets, h_prev, GRADCHECK_STEP, GRADCHECK_THRESHOLD,
                            **kwargs)
@@ -485,10 +483,6 @@ def write_report(data: ReportData, out: Path) -> Path:
 def _visible(text: str) -> str:
     """Sample text as shown: the end-of-record mark made visible."""
     return text.replace(END_OF_RECORD, "\u241e")
-
-
-def _g(x: float, digits: int = 4) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 def _facts(d: ReportData) -> dict[str, list[tuple[str, str]]]:
