@@ -1,0 +1,44 @@
+"""Recurrent networks for the character model, each a numpy module with one interface.
+
+    from charnn.networks import NETWORKS
+    net = NETWORKS["lstm"]
+    params = net.initial_params(K, m, layers=2, sigma=0.1, rng=np.random.default_rng(0))
+    loss, grads, state = net.loss_and_gradients(params, inputs, targets, net.zero_state(m, 2))
+
+Every module in NETWORKS provides, with the same names and signatures:
+
+    STATE_VECTORS                  vectors in each layer's state: 2 for the LSTM (h, cell c),
+                                   1 for the GRU (h)
+    param_shapes(K, m, layers)     {name: shape} in a fixed order: per layer l W_ih{l}
+                                   (G*m, K for l = 0 else m), W_hh{l} (G*m, m), b_ih{l} (G*m,),
+                                   b_hh{l} (G*m,) -- PyTorch's weight_ih_l{l}, weight_hh_l{l},
+                                   bias_ih_l{l}, bias_hh_l{l}, G gates stacked in PyTorch's order
+                                   -- then the output layer V (K, m) and c (K,)
+    initial_params(K, m, layers, sigma, rng, dtype=np.float64)
+                                   {name: array}: weights ~ N(0, sigma^2) drawn in param_shapes'
+                                   order, biases zero (the LSTM's forget bias 1)
+    zero_state(m, layers, dtype)   zeros (layers, STATE_VECTORS, m)
+    step(params, x, state)         one character x (int): (new_state, o), o (K,) the logits of
+                                   the next character (no dropout; for sampling)
+    forward(params, inputs, state, masks=None)
+                                   over tau characters: (cache, P, state_last), P (tau, K)
+    loss_and_gradients(params, inputs, targets, state, masks=None)
+                                   (loss, grads, state_last): loss = -sum_t log P[t, y_t]
+                                   (summed, not averaged), grads with params' keys and shapes
+    sequence_loss(params, inputs, targets, state)
+                                   (loss, state_last), forward only, no dropout
+    dropout_masks(p, tau, m, layers, rng, dtype=np.float64)
+                                   None (p == 0 or one layer) or layers - 1 arrays (tau, m) of
+                                   0 and 1 / (1 - p): mask l multiplies layer l's h_t on its way
+                                   into layer l + 1 (between layers only, as PyTorch's dropout)
+
+K characters, m hidden units per layer; inputs and targets are arrays of character indices.
+The top layer's h_t gives p_t = softmax(V h_t + c), as in charnn.model, the vanilla RNN, which
+keeps its own interface for now.
+"""
+
+from . import gru, lstm
+
+NETWORKS = {"lstm": lstm, "gru": gru}
+
+__all__ = ["NETWORKS", "gru", "lstm"]
