@@ -33,9 +33,10 @@ def test_train_sample_eval_gradcheck_end_to_end(tiny_text_file, tmp_path, capsys
     assert first.startswith("All:") and len(first) == len("All:") + 80 + 1
     assert main(["sample", str(run / "best.npz"), "-n", "80", "--prime", "All:", "--seed", "3",
                  "--backend", "numpy"]) == 0
+    assert capsys.readouterr().out == first            # a run folder samples its best.npz
     assert main(["sample", str(run), "-n", "80", "--prime", "All:", "--seed", "3",
-                 "--backend", "numpy"]) == 0
-    capsys.readouterr()
+                 "--backend", "compiled"]) == 0
+    assert capsys.readouterr().out == first            # either backend, the same text
 
     assert main(["eval", str(run), str(tiny_text_file), "--backend", "numpy"]) == 0
     assert "bits/char" in capsys.readouterr().out
@@ -49,11 +50,13 @@ def test_train_sample_eval_gradcheck_end_to_end(tiny_text_file, tmp_path, capsys
 
 def test_sampling_with_a_seed_is_reproducible(tiny_text_file, tmp_path, capsys):
     run = tmp_path / "run"
-    main(["train", str(tiny_text_file), "--updates", "100", "--out", str(run), "--no-progress", *FAST])
+    assert main(["train", str(tiny_text_file), "--updates", "100", "--out", str(run),
+                 "--no-progress", *FAST]) == 0
     capsys.readouterr()
     texts = []
     for seed in (7, 7, 8):
-        main(["sample", str(run), "-n", "200", "--seed", str(seed), "--backend", "numpy"])
+        assert main(["sample", str(run), "-n", "200", "--seed", str(seed),
+                     "--backend", "numpy"]) == 0
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] != texts[2]
 

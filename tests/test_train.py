@@ -49,9 +49,28 @@ def test_epoch_resets_and_counts_follow_the_pointer_walk(tiny_text_file, tmp_pat
                       on_event=events.append)
     N, tau = len(corpus.text), 25
     assert trainer.updates_per_epoch == (N - tau - 1) // tau + 1
+
+    # h is zeroed before the first window of each epoch, and only there
+    seen = []
+    backend = trainer.backend
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(backend, name)
+
+        def train_updates(self, params, optimizer, opt_state, opt_step, eta, clip, h, data,
+                          starts, lengths, resets, first, last):
+            seen.append((first, resets[first:last, 0].tolist(), starts[first, 0]))
+            return backend.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h,
+                                         data, starts, lengths, resets, first, last)
+
+    trainer.backend = Spy()
     state = trainer.run()
     assert state.iteration == 2 * trainer.updates_per_epoch
     assert state.epoch == 2
+    epoch_starts = [(resets, start) for first, resets, start in seen if first == 0]
+    assert len(epoch_starts) == 2 and all(r[0] == 1 and start == 0 for r, start in epoch_starts)
+    assert sum(sum(resets) for _, resets, _ in seen) == 2
 
 
 @pytest.mark.parametrize("options", [
