@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import BEST
 from .errors import CharnnError
+from .options import (add_train_arguments, config_from_args, load_training_corpus, number,
+                      seed_number, unescape, whole_number)
+from .progress import ProgressView
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -24,198 +26,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _seed(text: str) -> int:
-    value = _whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; give a seed of 0 or more")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
 # -- train ----------------------------------------------------------------------------------
-
-def _add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> None:
-    from .config import BACKENDS, DTYPES, ORDERS
-    from .evaluation import MAX_CHARS
-    from .optim import OPTIMIZERS
-    p.add_argument("text", nargs="?", help="the text file to train on (default: the bundled "
-                   "Shakespeare corpus)")
-    p.add_argument("--corpus", choices=["shakespeare"], help="train on a bundled corpus")
-    p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default utf-8)")
-    g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_whole_number, default=100, help="hidden units m (default 100)")
-    g.add_argument("--sigma", type=_number, default=0.01,
-                   help="std of the initial U, W, V (default 0.01)")
-    g.add_argument("--dtype", choices=DTYPES, default="float64",
-                   help="float64 (default) or float32 (faster, half the memory)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adagrad",
-                   help="update rule (default adagrad, as in the assignment)")
-    g.add_argument("--eta", type=_number, default=None,
-                   help="learning rate (default 0.1 for adagrad, 0.005 for rmsprop and adam)")
-    g.add_argument("--clip", type=_number, default=5.0,
-                   help="clip gradients elementwise to [-clip, clip] (default 5)")
-    g.add_argument("--seq-length", type=_whole_number, default=25,
-                   help="characters per update and lane (default 25)")
-    g.add_argument("--batch-size", type=_whole_number, default=1,
-                   help="lanes (sequences) per update; loss summed over time, averaged over "
-                        "lanes (default 1)")
-    g = p.add_argument_group("length (one of them; default 100,000 updates)")
-    g.add_argument("--epochs", type=_number, default=None, help="passes over the text")
-    g.add_argument("--updates", type=_whole_number, default=None, help="parameter updates")
-    g = p.add_argument_group("data")
-    g.add_argument("--order", choices=ORDERS, default="sequential",
-                   help="sequential: the assignment's pointer walk; shuffled: chunks in a new "
-                        "random order each epoch, h reset per chunk")
-    g.add_argument("--chunk-length", type=_whole_number, default=1000,
-                   help="characters per chunk with --order shuffled (default 1000)")
-    g.add_argument("--val-frac", type=_number, default=0.0,
-                   help="fraction held out for validation (the tail; a random piece when "
-                        "shuffled); the best checkpoint is then chosen by validation loss")
-    g.add_argument("--records", action="store_true",
-                   help="each line (or --record-separator piece) is a record trained on its own")
-    g.add_argument("--record-separator", default="\n",
-                   help="what separates records (default a newline); \\n and \\t are understood")
-    if not with_run:
-        return
-    g = p.add_argument_group("reporting")
-    g.add_argument("--sample-every", type=_whole_number, default=10_000,
-                   help="print a sample every N updates, and at update 0 (default 10000)")
-    g.add_argument("--sample-length", type=_whole_number, default=200,
-                   help="characters per sample (default 200)")
-    g.add_argument("--log-every", type=_whole_number, default=100,
-                   help="log a row of log.csv every N updates (default 100)")
-    g.add_argument("--eval-every", type=_whole_number, default=5_000,
-                   help="validation loss every N updates with --val-frac (default 5000)")
-    g.add_argument("--eval-chars", type=_whole_number, default=MAX_CHARS,
-                   help=f"score at most N held-out characters (default {MAX_CHARS:,}; "
-                        "charnn eval --max-chars N gives the same figure)")
-    g.add_argument("--checkpoint-every", type=_whole_number, default=10_000,
-                   help="save latest.npz and best.npz every N updates (default 10000)")
-    g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=None,
-                   help="the run folder (default runs/<name>)")
-    g.add_argument("--name", default=None,
-                   help="the run's name (default: the text's name and the time)")
-    g.add_argument("--resume", type=Path, default=None, metavar="RUN",
-                   help="continue the run in folder RUN where it stopped")
-    g.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    g.add_argument("--backend", choices=BACKENDS, default="compiled",
-                   help="compiled (default, numba) or numpy (the readable reference)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _unescape(text: str) -> str:
-    """Let a shell user write a newline or a tab as \\n or \\t."""
-    return text.replace("\\n", "\n").replace("\\t", "\t")
-
-
-def _config_from_args(args):
-    from .config import TrainConfig
-    separator = _unescape(args.record_separator)
-    values = dict(hidden=args.hidden, sigma=args.sigma, dtype=args.dtype,
-                  optimizer=args.optimizer, eta=args.eta, clip=args.clip,
-                  seq_length=args.seq_length, batch_size=args.batch_size,
-                  epochs=args.epochs, updates=args.updates, order=args.order,
-                  chunk_length=args.chunk_length, val_frac=args.val_frac,
-                  records=args.records, record_separator=separator)
-    for name in ("sample_every", "sample_length", "log_every", "eval_every", "eval_chars",
-                 "checkpoint_every", "seed", "backend"):
-        if hasattr(args, name):
-            values[name] = getattr(args, name)
-    return TrainConfig(**values).validate()
-
-
-def _load_training_corpus(args, config):
-    from .corpus import load_corpus
-    source = args.corpus or args.text
-    return load_corpus(source, encoding=args.encoding, records=config.records,
-                       record_separator=config.record_separator)
-
-
-class ProgressView:
-    """Renders training events: a tqdm bar on a terminal, a plain line every PLAIN_EVERY
-    seconds otherwise (a log file gets lines, not carriage-return frames), sample blocks and
-    evaluation lines."""
-
-    PLAIN_EVERY = 10.0
-
-    def __init__(self, show_bar: bool = True, stream=None):
-        self.stream = stream or sys.stderr
-        self.show_bar = show_bar
-        self.plain = show_bar and not _is_terminal(self.stream)
-        self.bar = None
-        self.total = 0
-        self.last_line = -math.inf
-        self.evaluated = False
-
-    def __call__(self, event) -> None:
-        from . import train as t
-        if isinstance(event, t.Started):
-            c = event.corpus
-            self.total = event.total_updates
-            self.write(f"corpus {c['name']}: {c['chars']:,} characters, K={c['K']}; "
-                       f"{event.updates_per_epoch:,} updates per epoch; run folder {event.run_dir}")
-            if self.show_bar and not self.plain:
-                from tqdm import tqdm
-                self.bar = tqdm(total=event.total_updates, initial=event.iteration,
-                                unit="upd", dynamic_ncols=True, smoothing=0.1, file=self.stream)
-        elif isinstance(event, t.Progress):
-            post = (f"epoch {event.epoch} | smooth loss {event.smooth_loss:.2f} | "
-                    f"{event.updates_per_s:,.0f} upd/s | {event.chars_per_s:,.0f} chars/s")
-            if event.val_bpc is not None:
-                post += f" | val {event.val_bpc:.3f} bpc"
-            if self.bar is not None:
-                self.bar.n = event.iteration
-                self.bar.set_postfix_str(post, refresh=False)
-                self.bar.refresh()
-            elif self.plain:
-                now = time.monotonic()
-                if now - self.last_line >= self.PLAIN_EVERY or event.iteration >= self.total:
-                    self.last_line = now
-                    share = event.iteration / max(self.total, 1)
-                    print(f"update {event.iteration:,}/{self.total:,} ({share:.0%}) | {post}",
-                          file=self.stream, flush=True)
-        elif isinstance(event, t.Sampled):
-            self.write(event.block())
-        elif isinstance(event, t.Evaluated):
-            cost = "" if self.evaluated else (
-                f" ({event.chars:,} held-out characters scored in {event.seconds:.1f} s; "
-                "--eval-every and --eval-chars set how often and how many)")
-            self.evaluated = True
-            self.write(f"iter {event.iteration} , epoch {event.epoch} , validation loss "
-                       f"{event.val_loss:.4f} nats/char = {event.val_bpc:.4f} bits/char{cost}")
-        elif isinstance(event, t.Finished):
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
-
-    def write(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text)
-        else:
-            print(text, flush=True)
-
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
 
 def cmd_train(args) -> int:
     from .train import Trainer
@@ -224,8 +35,8 @@ def cmd_train(args) -> int:
     if args.resume is not None:
         trainer = _resume(args, view, announce)
     else:
-        config = _config_from_args(args)
-        corpus = _load_training_corpus(args, config)
+        config = config_from_args(args)
+        corpus = load_training_corpus(args, config)
         run_dir = args.out or Path("runs") / (args.name or _default_run_name(corpus.name))
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
@@ -299,11 +110,11 @@ def _default_run_name(corpus_name: str) -> str:
 # -- sample ---------------------------------------------------------------------------------
 
 def _add_sampling_arguments(g) -> None:
-    g.add_argument("--temperature", type=_number, default=1.0,
+    g.add_argument("--temperature", type=number, default=1.0,
                    help="softmax(o / T): 1.0 = the model's distribution, < 1 = less random")
-    g.add_argument("--top-k", type=_whole_number, default=0,
+    g.add_argument("--top-k", type=whole_number, default=0,
                    help="draw only from the K most likely characters (0 = off)")
-    g.add_argument("--top-p", type=_number, default=1.0,
+    g.add_argument("--top-p", type=number, default=1.0,
                    help="nucleus: draw from the most likely characters reaching P (1.0 = off)")
     g.add_argument("--greedy", action="store_true", help="always take the most likely character")
 
@@ -332,7 +143,7 @@ def cmd_sample(args) -> int:
         out.write(prime)
         out.flush()
         model.generate(length, prime, options.temperature, options.top_k, options.top_p,
-                       options.greedy, stop_at=_unescape(args.stop_at) if args.stop_at else None,
+                       options.greedy, stop_at=unescape(args.stop_at) if args.stop_at else None,
                        zero_state=args.zero_state, rng=rng,
                        on_text=lambda text: (out.write(text), out.flush()))
     out.write("\n")
@@ -424,27 +235,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a text",
                        description="Train a vanilla RNN on a text (default: Shakespeare).")
-    _add_train_arguments(p)
+    add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="generate text from a checkpoint",
                        description="Generate text from a checkpoint file or run folder.")
     p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its best.npz)")
     g = p.add_argument_group("what to generate")
-    g.add_argument("-n", type=_whole_number, default=1000, help="characters (default 1000)")
+    g.add_argument("-n", type=whole_number, default=1000, help="characters (default 1000)")
     g.add_argument("--prime", default="", help="text the sample starts from")
     g.add_argument("--prime-file", default=None, help="a file whose text the sample starts from")
     g.add_argument("--stop-at", default=None,
                    help="stop after this string appears (\\n and \\t are understood)")
-    g.add_argument("--count", type=_whole_number, default=1, help="number of samples (default 1)")
+    g.add_argument("--count", type=whole_number, default=1, help="number of samples (default 1)")
     g.add_argument("--zero-state", action="store_true",
                    help="start from h = 0 (default: the state training carried, for models "
                         "trained in sequential order; records and shuffled chunks start at 0)")
-    g.add_argument("--max-length", type=_whole_number, default=None,
+    g.add_argument("--max-length", type=whole_number, default=None,
                    help="record models: the longest record to generate (default -n)")
     g = p.add_argument_group("how to draw")
     _add_sampling_arguments(g)
-    g.add_argument("--seed", type=_seed, default=None,
+    g.add_argument("--seed", type=seed_number, default=None,
                    help="random seed: the same seed gives the same text (default: random)")
     g.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
     p.set_defaults(func=cmd_sample)
@@ -456,17 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "the bundled corpus)")
     p.add_argument("--corpus", choices=["shakespeare"])
     p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--hidden", type=_whole_number, default=5, help="hidden units (default 5)")
-    p.add_argument("--seq-length", type=_whole_number, default=25, help="default 25")
-    p.add_argument("--sigma", type=_number, default=0.01, help="init std (default 0.01)")
-    p.add_argument("--step", type=_number, default=1e-4, help="finite-difference h (default 1e-4)")
-    p.add_argument("--threshold", type=_number, default=1e-6,
+    p.add_argument("--hidden", type=whole_number, default=5, help="hidden units (default 5)")
+    p.add_argument("--seq-length", type=whole_number, default=25, help="default 25")
+    p.add_argument("--sigma", type=number, default=0.01, help="init std (default 0.01)")
+    p.add_argument("--step", type=number, default=1e-4, help="finite-difference h (default 1e-4)")
+    p.add_argument("--threshold", type=number, default=1e-6,
                    help="largest relative difference that passes (default 1e-6)")
-    p.add_argument("--batch-size", type=_whole_number, default=1,
+    p.add_argument("--batch-size", type=whole_number, default=1,
                    help="lanes: check the gradient of the loss averaged over B sequences")
-    p.add_argument("--elements", type=_whole_number, default=None,
+    p.add_argument("--elements", type=whole_number, default=None,
                    help="check N random elements of each parameter (for big models)")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--backend", choices=["numpy", "compiled"], default="numpy",
                    help="whose analytic gradients to check (default numpy)")
     p.set_defaults(func=cmd_gradcheck)
@@ -478,10 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--skip-unknown", action="store_true",
                    help="leave out characters the model does not know")
-    p.add_argument("--warmup", type=_whole_number, default=WARMUP,
+    p.add_argument("--warmup", type=whole_number, default=WARMUP,
                    help=f"characters read to set the hidden state before scoring (default "
                         f"{WARMUP}, at most half the text; as validation does)")
-    p.add_argument("--max-chars", type=_whole_number, default=0,
+    p.add_argument("--max-chars", type=whole_number, default=0,
                    help="score at most N characters after the warm-up (default 0: all; "
                         "validation scores at most --eval-chars)")
     p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")

@@ -39,6 +39,9 @@ from .corpus import END_OF_RECORD, Corpus, load_corpus
 from .data import build_dataset, epoch_schedule
 from .errors import CharnnError
 from .evaluation import WARMUP, carries_state, score_held_out, warmup_length
+from .options import (add_train_arguments, config_from_args, load_training_corpus,
+                      seed_number, whole_number)
+from .progress import ProgressView
 from .run_folder import RunFolder, parse_sample_blocks
 from .sampling import carried_state
 
@@ -134,7 +137,6 @@ class ReportData:
 
 def add_report_parser(sub) -> None:
     """Add `charnn report` to the argparse subparsers `sub`."""
-    from .cli import _add_train_arguments, _whole_number
     p = sub.add_parser(
         "report", help="reproduce the assignment's report as a web page (report.html)",
         description="Train with the assignment's settings (m=100, seq 25, eta 0.1, AdaGrad) for "
@@ -142,7 +144,7 @@ def add_report_parser(sub) -> None:
                     "(--from), and write report.html and report.md with the figures: the "
                     "gradient check, the loss over the epochs, the samples while learning, "
                     "the best model's text and the facts of the run.")
-    _add_train_arguments(p, with_run=False)
+    add_train_arguments(p, with_run=False)
     train_dests = [a.dest for a in p._actions
                    if a.dest not in ("help", "text", "corpus", "encoding")]
     for group in p._action_groups:
@@ -159,11 +161,11 @@ def add_report_parser(sub) -> None:
                    help="the report folder (default report/); training goes into OUT/run/")
     g.add_argument("--force", action="store_true",
                    help="train again even if OUT/run already holds a run (it is replaced)")
-    g.add_argument("--sample-every", type=_whole_number, default=10_000,
+    g.add_argument("--sample-every", type=whole_number, default=10_000,
                    help="a 200-character sample every N updates, and at update 0 (default 10000)")
-    g.add_argument("--eval-every", type=_whole_number, default=10_000,
+    g.add_argument("--eval-every", type=whole_number, default=10_000,
                    help="the held-out loss every N updates (default 10000)")
-    g.add_argument("--seed", type=_whole_number, default=0,
+    g.add_argument("--seed", type=seed_number, default=0,
                    help="random seed of the training and of the best model's text (default 0)")
     g.add_argument("--backend", choices=["compiled", "numpy"], default=None,
                    help="compiled (default when training, numba) or numpy; with --from, the "
@@ -227,14 +229,13 @@ def _quote(arg: str) -> str:
 
 
 def report_by_training(args, out: Path, command: str = "") -> ReportData:
-    from .cli import ProgressView, _config_from_args, _load_training_corpus
     from .train import Trainer
     if args.backend is None:
         args.backend = "compiled"
     if args.epochs is None and args.updates is None:
         args.epochs = DEFAULT_EPOCHS
-    config = _config_from_args(args)
-    corpus = _load_training_corpus(args, config)
+    config = config_from_args(args)
+    corpus = load_training_corpus(args, config)
     run_dir = out / "run"
     if (run_dir / LATEST).exists():
         if not args.force:

@@ -1,0 +1,141 @@
+"""The training flags of `charnn train` and `charnn report`, derived from TrainConfig's fields:
+each default is written once, in config.py, and every flag's help shows it.
+
+The command line and the report both build their parsers from here, so neither imports the
+other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from .config import BACKENDS, DTYPES, ORDERS, TrainConfig
+from .optim import OPTIMIZERS
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def seed_number(text: str) -> int:
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; give a seed of 0 or more")
+    return value
+
+
+def unescape(text: str) -> str:
+    """Let a shell user write a newline or a tab as \\n or \\t."""
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
+# group -> {field: (help, argparse keywords)}; the defaults come from TrainConfig
+MODEL = {
+    "hidden": ("hidden units m", {"type": whole_number}),
+    "sigma": ("std of the initial U, W, V", {"type": number}),
+    "dtype": ("float32 is faster and takes half the memory", {"choices": DTYPES}),
+}
+OPTIMISATION = {
+    "optimizer": ("update rule (adagrad is the assignment's)", {"choices": OPTIMIZERS}),
+    "eta": ("learning rate (default 0.1 for adagrad, 0.005 for rmsprop and adam)",
+            {"type": number}),
+    "clip": ("clip gradients elementwise to [-clip, clip]", {"type": number}),
+    "seq_length": ("characters per update and lane", {"type": whole_number}),
+    "batch_size": ("lanes (sequences) per update; loss summed over time, averaged over lanes",
+                   {"type": whole_number}),
+}
+LENGTH = {
+    "epochs": ("passes over the text", {"type": number}),
+    "updates": ("parameter updates", {"type": whole_number}),
+}
+DATA = {
+    "order": ("sequential: the assignment's pointer walk; shuffled: chunks in a new random "
+              "order each epoch, h reset per chunk", {"choices": ORDERS}),
+    "chunk_length": ("characters per chunk with --order shuffled", {"type": whole_number}),
+    "val_frac": ("fraction held out for validation (the tail; a random piece when shuffled); "
+                 "the best checkpoint is then chosen by validation loss", {"type": number}),
+    "records": ("each line (or --record-separator piece) is a record trained on its own",
+                {"action": "store_true"}),
+    "record_separator": ("what separates records; \\n and \\t are understood", {}),
+}
+REPORTING = {
+    "sample_every": ("print a sample every N updates, and at update 0", {"type": whole_number}),
+    "sample_length": ("characters per sample", {"type": whole_number}),
+    "log_every": ("log a row of log.csv every N updates", {"type": whole_number}),
+    "eval_every": ("validation loss every N updates with --val-frac", {"type": whole_number}),
+    "eval_chars": ("score at most N held-out characters (charnn eval --max-chars N gives the "
+                   "same figure)", {"type": whole_number}),
+    "checkpoint_every": ("save latest.npz and best.npz every N updates", {"type": whole_number}),
+}
+RUN = {
+    "seed": ("random seed", {"type": seed_number}),
+    "backend": ("compiled (numba) or numpy (the readable reference)", {"choices": BACKENDS}),
+}
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def add_config_flags(group, flags: dict, defaults: dict | None = None) -> None:
+    """Add one flag per TrainConfig field in `flags`, its default TrainConfig's (or
+    `defaults`'), shown in its help."""
+    for name, (help_text, keywords) in flags.items():
+        default = (defaults or {}).get(name, _DEFAULTS[name])
+        shown = "" if "default" in help_text else _shown(default)
+        group.add_argument("--" + name.replace("_", "-"), dest=name, default=default,
+                           help=help_text + shown, **keywords)
+
+
+def _shown(default) -> str:
+    if default is None or isinstance(default, bool):
+        return ""
+    if isinstance(default, str):
+        return f" (default {default!r})"
+    return f" (default {default:,})" if isinstance(default, int) else f" (default {default:g})"
+
+
+def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> None:
+    p.add_argument("text", nargs="?", help="the text file to train on (default: the bundled "
+                   "Shakespeare corpus)")
+    p.add_argument("--corpus", choices=["shakespeare"], help="train on a bundled corpus")
+    p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default utf-8)")
+    add_config_flags(p.add_argument_group("model"), MODEL)
+    add_config_flags(p.add_argument_group("optimisation"), OPTIMISATION)
+    add_config_flags(p.add_argument_group("length (one of them; default 100,000 updates)"),
+                     LENGTH)
+    add_config_flags(p.add_argument_group("data"), DATA)
+    if not with_run:
+        return
+    add_config_flags(p.add_argument_group("reporting"), REPORTING)
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, default=None,
+                   help="the run folder (default runs/<name>)")
+    g.add_argument("--name", default=None,
+                   help="the run's name (default: the text's name and the time)")
+    g.add_argument("--resume", type=Path, default=None, metavar="RUN",
+                   help="continue the run in folder RUN where it stopped")
+    add_config_flags(g, RUN)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args) -> TrainConfig:
+    """The TrainConfig of parsed flags: every field a flag gave, the rest its default."""
+    values = {name: getattr(args, name) for name in _DEFAULTS if hasattr(args, name)}
+    values["record_separator"] = unescape(values.get("record_separator", "\n"))
+    return TrainConfig(**values).validate()
+
+
+def load_training_corpus(args, config: TrainConfig):
+    from .corpus import load_corpus
+    return load_corpus(args.corpus or args.text, encoding=args.encoding, records=config.records,
+                       record_separator=config.record_separator)
