@@ -89,7 +89,9 @@ def _constants(dtype, eta: float = 0.0, clip: float = 0.0) -> np.ndarray:
 # r = x - n ln 2 (ln 2 split in two parts so n ln 2 is exact), exp(r) a Taylor series, and
 # 2^n written directly into the exponent bits. Arguments are <= 0 (logits minus their max);
 # below -708 (float32: -87) the result stays at the smallest normal power instead of
-# underflowing to zero, which changes no loss or gradient.
+# underflowing to zero, which changes no loss or gradient. As in numpy, NaN stays NaN,
+# exp(-inf) = 0 and exp(inf) = inf (the first clamp sends NaN to -708 so that no NaN meets
+# the integer conversion; the selects at the end put NaN and -inf right).
 
 def _split_ln2(bits_kept, dtype):
     import decimal
@@ -126,26 +128,32 @@ def _vexp(v, n):
 def _vexp64(v, n):
     c = _F64
     for i in range(n):
-        x = v[i]
-        x = x if x > -708.0 else -708.0
+        x0 = v[i]
+        x = x0 if x0 > -708.0 else -708.0
+        x = x if x < 710.0 else 710.0               # 2^1024: inf
         t = np.floor(x * _LOG2E64 + 0.5)
         r = (x - t * _LN2_HI64) - t * _LN2_LO64
         p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
             c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * (c[12] + r * c[13]
                                                                                   ))))))))))))
-        v[i] = p * _as_float((np.int64(t) + 1023) << 52)
+        y = p * _as_float((np.int64(t) + 1023) << 52)
+        y = y if x0 == x0 else x0
+        v[i] = y if x0 != -np.inf else 0.0
 
 
 def _vexp32(v, n):
     c = _F32
     for i in range(n):
-        x = v[i]
-        x = x if x > np.float32(-87.0) else np.float32(-87.0)
+        x0 = v[i]
+        x = x0 if x0 > np.float32(-87.0) else np.float32(-87.0)
+        x = x if x < np.float32(89.0) else np.float32(89.0)    # 2^128: inf
         t = np.floor(x * _LOG2E32 + np.float32(0.5))
         r = (x - t * _LN2_HI32) - t * _LN2_LO32
         p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
             c[7])))))))
-        v[i] = p * _as_float(np.int32((np.int32(t) + np.int32(127)) << np.int32(23)))
+        y = p * _as_float(np.int32((np.int32(t) + np.int32(127)) << np.int32(23)))
+        y = y if x0 == x0 else x0
+        v[i] = y if x0 != -np.inf else np.float32(0.0)
 
 
 @overload(_vexp, jit_options={"fastmath": {"contract", "nsz"}, "error_model": "numpy"})
@@ -178,7 +186,7 @@ def _vtanh64(v, n):
     for i in range(n):
         x = v[i]
         ax = abs(x)
-        ax = ax if ax < 20.0 else 20.0              # tanh(20) is 1 in float64
+        ax = 20.0 if ax > 20.0 else ax              # tanh(20) is 1 in float64; NaN stays NaN
         y = ax * -0.03125                           # -2|x| / 64
         e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
             c[7] + y * (c[8] + y * (c[9] + y * (c[10] + y * (c[11] + y * (c[12] + y * (
@@ -199,7 +207,7 @@ def _vtanh32(v, n):
     for i in range(n):
         x = v[i]
         ax = abs(x)
-        ax = ax if ax < np.float32(9.0) else np.float32(9.0)   # tanh(9) is 1 in float32
+        ax = np.float32(9.0) if ax > np.float32(9.0) else ax   # tanh(9) is 1 in float32; NaN stays
         y = ax * np.float32(-0.03125)
         e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
             c[7])))))))
@@ -746,7 +754,10 @@ def _tiles_fit(m, dt_example):
 
 @_jit
 def _softmax_rows(O, L):
-    """Rows 0..L-1 of O become softmax(O[t]) in place (max subtracted, so exp cannot overflow)."""
+    """Rows 0..L-1 of O become softmax(O[t]) in place (max subtracted, so exp cannot overflow).
+
+    A NaN in a row is passed over by the max but carried by the sum, so the whole row becomes
+    NaN, as numpy's softmax makes it (there the max is NaN)."""
     K = O.shape[1]
     for t in range(L):
         o = O[t]
@@ -876,6 +887,7 @@ def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, 
 
 @_jit
 def _clip(g, clip):
+    """g limited to [-clip, clip]; NaN stays NaN (both comparisons are false), as in np.clip."""
     if g > clip:
         return clip
     if g < -clip:
@@ -899,14 +911,16 @@ def _adagrad64(theta, grad, s1, eta, eps, clip, n):
     # 1 / sqrt(s + eps) from float32's square root and division (half the width, far
     # cheaper than float64's), then two Newton steps y (3 - x y^2) / 2, each squaring the
     # relative error: ~1e-7 -> ~1e-14 -> rounding level, within a few ulps of numpy's
-    # eta g / sqrt(s + eps).
+    # eta g / sqrt(s + eps). Past float32's range (s + eps > 3.4e38, inf included) the estimate
+    # is 0 and stays 0 (hx is zeroed so that inf * 0 makes no NaN): numpy's g / sqrt(inf) is 0
+    # too, and below inf its step would be under 1e-19 eta. A NaN in s or g stays NaN.
     for i in range(n):
         g = _clip(grad[i], clip)
         x = s1[i] + g * g
         s1[i] = x
         x = x + eps
         y = np.float64(np.float32(1.0) / np.sqrt(np.float32(x)))
-        hx = 0.5 * x
+        hx = 0.5 * x if y != 0.0 else 0.0
         y = y * (1.5 - hx * y * y)
         y = y * (1.5 - hx * y * y)
         theta[i] -= eta * g * y
@@ -1544,10 +1558,12 @@ def _sample(U, W, V, b, c, h, x, uniforms, temperature, top_k, top_p, greedy, st
             for j in range(m):
                 acc += vk[j] * h[j]
             o[k] = acc + c[k]
-        if greedy:
+        if greedy:                                    # np.argmax: the first NaN, if any
             best = 0
             for k in range(1, K):
-                if o[k] > o[best]:
+                if o[best] != o[best]:
+                    break
+                if o[k] > o[best] or o[k] != o[k]:
                     best = k
             x = best
         else:
