@@ -440,6 +440,11 @@ def test_total_loss_of_a_model_with_a_nan_is_nan(backend):
     params.V[2, 7] = np.nan
     total, count = backend.total_loss(params, data, segments)
     assert np.isnan(total) and count == 298
+    params.V[2, 7] = 0.0
+    h0 = np.zeros((2, m))
+    h0[1, 3] = np.nan                                  # a NaN in one segment's start
+    total, _ = backend.total_loss(params, data, segments, h0)
+    assert np.isnan(total)
 
 
 @pytest.mark.parametrize("options", [dict(greedy=True), dict(), dict(top_p=0.5)])
@@ -454,3 +459,34 @@ def test_sampling_from_a_model_with_a_nan_draws_what_numpy_draws(options):
             ref = steps.sample_indices(params, np.zeros(m), 1, uniforms, **options)
         got = kernels.sample_indices(params, np.zeros(m), 1, uniforms, **options)
         assert np.array_equal(got, ref), where
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation from given states.
+# --------------------------------------------------------------------------------------
+
+def test_total_loss_from_given_states_equals_numpy():
+    rng = np.random.default_rng(21)
+    m, K = 20, 9
+    params = random_params(m, K, rng, sigma=0.3)
+    data = rng.integers(0, K, 500).astype(np.int32)
+    segments = np.array([[0, 100], [100, 101], [101, 103], [150, 500], [7, 7], [3, 60]])
+    h0 = 0.5 * rng.standard_normal((len(segments), m))
+    for states in (h0, h0[4], None, np.zeros((len(segments), m))):
+        total, count = steps.total_loss(params, data, segments, states)
+        c_total, c_count = kernels.total_loss(params, data, segments, states)
+        assert c_count == count == 99 + 1 + 349 + 56
+        assert abs(c_total - total) <= 1e-10 * abs(total)
+    zero, _ = kernels.total_loss(params, data, segments)
+    assert kernels.total_loss(params, data, segments, np.zeros(m))[0] == zero
+    assert kernels.total_loss(params, data, segments, h0)[0] != zero
+    # a segment from h0 scores the same characters as the window that led there
+    loss, h_mid = model.sequence_loss(params, data[0:49], data[1:50], np.zeros(m))
+    split, _ = steps.total_loss(params, data, np.array([[49, 100]]), h_mid)
+    whole, _ = steps.total_loss(params, data, np.array([[0, 100]]))
+    assert abs(loss + split - whole) <= 1e-10 * whole
+    c_split, _ = kernels.total_loss(params, data, np.array([[49, 100]]), h_mid)
+    assert abs(c_split - split) <= 1e-10 * split
+    for backend in (steps, kernels):
+        with pytest.raises(ValueError):
+            backend.total_loss(params, data, segments, h0[:2])

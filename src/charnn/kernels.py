@@ -1413,9 +1413,8 @@ def _lossgrad(U, W, V, b, c, inputs, targets, h, gb, gc, gUT, gW, gV, one):
 
 @_jit
 def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
-    """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, h starting at zero."""
+    """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, from the state in h."""
     K = V.shape[0]
-    h[:] = 0
     total = 0.0
     for t in range(start, end - 1):
         _step_hidden(W, U, b, data[t], h, h2)
@@ -1443,9 +1442,13 @@ def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
 
 
 @_jit(parallel=True)
-def _total_loss(U, W, V, b, c, data, segments, out):
+def _total_loss(U, W, V, b, c, data, segments, h0, out):
+    """out[q] = the loss of segment q from the state h0[q] (h0[0] for every segment when h0
+    has one row). Each segment's total has its own slot, so the sum the caller takes over them
+    does not depend on how the threads share the segments out."""
     m, K = U.shape
     S = segments.shape[0]
+    shared = h0.shape[0] != S
     for q in prange(S):
         start = segments[q, 0]
         end = segments[q, 1]
@@ -1454,6 +1457,7 @@ def _total_loss(U, W, V, b, c, data, segments, out):
             h = np.empty(m, U.dtype)
             h2 = np.empty(m, U.dtype)
             o = np.empty(K, U.dtype)
+            h[:] = h0[0] if shared else h0[q]
             out[q] = _segment_loss(U, W, V, b, c, data, start, end, h, h2, o)
 
 
@@ -1684,14 +1688,35 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     return float(loss), grads, h
 
 
-def total_loss(params: Params, data: np.ndarray, segments: np.ndarray) -> tuple[float, int]:
-    """steps.total_loss, compiled: (summed loss in nats, characters predicted)."""
+def _initial_states(params: Params, h0, segments: int) -> np.ndarray:
+    """h0 of total_loss as a read-only (1 or S, m) array of the params' dtype: zeros for None,
+    one row for an (m,) vector that every segment starts from."""
+    m = params.hidden_size
+    if h0 is None:
+        rows = np.zeros((1, m), params.dtype)
+    else:
+        rows = np.asarray(h0)
+        if rows.shape == (m,):
+            rows = rows.reshape(1, m)
+        elif rows.shape != (segments, m):
+            raise ValueError(f"h0 must have shape ({segments}, {m}) or ({m},), not {rows.shape}")
+        rows = np.ascontiguousarray(rows, dtype=params.dtype)
+    view = rows.view()
+    view.flags.writeable = False
+    return view
+
+
+def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
+               h0: np.ndarray | None = None) -> tuple[float, int]:
+    """steps.total_loss, compiled: (summed loss in nats, characters predicted), each segment
+    starting from h = 0, or from h0[q] ((S, m)) or h0 ((m,), for every segment)."""
     _check_params(params)
     segments = np.ascontiguousarray(np.asarray(segments, dtype=np.int64).reshape(-1, 2))
+    states = _initial_states(params, h0, len(segments))
     per_segment = np.zeros(len(segments))
     if len(segments):
         _total_loss(params.U, params.W, params.V, params.b, params.c,
-                    np.ascontiguousarray(data, dtype=np.int32), segments, per_segment)
+                    np.ascontiguousarray(data, dtype=np.int32), segments, states, per_segment)
     lengths = segments[:, 1] - segments[:, 0]
     count = int(np.sum(np.where(lengths >= 2, lengths - 1, 0)))
     return float(per_segment.sum()), count

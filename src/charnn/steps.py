@@ -54,17 +54,29 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     return losses
 
 
-def total_loss(params: Params, data: np.ndarray, segments: np.ndarray) -> tuple[float, int]:
+def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
+               h0: np.ndarray | None = None) -> tuple[float, int]:
     """Forward only: the summed loss (nats) of predicting every character of every segment
-    from the ones before it, the hidden state starting at zero in each segment. segments is
-    (S, 2): data[start:end]. Returns (summed loss, number of characters predicted)."""
+    from the ones before it. segments is (S, 2): data[start:end], inputs data[start:end-1],
+    targets data[start+1:end]. The hidden state starts at zero in each segment, or at h0[q]
+    for segment q when h0 is (S, m), or at h0 in every segment when h0 is (m,). Returns
+    (summed loss, number of characters predicted)."""
     total, count = 0.0, 0
     m = params.hidden_size
-    for start, end in segments:
+    segments = np.asarray(segments).reshape(-1, 2)
+    if h0 is not None:
+        h0 = np.asarray(h0)
+        if h0.shape != (m,) and h0.shape != (len(segments), m):
+            raise ValueError(f"h0 must have shape ({len(segments)}, {m}) or ({m},), "
+                             f"not {h0.shape}")
+    for q, (start, end) in enumerate(segments):
         if end - start < 2:
             continue
-        loss, _ = sequence_loss(params, data[start:end - 1], data[start + 1:end],
-                                np.zeros(m, params.dtype))
+        if h0 is None:
+            h_start = np.zeros(m, params.dtype)
+        else:
+            h_start = np.asarray(h0 if h0.ndim == 1 else h0[q], params.dtype)
+        loss, _ = sequence_loss(params, data[start:end - 1], data[start + 1:end], h_start)
         total += loss
         count += end - start - 1
     return total, count
