@@ -462,7 +462,7 @@ def test_sampling_from_a_model_with_a_nan_draws_what_numpy_draws(options):
 
 
 # --------------------------------------------------------------------------------------
-# Evaluation from given states.
+# Evaluation from given states, and the text as uint8 (a memmap too).
 # --------------------------------------------------------------------------------------
 
 def test_total_loss_from_given_states_equals_numpy():
@@ -490,3 +490,51 @@ def test_total_loss_from_given_states_equals_numpy():
     for backend in (steps, kernels):
         with pytest.raises(ValueError):
             backend.total_loss(params, data, segments, h0[:2])
+
+
+def test_the_text_reaches_the_kernels_without_a_copy(tmp_path):
+    text = np.arange(1000) % 7
+    for dtype in (np.uint8, np.int32):
+        a = text.astype(dtype)
+        view, width = kernels._text(a)
+        assert width == a.itemsize and view.size == a.size * width
+        assert np.shares_memory(view, a) and a.flags.writeable and not view.flags.writeable
+        path = tmp_path / f"text-{np.dtype(dtype).name}.bin"
+        a.tofile(path)
+        mapped = np.memmap(path, dtype=dtype, mode="r")
+        assert np.shares_memory(kernels._text(mapped)[0], mapped)
+        assert [kernels._char(view, width, i) for i in (0, 6, 7, 999)] == [0, 6, 0, 999 % 7]
+    big = np.array([0, 70000, 2**31 - 1], np.int32)           # every byte of an int32 counts
+    assert [kernels._char(*kernels._text(big), i) for i in range(3)] == list(big)
+    assert kernels._text(text)[1] == 4                        # int64 is converted to int32
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_uint8_and_memmapped_text_train_and_evaluate_as_int32(B, tmp_path):
+    rng = np.random.default_rng(30 + B)
+    m, K, tau, U = 24, 17, 10, 5
+    text = rng.integers(0, K, 3000)
+    path = tmp_path / "text.bin"
+    text.astype(np.uint8).tofile(path)
+    texts = {"int32": text.astype(np.int32), "uint8": text.astype(np.uint8),
+             "memmap": np.memmap(path, dtype=np.uint8, mode="r")}
+    starts, lengths, resets = walk_schedule(U, B, tau, len(text), rng, True, True)
+    lengths[:, 0] = np.maximum(lengths[:, 0], 1)
+    params0 = random_params(m, K, rng)
+    segments = np.array([[0, 400], [400, 1000], [2000, 2999]])
+    h0 = 0.2 * rng.standard_normal((3, m))
+    for backend in (steps, kernels):
+        results = {}
+        for name, data in texts.items():
+            params = params0.copy()
+            state = optim.initial_state("adam", params)
+            h = np.zeros((B, m))
+            losses = backend.train_updates(params, "adam", state, 0, 0.005, 5.0, h, data,
+                                           starts, lengths, resets, 0, U)
+            results[name] = [losses, h, *(a for _, a in params.items()),
+                             np.array(backend.total_loss(params, data, segments)),
+                             np.array(backend.total_loss(params, data, segments, h0)),
+                             backend.advance(params, h[0], data[100:140])]
+        for name in ("uint8", "memmap"):
+            for a, b in zip(results[name], results["int32"]):
+                assert np.array_equal(a, b), (backend.__name__, name)

@@ -23,6 +23,9 @@ What makes it fast, without changing the math of model.py:
     split into one group per numba thread, each with its own gradient buffers; the same
     threads then sum them and step W and V, a share of the rows each. One lane runs
     single-threaded.
+  * The text may be uint8 (vocabularies of up to 256 characters) or int32, a memmap too: it
+    is read where it lies, never copied, as bytes with one or four to a character (_text,
+    _char), so each kernel is compiled once for both.
 
 Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,); H rows are h_t.
 """
@@ -1063,8 +1066,20 @@ def _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
 
 
 @_jit
+def _char(text, width, i):
+    """Character i of the text as int32. The kernels get every text as its bytes (see _text):
+    width 1 for a uint8 text, 4 for an int32 one (little-endian), so that numba compiles each
+    kernel once, not once per dtype."""
+    if width == 1:
+        return np.int32(text[i])
+    j = 4 * i
+    return (np.int32(text[j]) | (np.int32(text[j + 1]) << 8) | (np.int32(text[j + 2]) << 16)
+            | (np.int32(text[j + 3]) << 24))
+
+
+@_jit
 def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-           opt_step, h, data, starts, lengths, resets, first, last, losses):
+           opt_step, h, data, width, starts, lengths, resets, first, last, losses):
     """Updates first..last-1 of the schedule (see steps.train_updates), lane after lane."""
     m, K = U.shape
     B = h.shape[0]
@@ -1087,6 +1102,7 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
     scratch = np.zeros(2, U.dtype)
     mark = np.zeros(K, np.uint8)
     seen = np.zeros(K, np.int64)
+    win = np.zeros(Lmax + 1, np.int32)
     for u in range(first, last):
         active = 0
         nseen = 0
@@ -1099,10 +1115,12 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
             if resets[u, lane]:
                 hl[:] = 0
             s = starts[u, lane]
-            loss_sum += _window(U, W, V, b, c, data, s, data, s + 1, L, hl, H, P, DH, DH, dh,
+            for t in range(L + 1):                    # the window as int32
+                win[t] = _char(data, width, s + t)
+            loss_sum += _window(U, W, V, b, c, win, 0, win, 1, L, hl, H, P, DH, DH, dh,
                                 gb, gc, gUT, gW, gV, active > 0, one)
             for t in range(L):
-                x = data[s + t]
+                x = win[t]
                 if mark[x] == 0:
                     mark[x] = 1
                     seen[nseen] = x
@@ -1311,6 +1329,19 @@ def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, o
 
 
 @_jit
+def _gather_windows(data, width, st, ln, win, wst):
+    """win[wst[l]:wst[l]+L+1] = characters s..s+L of the text for each lane l with a window
+    (s = st[l], L = ln[l]), as int32 (see _char)."""
+    for lane in range(ln.shape[0]):
+        L = ln[lane]
+        if L > 0:
+            s = st[lane]
+            w = wst[lane]
+            for t in range(L + 1):
+                win[w + t] = _char(data, width, s + t)
+
+
+@_jit
 def _aligned_zeros(n, dt):
     """n zeros of dtype dt starting on a 64-byte boundary (one cache line, one AVX-512 vector)."""
     buf = np.zeros(n + 64, dt)
@@ -1320,7 +1351,7 @@ def _aligned_zeros(n, dt):
 
 @_jit(parallel=True)
 def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-                 opt_step, h, data, starts, lengths, resets, first, last, losses, G):
+                 opt_step, h, data, width, starts, lengths, resets, first, last, losses, G):
     """Updates first..last-1 of the schedule with B > 1 lanes, the lanes split into G groups
     that run in parallel (see _group_update)."""
     m, K = U.shape
@@ -1363,6 +1394,8 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     rows = np.zeros((G, m), dt)
     mark = np.zeros(K, np.uint8)
     seen = np.zeros(K, np.int64)
+    win = np.zeros(B * (Lmax + 1), np.int32)         # the lanes' windows, as int32
+    wst = np.arange(B) * (Lmax + 1)                   # where each lane's window starts in win
     one = consts[_C_ONE]
     for u in range(first, last):
         for i in range(m):
@@ -1371,8 +1404,9 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
         st = starts[u]
         ln = lengths[u]
         rs = resets[u]
+        _gather_windows(data, width, st, ln, win, wst)
         for g in prange(G):
-            gl[g] = _group_update(UT, Wa, WT, Va, b, c, data, st, ln, rs, h, g * n, n,
+            gl[g] = _group_update(UT, Wa, WT, Va, b, c, win, wst, ln, rs, h, g * n, n,
                                   Hb[g], Ob[g], DHb[g], DHb[g], dhb[g], Lsb[g],
                                   gbs[g], gcs[g], gUTs[g], gWs[g], gVs[g], one)
         # W and V (the bulk of the parameters): each thread sums, averages, clips and steps
@@ -1390,7 +1424,7 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
                          bcs[0], bcs[1], rows[g])
         losses[u - first] = _combine_and_update(
             U, Wa, Va, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-            t_opt, data, st, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols, scratch, mark, seen)
+            t_opt, win, wst, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols, scratch, mark, seen)
     W[:] = Wa
     V[:] = Va
 
@@ -1412,14 +1446,14 @@ def _lossgrad(U, W, V, b, c, inputs, targets, h, gb, gc, gUT, gW, gV, one):
 # --------------------------------------------------------------------------------------
 
 @_jit
-def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
+def _segment_loss(U, W, V, b, c, data, width, start, end, h, h2, o):
     """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, from the state in h."""
     K = V.shape[0]
     total = 0.0
     for t in range(start, end - 1):
-        _step_hidden(W, U, b, data[t], h, h2)
+        _step_hidden(W, U, b, _char(data, width, t), h, h2)
         h[:] = h2
-        y = data[t + 1]
+        y = _char(data, width, t + 1)
         mx = c[0] - c[0]
         for k in range(K):                            # o = V h + c
             acc = c[k] - c[k]
@@ -1442,7 +1476,7 @@ def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
 
 
 @_jit(parallel=True)
-def _total_loss(U, W, V, b, c, data, segments, h0, out):
+def _total_loss(U, W, V, b, c, data, width, segments, h0, out):
     """out[q] = the loss of segment q from the state h0[q] (h0[0] for every segment when h0
     has one row). Each segment's total has its own slot, so the sum the caller takes over them
     does not depend on how the threads share the segments out."""
@@ -1458,14 +1492,14 @@ def _total_loss(U, W, V, b, c, data, segments, h0, out):
             h2 = np.empty(m, U.dtype)
             o = np.empty(K, U.dtype)
             h[:] = h0[0] if shared else h0[q]
-            out[q] = _segment_loss(U, W, V, b, c, data, start, end, h, h2, o)
+            out[q] = _segment_loss(U, W, V, b, c, data, width, start, end, h, h2, o)
 
 
 @_jit
-def _advance(U, W, b, h, inputs):
+def _advance(U, W, b, h, inputs, width):
     h2 = np.empty_like(h)
-    for t in range(inputs.size):
-        _step_hidden(W, U, b, inputs[t], h, h2)
+    for t in range(inputs.size // width):
+        _step_hidden(W, U, b, _char(inputs, width, t), h, h2)
         h[:] = h2
 
 
@@ -1634,6 +1668,23 @@ def _state_arrays(optimizer: str, params: Params, opt_state: dict[str, np.ndarra
     return first, second
 
 
+def _text(data) -> tuple[np.ndarray, int]:
+    """Character indices as the kernels read them: (the bytes, the bytes per character), the
+    bytes a one-dimensional, read-only uint8 view of the text's own memory when the text is a
+    contiguous uint8 or int32 array (an np.memmap, a read-only one, included): no copy. Other
+    integer types are converted to int32 first. One argument type for both dtypes, so numba
+    compiles every kernel once (_char reads a character)."""
+    a = np.asarray(data)
+    if a.dtype != np.uint8 and a.dtype != np.int32:
+        a = a.astype(np.int32)                        # native byte order
+    a = np.ascontiguousarray(a.reshape(-1))
+    if a.dtype == np.int32 and not np.little_endian:  # _char reads int32 little-endian
+        a = a.astype("<i4")
+    view = a.view(np.uint8)
+    view.flags.writeable = False
+    return view, a.itemsize
+
+
 def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
                   opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
                   starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
@@ -1656,7 +1707,7 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
         groups = max(1, min(numba.get_num_threads(), h.shape[0]))
         _train_batch(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
                      _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas,
-                     int(opt_step), h, np.ascontiguousarray(data, dtype=np.int32),
+                     int(opt_step), h, *_text(data),
                      np.ascontiguousarray(starts, dtype=np.int64),
                      np.ascontiguousarray(lengths, dtype=np.int32),
                      resets.astype(np.uint8, copy=False), int(first), int(last), losses,
@@ -1664,7 +1715,7 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
         return losses
     _train(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
            _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas, int(opt_step), h,
-           np.ascontiguousarray(data, dtype=np.int32),
+           *_text(data),
            np.ascontiguousarray(starts, dtype=np.int64),
            np.ascontiguousarray(lengths, dtype=np.int32),
            resets.astype(np.uint8, copy=False), int(first), int(last), losses)
@@ -1715,8 +1766,8 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
     states = _initial_states(params, h0, len(segments))
     per_segment = np.zeros(len(segments))
     if len(segments):
-        _total_loss(params.U, params.W, params.V, params.b, params.c,
-                    np.ascontiguousarray(data, dtype=np.int32), segments, states, per_segment)
+        _total_loss(params.U, params.W, params.V, params.b, params.c, *_text(data), segments,
+                    states, per_segment)
     lengths = segments[:, 1] - segments[:, 0]
     count = int(np.sum(np.where(lengths >= 2, lengths - 1, 0)))
     return float(per_segment.sum()), count
@@ -1726,7 +1777,7 @@ def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """steps.advance, compiled: the hidden state after feeding `inputs` from h."""
     _check_params(params)
     h = np.array(h, dtype=params.dtype, copy=True)
-    _advance(params.U, params.W, params.b, h, np.ascontiguousarray(inputs, dtype=np.int32))
+    _advance(params.U, params.W, params.b, h, *_text(inputs))
     return h
 
 
@@ -1763,23 +1814,25 @@ def _marker(dtype) -> Path:
 
 
 def _exercise(dtype) -> None:
-    """Call every kernel once on tiny inputs of `dtype`, so numba compiles (or loads) it."""
+    """Call every kernel once on tiny inputs of `dtype`, so numba compiles (or loads) it;
+    with the text as int32 and as uint8, which share one compiled version (see _text)."""
     rng = np.random.default_rng(0)
     m, K = 5, 4
     params = Params.initial(m, K, 0.1, rng, dtype=dtype)
     data = rng.integers(0, K, 20).astype(np.int32)
-    for optimizer in optim.OPTIMIZERS:
-        for lanes in (1, 2):
-            state = optim.initial_state(optimizer, params)
-            h = np.zeros((lanes, m), dtype)
-            starts = np.zeros((2, lanes), np.int64)
-            lengths = np.full((2, lanes), 3, np.int32)
-            resets = np.zeros((2, lanes), np.uint8)
-            train_updates(params.copy(), optimizer, state, 0, 0.1, 5.0, h, data,
-                          starts, lengths, resets, 0, 2)
+    for text in (data, data.astype(np.uint8)):
+        for optimizer in optim.OPTIMIZERS:
+            for lanes in (1, 2):
+                state = optim.initial_state(optimizer, params)
+                h = np.zeros((lanes, m), dtype)
+                starts = np.zeros((2, lanes), np.int64)
+                lengths = np.full((2, lanes), 3, np.int32)
+                resets = np.zeros((2, lanes), np.uint8)
+                train_updates(params.copy(), optimizer, state, 0, 0.1, 5.0, h, text,
+                              starts, lengths, resets, 0, 2)
+        total_loss(params, text, np.array([[0, 10], [10, 20]]))
+        advance(params, np.zeros(m, dtype), text[:3])
     loss_and_gradients(params, data[:3], data[1:4], np.zeros(m, dtype))
-    total_loss(params, data, np.array([[0, 10], [10, 20]]))
-    advance(params, np.zeros(m, dtype), data[:3])
     u = np.full(3, 0.5)
     sample_indices(params, np.zeros(m, dtype), 0, u)
     sample_indices(params, np.zeros(m, dtype), 0, u, temperature=0.5, top_k=2, top_p=0.9)

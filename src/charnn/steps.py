@@ -2,7 +2,7 @@
 
 These functions are the reference the compiled kernels (kernels.py) must equal. Both take
 the same arguments and change the same arrays in place, so the trainer does not know which
-one runs.
+one runs. The text (data) is an array of character indices, uint8 or int32 (a memmap too).
 
 Training data come as a schedule of windows: update u reads, for each lane (batch row) l,
 the inputs data[s : s+L] and the targets data[s+1 : s+L+1] with s = starts[u, l] and
