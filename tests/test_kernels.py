@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -292,3 +293,248 @@ def test_ensure_compiled_announces_once(tmp_path, monkeypatch):
     kernels.ensure_compiled(messages.append)
     kernels.ensure_compiled(messages.append)
     assert len(messages) == 1 and messages[0].startswith("compiling kernels, once per machine")
+
+
+# --------------------------------------------------------------------------------------
+# NaN and infinity: a diverged model must show, never be hidden by a clamp.
+# --------------------------------------------------------------------------------------
+
+@numba.njit
+def call_vexp(v):
+    kernels._vexp(v, v.size)
+
+
+@numba.njit
+def call_vtanh(v):
+    kernels._vtanh(v, v.size)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vexp_and_vtanh_keep_nan_and_map_infinities_as_numpy(dtype):
+    x = np.linspace(-60, 0, 37).astype(dtype)
+    special = {3: np.nan, 17: -np.inf, 18: np.inf, 34: np.nan, 36: -np.inf}   # in the vector
+    for i, value in special.items():                                        # body and tail
+        x[i] = value
+    e = x.copy()
+    call_vexp(e)
+    t = x.copy()
+    call_vtanh(t)
+    with np.errstate(all="ignore"):
+        e_ref, t_ref = np.exp(x), np.tanh(x)
+    for got, ref in ((e, e_ref), (t, t_ref)):
+        assert np.array_equal(np.isnan(got), np.isnan(ref))
+        assert np.array_equal(got[np.isinf(x)], ref[np.isinf(x)])
+        finite = np.isfinite(x)
+        assert np.allclose(got[finite], ref[finite], rtol=8 * np.finfo(dtype).eps, atol=0)
+    assert e[17] == 0 and e[18] == np.inf and t[17] == -1 and t[18] == 1
+
+
+def test_vexp_is_within_a_few_ulps_of_libm():
+    x = np.concatenate([np.linspace(-700, 0, 4001), -np.logspace(-300, 2.8, 500), [0.0]])
+    got = x.copy()
+    call_vexp(got)
+    assert np.all(np.abs(got - np.exp(x)) <= 4 * np.spacing(np.exp(x)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_clipping_keeps_nan_and_clips_infinities(dtype):
+    assert np.isnan(kernels._clip(dtype(np.nan), dtype(5.0)))
+    assert kernels._clip(dtype(np.inf), dtype(5.0)) == 5.0
+    assert kernels._clip(dtype(-np.inf), dtype(5.0)) == -5.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
+def test_an_update_with_nan_and_infinite_gradients_and_state_is_numpys(dtype, optimizer):
+    """One step of each rule on a gradient holding NaN, +-inf and huge values, from a state
+    holding inf and NaN here and there: the same NaN, the same infinities, close elsewhere."""
+    rng = np.random.default_rng(5)
+    n = 41
+    theta = rng.standard_normal(n).astype(dtype)
+    grad = rng.standard_normal(n).astype(dtype)
+    grad[[2, 20, 33]] = np.nan
+    grad[[5, 25]] = np.inf
+    grad[[6, 37]] = -np.inf
+    grad[8] = 1e30
+    state = optim.initial_state(optimizer, Params(*(theta,) * 5))
+    first = state["m_b"]
+    first[:] = np.abs(rng.standard_normal(n))
+    first[[10, 30]] = np.inf
+    first[12] = np.nan
+    ref = Params(*(theta.copy() for _ in range(5)))
+    ref_state = {k: v.copy() for k, v in state.items()}
+    grads = Params(*(grad.copy() for _ in range(5)))
+    with np.errstate(all="ignore"):
+        optim.clip_(grads, 5.0)
+        optim.step_(optimizer, ref, grads, ref_state, 0.1, 4)
+    opt = kernels._OPT_CODE[optimizer]
+    consts = kernels._constants(dtype, 0.1, 5.0)
+    bcs = np.zeros(2, dtype)
+    kernels._bias_corrections(opt, consts, np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]),
+                              bcs, 4)
+    s1 = state["m_b"]
+    s2 = state["v_b"] if optimizer == "adam" else s1
+    kernels._update_dense(theta, grad.copy(), s1, s2, opt, consts, bcs[0], bcs[1])
+    for got, want in ((theta, ref.b), (s1, ref_state["m_b"])):
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        assert np.array_equal(np.isinf(got), np.isinf(want))
+        ok = np.isfinite(want)
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        assert np.allclose(got[ok], want[ok], rtol=tol, atol=0)
+
+
+@pytest.mark.parametrize("B", [1, 4])
+@pytest.mark.parametrize("backend,dtype", [(steps, np.float64), (kernels, np.float64),
+                                           (kernels, np.float32)])
+def test_training_a_model_with_one_nan_weight_gives_nan_losses(backend, dtype, B):
+    rng = np.random.default_rng(B)
+    m, K, tau, U = 16, 11, 8, 4
+    data = rng.integers(0, K, 2000).astype(np.int32)
+    starts, lengths, resets = walk_schedule(U, B, tau, len(data), rng)
+    params = random_params(m, K, rng, dtype=dtype)
+    params.W[3, 5] = np.nan
+    for optimizer in ("adagrad", "adam"):
+        p = params.copy()
+        state = optim.initial_state(optimizer, p)
+        h = np.zeros((B, m), dtype)
+        losses = backend.train_updates(p, optimizer, state, 0, 0.01, 5.0, h, data, starts,
+                                       lengths, resets, 0, U)
+        assert np.all(np.isnan(losses)), (optimizer, losses)
+        assert np.all(np.isnan(p.W)) and np.all(np.isnan(h))
+
+
+def test_a_nan_weight_spreads_as_in_numpy():
+    """Which parameters and state entries end up NaN after training from one NaN weight."""
+    rng = np.random.default_rng(12)
+    m, K, tau, U = 16, 11, 8, 3
+    data = rng.integers(0, K - 3, 2000).astype(np.int32)     # some characters never seen
+    for B in (1, 4):
+        starts, lengths, resets = walk_schedule(U, B, tau, len(data), rng)
+        for optimizer in optim.OPTIMIZERS:
+            params = random_params(m, K, rng)
+            params.W[3, 5] = np.nan
+            runs = []
+            for backend in (steps, kernels):
+                p = params.copy()
+                state = optim.initial_state(optimizer, p)
+                h = np.zeros((B, m))
+                backend.train_updates(p, optimizer, state, 0, 0.01, 5.0, h, data, starts,
+                                      lengths, resets, 0, U)
+                runs.append((p, state))
+            (p_ref, s_ref), (p_got, s_got) = runs
+            for name, a in p_got.items():
+                assert np.array_equal(np.isnan(a), np.isnan(getattr(p_ref, name))), name
+            for key, a in s_got.items():
+                assert np.array_equal(np.isnan(a), np.isnan(s_ref[key])), key
+
+
+@pytest.mark.parametrize("backend", [steps, kernels])
+def test_total_loss_of_a_model_with_a_nan_is_nan(backend):
+    rng = np.random.default_rng(4)
+    m, K = 12, 7
+    params = random_params(m, K, rng)
+    data = rng.integers(0, K, 300).astype(np.int32)
+    segments = np.array([[0, 100], [100, 300]])
+    total, count = backend.total_loss(params, data, segments)
+    assert np.isfinite(total) and count == 298
+    params.V[2, 7] = np.nan
+    total, count = backend.total_loss(params, data, segments)
+    assert np.isnan(total) and count == 298
+    params.V[2, 7] = 0.0
+    h0 = np.zeros((2, m))
+    h0[1, 3] = np.nan                                  # a NaN in one segment's start
+    total, _ = backend.total_loss(params, data, segments, h0)
+    assert np.isnan(total)
+
+
+@pytest.mark.parametrize("options", [dict(greedy=True), dict(), dict(top_p=0.5)])
+def test_sampling_from_a_model_with_a_nan_draws_what_numpy_draws(options):
+    rng = np.random.default_rng(6)
+    m, K = 10, 8
+    for where in ("W", "V"):
+        params = random_params(m, K, rng, sigma=0.3)
+        getattr(params, where)[3, 2] = np.nan
+        uniforms = rng.random(6)
+        with np.errstate(all="ignore"):
+            ref = steps.sample_indices(params, np.zeros(m), 1, uniforms, **options)
+        got = kernels.sample_indices(params, np.zeros(m), 1, uniforms, **options)
+        assert np.array_equal(got, ref), where
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation from given states, and the text as uint8 (a memmap too).
+# --------------------------------------------------------------------------------------
+
+def test_total_loss_from_given_states_equals_numpy():
+    rng = np.random.default_rng(21)
+    m, K = 20, 9
+    params = random_params(m, K, rng, sigma=0.3)
+    data = rng.integers(0, K, 500).astype(np.int32)
+    segments = np.array([[0, 100], [100, 101], [101, 103], [150, 500], [7, 7], [3, 60]])
+    h0 = 0.5 * rng.standard_normal((len(segments), m))
+    for states in (h0, h0[4], None, np.zeros((len(segments), m))):
+        total, count = steps.total_loss(params, data, segments, states)
+        c_total, c_count = kernels.total_loss(params, data, segments, states)
+        assert c_count == count == 99 + 1 + 349 + 56
+        assert abs(c_total - total) <= 1e-10 * abs(total)
+    zero, _ = kernels.total_loss(params, data, segments)
+    assert kernels.total_loss(params, data, segments, np.zeros(m))[0] == zero
+    assert kernels.total_loss(params, data, segments, h0)[0] != zero
+    # a segment from h0 scores the same characters as the window that led there
+    loss, h_mid = model.sequence_loss(params, data[0:49], data[1:50], np.zeros(m))
+    split, _ = steps.total_loss(params, data, np.array([[49, 100]]), h_mid)
+    whole, _ = steps.total_loss(params, data, np.array([[0, 100]]))
+    assert abs(loss + split - whole) <= 1e-10 * whole
+    c_split, _ = kernels.total_loss(params, data, np.array([[49, 100]]), h_mid)
+    assert abs(c_split - split) <= 1e-10 * split
+    for backend in (steps, kernels):
+        with pytest.raises(ValueError):
+            backend.total_loss(params, data, segments, h0[:2])
+
+
+def test_the_text_reaches_the_kernels_without_a_copy(tmp_path):
+    text = np.arange(1000) % 7
+    for dtype in (np.uint8, np.int32):
+        a = text.astype(dtype)
+        view, width = kernels._text(a)
+        assert width == a.itemsize and view.size == a.size * width
+        assert np.shares_memory(view, a) and a.flags.writeable and not view.flags.writeable
+        path = tmp_path / f"text-{np.dtype(dtype).name}.bin"
+        a.tofile(path)
+        mapped = np.memmap(path, dtype=dtype, mode="r")
+        assert np.shares_memory(kernels._text(mapped)[0], mapped)
+        assert [kernels._char(view, width, i) for i in (0, 6, 7, 999)] == [0, 6, 0, 999 % 7]
+    big = np.array([0, 70000, 2**31 - 1], np.int32)           # every byte of an int32 counts
+    assert [kernels._char(*kernels._text(big), i) for i in range(3)] == list(big)
+    assert kernels._text(text)[1] == 4                        # int64 is converted to int32
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_uint8_and_memmapped_text_train_and_evaluate_as_int32(B, tmp_path):
+    rng = np.random.default_rng(30 + B)
+    m, K, tau, U = 24, 17, 10, 5
+    text = rng.integers(0, K, 3000)
+    path = tmp_path / "text.bin"
+    text.astype(np.uint8).tofile(path)
+    texts = {"int32": text.astype(np.int32), "uint8": text.astype(np.uint8),
+             "memmap": np.memmap(path, dtype=np.uint8, mode="r")}
+    starts, lengths, resets = walk_schedule(U, B, tau, len(text), rng, True, True)
+    lengths[:, 0] = np.maximum(lengths[:, 0], 1)
+    params0 = random_params(m, K, rng)
+    segments = np.array([[0, 400], [400, 1000], [2000, 2999]])
+    h0 = 0.2 * rng.standard_normal((3, m))
+    for backend in (steps, kernels):
+        results = {}
+        for name, data in texts.items():
+            params = params0.copy()
+            state = optim.initial_state("adam", params)
+            h = np.zeros((B, m))
+            losses = backend.train_updates(params, "adam", state, 0, 0.005, 5.0, h, data,
+                                           starts, lengths, resets, 0, U)
+            results[name] = [losses, h, *(a for _, a in params.items()),
+                             np.array(backend.total_loss(params, data, segments)),
+                             np.array(backend.total_loss(params, data, segments, h0)),
+                             backend.advance(params, h[0], data[100:140])]
+        for name in ("uint8", "memmap"):
+            for a, b in zip(results[name], results["int32"]):
+                assert np.array_equal(a, b), (backend.__name__, name)

@@ -20,9 +20,13 @@ What makes it fast, without changing the math of model.py:
   * With several lanes (batch rows) the lanes advance together: each time step is a
     (lanes x m)(m x m) product, the output layer and the gradients of all lanes and time
     steps are single products, and positions past a lane's window are masked. The lanes are
-    split into one group per numba thread, each with its own gradient buffers; the same
-    threads then sum them and step W and V, a share of the rows each. One lane runs
-    single-threaded.
+    split into groups, each with its own gradient buffers, which the threads share out; the
+    buffers are summed in group order and the threads step W and V, a share of the rows
+    each. How many groups depends on the number of lanes alone (lane_groups), so a run gives
+    the same bits on any number of threads. One lane runs single-threaded.
+  * The text may be uint8 (vocabularies of up to 256 characters) or int32, a memmap too: it
+    is read where it lies, never copied, as bytes with one or four to a character (_text,
+    _char), so each kernel is compiled once for both.
 
 Shapes follow model.py: U (m, K), W (m, m), V (K, m), b (m,), c (K,); H rows are h_t.
 """
@@ -89,7 +93,9 @@ def _constants(dtype, eta: float = 0.0, clip: float = 0.0) -> np.ndarray:
 # r = x - n ln 2 (ln 2 split in two parts so n ln 2 is exact), exp(r) a Taylor series, and
 # 2^n written directly into the exponent bits. Arguments are <= 0 (logits minus their max);
 # below -708 (float32: -87) the result stays at the smallest normal power instead of
-# underflowing to zero, which changes no loss or gradient.
+# underflowing to zero, which changes no loss or gradient. As in numpy, NaN stays NaN,
+# exp(-inf) = 0 and exp(inf) = inf (the first clamp sends NaN to -708 so that no NaN meets
+# the integer conversion; the selects at the end put NaN and -inf right).
 
 def _split_ln2(bits_kept, dtype):
     import decimal
@@ -126,26 +132,32 @@ def _vexp(v, n):
 def _vexp64(v, n):
     c = _F64
     for i in range(n):
-        x = v[i]
-        x = x if x > -708.0 else -708.0
+        x0 = v[i]
+        x = x0 if x0 > -708.0 else -708.0
+        x = x if x < 710.0 else 710.0               # 2^1024: inf
         t = np.floor(x * _LOG2E64 + 0.5)
         r = (x - t * _LN2_HI64) - t * _LN2_LO64
         p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
             c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * (c[12] + r * c[13]
                                                                                   ))))))))))))
-        v[i] = p * _as_float((np.int64(t) + 1023) << 52)
+        y = p * _as_float((np.int64(t) + 1023) << 52)
+        y = y if x0 == x0 else x0
+        v[i] = y if x0 != -np.inf else 0.0
 
 
 def _vexp32(v, n):
     c = _F32
     for i in range(n):
-        x = v[i]
-        x = x if x > np.float32(-87.0) else np.float32(-87.0)
+        x0 = v[i]
+        x = x0 if x0 > np.float32(-87.0) else np.float32(-87.0)
+        x = x if x < np.float32(89.0) else np.float32(89.0)    # 2^128: inf
         t = np.floor(x * _LOG2E32 + np.float32(0.5))
         r = (x - t * _LN2_HI32) - t * _LN2_LO32
         p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
             c[7])))))))
-        v[i] = p * _as_float(np.int32((np.int32(t) + np.int32(127)) << np.int32(23)))
+        y = p * _as_float(np.int32((np.int32(t) + np.int32(127)) << np.int32(23)))
+        y = y if x0 == x0 else x0
+        v[i] = y if x0 != -np.inf else np.float32(0.0)
 
 
 @overload(_vexp, jit_options={"fastmath": {"contract", "nsz"}, "error_model": "numpy"})
@@ -178,7 +190,7 @@ def _vtanh64(v, n):
     for i in range(n):
         x = v[i]
         ax = abs(x)
-        ax = ax if ax < 20.0 else 20.0              # tanh(20) is 1 in float64
+        ax = 20.0 if ax > 20.0 else ax              # tanh(20) is 1 in float64; NaN stays NaN
         y = ax * -0.03125                           # -2|x| / 64
         e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
             c[7] + y * (c[8] + y * (c[9] + y * (c[10] + y * (c[11] + y * (c[12] + y * (
@@ -199,7 +211,7 @@ def _vtanh32(v, n):
     for i in range(n):
         x = v[i]
         ax = abs(x)
-        ax = ax if ax < np.float32(9.0) else np.float32(9.0)   # tanh(9) is 1 in float32
+        ax = np.float32(9.0) if ax > np.float32(9.0) else ax   # tanh(9) is 1 in float32; NaN stays
         y = ax * np.float32(-0.03125)
         e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
             c[7])))))))
@@ -746,7 +758,10 @@ def _tiles_fit(m, dt_example):
 
 @_jit
 def _softmax_rows(O, L):
-    """Rows 0..L-1 of O become softmax(O[t]) in place (max subtracted, so exp cannot overflow)."""
+    """Rows 0..L-1 of O become softmax(O[t]) in place (max subtracted, so exp cannot overflow).
+
+    A NaN in a row is passed over by the max but carried by the sum, so the whole row becomes
+    NaN, as numpy's softmax makes it (there the max is NaN)."""
     K = O.shape[1]
     for t in range(L):
         o = O[t]
@@ -876,6 +891,7 @@ def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, 
 
 @_jit
 def _clip(g, clip):
+    """g limited to [-clip, clip]; NaN stays NaN (both comparisons are false), as in np.clip."""
     if g > clip:
         return clip
     if g < -clip:
@@ -899,14 +915,16 @@ def _adagrad64(theta, grad, s1, eta, eps, clip, n):
     # 1 / sqrt(s + eps) from float32's square root and division (half the width, far
     # cheaper than float64's), then two Newton steps y (3 - x y^2) / 2, each squaring the
     # relative error: ~1e-7 -> ~1e-14 -> rounding level, within a few ulps of numpy's
-    # eta g / sqrt(s + eps).
+    # eta g / sqrt(s + eps). Past float32's range (s + eps > 3.4e38, inf included) the estimate
+    # is 0 and stays 0 (hx is zeroed so that inf * 0 makes no NaN): numpy's g / sqrt(inf) is 0
+    # too, and below inf its step would be under 1e-19 eta. A NaN in s or g stays NaN.
     for i in range(n):
         g = _clip(grad[i], clip)
         x = s1[i] + g * g
         s1[i] = x
         x = x + eps
         y = np.float64(np.float32(1.0) / np.sqrt(np.float32(x)))
-        hx = 0.5 * x
+        hx = 0.5 * x if y != 0.0 else 0.0
         y = y * (1.5 - hx * y * y)
         y = y * (1.5 - hx * y * y)
         theta[i] -= eta * g * y
@@ -1049,8 +1067,20 @@ def _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
 
 
 @_jit
+def _char(text, width, i):
+    """Character i of the text as int32. The kernels get every text as its bytes (see _text):
+    width 1 for a uint8 text, 4 for an int32 one (little-endian), so that numba compiles each
+    kernel once, not once per dtype."""
+    if width == 1:
+        return np.int32(text[i])
+    j = 4 * i
+    return (np.int32(text[j]) | (np.int32(text[j + 1]) << 8) | (np.int32(text[j + 2]) << 16)
+            | (np.int32(text[j + 3]) << 24))
+
+
+@_jit
 def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-           opt_step, h, data, starts, lengths, resets, first, last, losses):
+           opt_step, h, data, width, starts, lengths, resets, first, last, losses):
     """Updates first..last-1 of the schedule (see steps.train_updates), lane after lane."""
     m, K = U.shape
     B = h.shape[0]
@@ -1073,6 +1103,7 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
     scratch = np.zeros(2, U.dtype)
     mark = np.zeros(K, np.uint8)
     seen = np.zeros(K, np.int64)
+    win = np.zeros(Lmax + 1, np.int32)
     for u in range(first, last):
         active = 0
         nseen = 0
@@ -1085,10 +1116,12 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
             if resets[u, lane]:
                 hl[:] = 0
             s = starts[u, lane]
-            loss_sum += _window(U, W, V, b, c, data, s, data, s + 1, L, hl, H, P, DH, DH, dh,
+            for t in range(L + 1):                    # the window as int32
+                win[t] = _char(data, width, s + t)
+            loss_sum += _window(U, W, V, b, c, win, 0, win, 1, L, hl, H, P, DH, DH, dh,
                                 gb, gc, gUT, gW, gV, active > 0, one)
             for t in range(L):
-                x = data[s + t]
+                x = win[t]
                 if mark[x] == 0:
                     mark[x] = 1
                     seen[nseen] = x
@@ -1110,7 +1143,8 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
 
 # --------------------------------------------------------------------------------------
 # Several lanes at once: each time step is a (lanes x m)(m x m) product. The lanes are split
-# into G groups (one per thread), each with its own gradient buffers, reduced afterwards.
+# into G groups (lane_groups: G depends on the number of lanes only), each with its own
+# gradient buffers, summed afterwards in group order whatever thread computed them.
 # --------------------------------------------------------------------------------------
 
 @_jit
@@ -1297,6 +1331,19 @@ def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, o
 
 
 @_jit
+def _gather_windows(data, width, st, ln, win, wst):
+    """win[wst[l]:wst[l]+L+1] = characters s..s+L of the text for each lane l with a window
+    (s = st[l], L = ln[l]), as int32 (see _char)."""
+    for lane in range(ln.shape[0]):
+        L = ln[lane]
+        if L > 0:
+            s = st[lane]
+            w = wst[lane]
+            for t in range(L + 1):
+                win[w + t] = _char(data, width, s + t)
+
+
+@_jit
 def _aligned_zeros(n, dt):
     """n zeros of dtype dt starting on a 64-byte boundary (one cache line, one AVX-512 vector)."""
     buf = np.zeros(n + 64, dt)
@@ -1306,9 +1353,10 @@ def _aligned_zeros(n, dt):
 
 @_jit(parallel=True)
 def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-                 opt_step, h, data, starts, lengths, resets, first, last, losses, G):
+                 opt_step, h, data, width, starts, lengths, resets, first, last, losses, G):
     """Updates first..last-1 of the schedule with B > 1 lanes, the lanes split into G groups
-    that run in parallel (see _group_update)."""
+    that the threads share out (see _group_update). The result depends on G, not on the
+    number of threads: each group sums into its own buffers, and they are added in order."""
     m, K = U.shape
     B = h.shape[0]
     n = (B + G - 1) // G
@@ -1349,6 +1397,8 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     rows = np.zeros((G, m), dt)
     mark = np.zeros(K, np.uint8)
     seen = np.zeros(K, np.int64)
+    win = np.zeros(B * (Lmax + 1), np.int32)         # the lanes' windows, as int32
+    wst = np.arange(B) * (Lmax + 1)                   # where each lane's window starts in win
     one = consts[_C_ONE]
     for u in range(first, last):
         for i in range(m):
@@ -1357,8 +1407,9 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
         st = starts[u]
         ln = lengths[u]
         rs = resets[u]
+        _gather_windows(data, width, st, ln, win, wst)
         for g in prange(G):
-            gl[g] = _group_update(UT, Wa, WT, Va, b, c, data, st, ln, rs, h, g * n, n,
+            gl[g] = _group_update(UT, Wa, WT, Va, b, c, win, wst, ln, rs, h, g * n, n,
                                   Hb[g], Ob[g], DHb[g], DHb[g], dhb[g], Lsb[g],
                                   gbs[g], gcs[g], gUTs[g], gWs[g], gVs[g], one)
         # W and V (the bulk of the parameters): each thread sums, averages, clips and steps
@@ -1376,7 +1427,7 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
                          bcs[0], bcs[1], rows[g])
         losses[u - first] = _combine_and_update(
             U, Wa, Va, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-            t_opt, data, st, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols, scratch, mark, seen)
+            t_opt, win, wst, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols, scratch, mark, seen)
     W[:] = Wa
     V[:] = Va
 
@@ -1398,14 +1449,14 @@ def _lossgrad(U, W, V, b, c, inputs, targets, h, gb, gc, gUT, gW, gV, one):
 # --------------------------------------------------------------------------------------
 
 @_jit
-def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
-    """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, h starting as given."""
+def _segment_loss(U, W, V, b, c, data, width, start, end, h, h2, o):
+    """-sum log p(data[t+1] | data[start..t]) for t in start..end-2, from the state in h."""
     K = V.shape[0]
     total = 0.0
     for t in range(start, end - 1):
-        _step_hidden(W, U, b, data[t], h, h2)
+        _step_hidden(W, U, b, _char(data, width, t), h, h2)
         h[:] = h2
-        y = data[t + 1]
+        y = _char(data, width, t + 1)
         mx = c[0] - c[0]
         for k in range(K):                            # o = V h + c
             acc = c[k] - c[k]
@@ -1428,25 +1479,30 @@ def _segment_loss(U, W, V, b, c, data, start, end, h, h2, o):
 
 
 @_jit(parallel=True)
-def _total_loss(U, W, V, b, c, data, segments, h0, out):
+def _total_loss(U, W, V, b, c, data, width, segments, h0, out):
+    """out[q] = the loss of segment q from the state h0[q] (h0[0] for every segment when h0
+    has one row). Each segment's total has its own slot, so the sum the caller takes over them
+    does not depend on how the threads share the segments out."""
     m, K = U.shape
     S = segments.shape[0]
+    shared = h0.shape[0] != S
     for q in prange(S):
         start = segments[q, 0]
         end = segments[q, 1]
         out[q] = 0.0
         if end - start >= 2:
-            h = h0[q].copy()
+            h = np.empty(m, U.dtype)
             h2 = np.empty(m, U.dtype)
             o = np.empty(K, U.dtype)
-            out[q] = _segment_loss(U, W, V, b, c, data, start, end, h, h2, o)
+            h[:] = h0[0] if shared else h0[q]
+            out[q] = _segment_loss(U, W, V, b, c, data, width, start, end, h, h2, o)
 
 
 @_jit
-def _advance(U, W, b, h, inputs):
+def _advance(U, W, b, h, inputs, width):
     h2 = np.empty_like(h)
-    for t in range(inputs.size):
-        _step_hidden(W, U, b, inputs[t], h, h2)
+    for t in range(inputs.size // width):
+        _step_hidden(W, U, b, _char(inputs, width, t), h, h2)
         h[:] = h2
 
 
@@ -1543,10 +1599,12 @@ def _sample(U, W, V, b, c, h, x, uniforms, temperature, top_k, top_p, greedy, st
             for j in range(m):
                 acc += vk[j] * h[j]
             o[k] = acc + c[k]
-        if greedy:
+        if greedy:                                    # np.argmax: the first NaN, if any
             best = 0
             for k in range(1, K):
-                if o[k] > o[best]:
+                if o[best] != o[best]:
+                    break
+                if o[k] > o[best] or o[k] != o[k]:
                     best = k
             x = best
         else:
@@ -1613,6 +1671,45 @@ def _state_arrays(optimizer: str, params: Params, opt_state: dict[str, np.ndarra
     return first, second
 
 
+_GROUP_LANES = 8
+_MAX_GROUPS = 8
+
+
+def _text(data) -> tuple[np.ndarray, int]:
+    """Character indices as the kernels read them: (the bytes, the bytes per character), the
+    bytes a one-dimensional, read-only uint8 view of the text's own memory when the text is a
+    contiguous uint8 or int32 array (an np.memmap, a read-only one, included): no copy. Other
+    integer types are converted to int32 first. One argument type for both dtypes, so numba
+    compiles every kernel once (_char reads a character)."""
+    a = np.asarray(data)
+    if a.dtype != np.uint8 and a.dtype != np.int32:
+        a = a.astype(np.int32)                        # native byte order
+    a = np.ascontiguousarray(a.reshape(-1))
+    if a.dtype == np.int32 and not np.little_endian:  # _char reads int32 little-endian
+        a = a.astype("<i4")
+    view = a.view(np.uint8)
+    view.flags.writeable = False
+    return view, a.itemsize
+
+
+def lane_groups(lanes: int) -> int:
+    """The number of lane groups the batched kernel splits `lanes` lanes into: each group has
+    its own gradient buffers, and they are summed in group order, so the result depends on
+    `lanes` alone, never on the number of threads that share the groups out.
+
+    Groups of at least _GROUP_LANES = 8 lanes where there are enough (the register tiles are
+    8 rows high on AVX-512), at least two groups (two cores busy from B = 2), a power of two
+    (so 2, 4 or 8 threads share them evenly) and at most _MAX_GROUPS = 8: B < 32 gives 2
+    groups, B < 64 gives 4, more gives 8. Measured on 2 cores (float32, m = 100 and 256)
+    against one group per thread: as fast at B = 8 and 32 (within a few per cent), 4-15%
+    faster at B = 128, where smaller groups' buffers fit the caches; 4 groups at B = 8 and
+    16 at B = 128 were slower."""
+    groups = 2
+    while groups < _MAX_GROUPS and 2 * groups * _GROUP_LANES <= lanes:
+        groups *= 2
+    return max(1, min(groups, lanes))
+
+
 def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
                   opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
                   starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
@@ -1632,18 +1729,17 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
         resets = resets.view(np.uint8)
     betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
     if h.shape[0] > 1:
-        groups = max(1, min(numba.get_num_threads(), h.shape[0]))
         _train_batch(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
                      _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas,
-                     int(opt_step), h, np.ascontiguousarray(data, dtype=np.int32),
+                     int(opt_step), h, *_text(data),
                      np.ascontiguousarray(starts, dtype=np.int64),
                      np.ascontiguousarray(lengths, dtype=np.int32),
                      resets.astype(np.uint8, copy=False), int(first), int(last), losses,
-                     groups)
+                     lane_groups(h.shape[0]))
         return losses
     _train(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
            _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas, int(opt_step), h,
-           np.ascontiguousarray(data, dtype=np.int32),
+           *_text(data),
            np.ascontiguousarray(starts, dtype=np.int64),
            np.ascontiguousarray(lengths, dtype=np.int32),
            resets.astype(np.uint8, copy=False), int(first), int(last), losses)
@@ -1667,18 +1763,35 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     return float(loss), grads, h
 
 
+def _initial_states(params: Params, h0, segments: int) -> np.ndarray:
+    """h0 of total_loss as a read-only (1 or S, m) array of the params' dtype: zeros for None,
+    one row for an (m,) vector that every segment starts from."""
+    m = params.hidden_size
+    if h0 is None:
+        rows = np.zeros((1, m), params.dtype)
+    else:
+        rows = np.asarray(h0)
+        if rows.shape == (m,):
+            rows = rows.reshape(1, m)
+        elif rows.shape != (segments, m):
+            raise ValueError(f"h0 must have shape ({segments}, {m}) or ({m},), not {rows.shape}")
+        rows = np.ascontiguousarray(rows, dtype=params.dtype)
+    view = rows.view()
+    view.flags.writeable = False
+    return view
+
+
 def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
                h0: np.ndarray | None = None) -> tuple[float, int]:
-    """steps.total_loss, compiled: (summed loss in nats, characters predicted)."""
+    """steps.total_loss, compiled: (summed loss in nats, characters predicted), each segment
+    starting from h = 0, or from h0[q] ((S, m)) or h0 ((m,), for every segment)."""
     _check_params(params)
     segments = np.ascontiguousarray(np.asarray(segments, dtype=np.int64).reshape(-1, 2))
+    states = _initial_states(params, h0, len(segments))
     per_segment = np.zeros(len(segments))
-    starts = np.zeros((len(segments), params.hidden_size), params.dtype)
-    if h0 is not None:
-        starts[:] = h0
     if len(segments):
-        _total_loss(params.U, params.W, params.V, params.b, params.c,
-                    np.ascontiguousarray(data, dtype=np.int32), segments, starts, per_segment)
+        _total_loss(params.U, params.W, params.V, params.b, params.c, *_text(data), segments,
+                    states, per_segment)
     lengths = segments[:, 1] - segments[:, 0]
     count = int(np.sum(np.where(lengths >= 2, lengths - 1, 0)))
     return float(per_segment.sum()), count
@@ -1688,7 +1801,7 @@ def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """steps.advance, compiled: the hidden state after feeding `inputs` from h."""
     _check_params(params)
     h = np.array(h, dtype=params.dtype, copy=True)
-    _advance(params.U, params.W, params.b, h, np.ascontiguousarray(inputs, dtype=np.int32))
+    _advance(params.U, params.W, params.b, h, *_text(inputs))
     return h
 
 
@@ -1725,23 +1838,25 @@ def _marker(dtype) -> Path:
 
 
 def _exercise(dtype) -> None:
-    """Call every kernel once on tiny inputs of `dtype`, so numba compiles (or loads) it."""
+    """Call every kernel once on tiny inputs of `dtype`, so numba compiles (or loads) it;
+    with the text as int32 and as uint8, which share one compiled version (see _text)."""
     rng = np.random.default_rng(0)
     m, K = 5, 4
     params = Params.initial(m, K, 0.1, rng, dtype=dtype)
     data = rng.integers(0, K, 20).astype(np.int32)
-    for optimizer in optim.OPTIMIZERS:
-        for lanes in (1, 2):
-            state = optim.initial_state(optimizer, params)
-            h = np.zeros((lanes, m), dtype)
-            starts = np.zeros((2, lanes), np.int64)
-            lengths = np.full((2, lanes), 3, np.int32)
-            resets = np.zeros((2, lanes), np.uint8)
-            train_updates(params.copy(), optimizer, state, 0, 0.1, 5.0, h, data,
-                          starts, lengths, resets, 0, 2)
+    for text in (data, data.astype(np.uint8)):
+        for optimizer in optim.OPTIMIZERS:
+            for lanes in (1, 2):
+                state = optim.initial_state(optimizer, params)
+                h = np.zeros((lanes, m), dtype)
+                starts = np.zeros((2, lanes), np.int64)
+                lengths = np.full((2, lanes), 3, np.int32)
+                resets = np.zeros((2, lanes), np.uint8)
+                train_updates(params.copy(), optimizer, state, 0, 0.1, 5.0, h, text,
+                              starts, lengths, resets, 0, 2)
+        total_loss(params, text, np.array([[0, 10], [10, 20]]))
+        advance(params, np.zeros(m, dtype), text[:3])
     loss_and_gradients(params, data[:3], data[1:4], np.zeros(m, dtype))
-    total_loss(params, data, np.array([[0, 10], [10, 20]]))
-    advance(params, np.zeros(m, dtype), data[:3])
     u = np.full(3, 0.5)
     sample_indices(params, np.zeros(m, dtype), 0, u)
     sample_indices(params, np.zeros(m, dtype), 0, u, temperature=0.5, top_k=2, top_p=0.9)

@@ -2,7 +2,7 @@
 
 These functions are the reference the compiled kernels (kernels.py) must equal. Both take
 the same arguments and change the same arrays in place, so the trainer does not know which
-one runs.
+one runs. The text (data) is an array of character indices, uint8 or int32 (a memmap too).
 
 Training data come as a schedule of windows: update u reads, for each lane (batch row) l,
 the inputs data[s : s+L] and the targets data[s+1 : s+L+1] with s = starts[u, l] and
@@ -18,6 +18,9 @@ import numpy as np
 
 from . import optim
 from .model import Params, loss_and_gradients, sequence_loss, softmax
+
+# Characters whose hidden states and outputs total_loss holds at once.
+EVAL_BLOCK = 65_536
 
 
 def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
@@ -57,19 +60,31 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
 def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
                h0: np.ndarray | None = None) -> tuple[float, int]:
     """Forward only: the summed loss (nats) of predicting every character of every segment
-    from the ones before it. segments is (S, 2): data[start:end]; the hidden state starts at
-    h0[q] in segment q (h0 (S, m) or (m,) for all), at zero when h0 is None. Returns (summed
-    loss, number of characters predicted)."""
+    from the ones before it. segments is (S, 2): data[start:end], inputs data[start:end-1],
+    targets data[start+1:end]. The hidden state starts at zero in each segment, or at h0[q]
+    for segment q when h0 is (S, m), or at h0 in every segment when h0 is (m,). Returns
+    (summed loss, number of characters predicted)."""
     total, count = 0.0, 0
     m = params.hidden_size
-    starts = np.zeros((len(segments), m), params.dtype)
+    segments = np.asarray(segments).reshape(-1, 2)
     if h0 is not None:
-        starts[:] = h0
-    for (start, end), h in zip(segments, starts):
+        h0 = np.asarray(h0)
+        if h0.shape != (m,) and h0.shape != (len(segments), m):
+            raise ValueError(f"h0 must have shape ({len(segments)}, {m}) or ({m},), "
+                             f"not {h0.shape}")
+    for q, (start, end) in enumerate(segments):
         if end - start < 2:
             continue
-        loss, _ = sequence_loss(params, data[start:end - 1], data[start + 1:end], h)
-        total += loss
+        if h0 is None:
+            h_start = np.zeros(m, params.dtype)
+        else:
+            h_start = np.asarray(h0 if h0.ndim == 1 else h0[q], params.dtype)
+        # in blocks, carrying h, so that a long segment never holds all its states at once
+        for block in range(start, end - 1, EVAL_BLOCK):
+            stop = min(block + EVAL_BLOCK, end - 1)
+            loss, h_start = sequence_loss(params, data[block:stop], data[block + 1:stop + 1],
+                                          h_start)
+            total += loss
         count += end - start - 1
     return total, count
 
