@@ -91,11 +91,13 @@ def _constants(dtype, eta: float = 0.0, clip: float = 0.0) -> np.ndarray:
 
 # exp without a call per element, for the softmax: 2^n exp(r) with n = round(x / ln 2),
 # r = x - n ln 2 (ln 2 split in two parts so n ln 2 is exact), exp(r) a Taylor series, and
-# 2^n written directly into the exponent bits. Arguments are <= 0 (logits minus their max);
-# below -708 (float32: -87) the result stays at the smallest normal power instead of
-# underflowing to zero, which changes no loss or gradient. As in numpy, NaN stays NaN,
-# exp(-inf) = 0 and exp(inf) = inf (the first clamp sends NaN to -708 so that no NaN meets
-# the integer conversion; the selects at the end put NaN and -inf right).
+# 2^n written directly into the exponent bits. Arguments are <= 0 (logits minus their max).
+# Where 2^n is below the smallest normal power (x < -708; float32: -87) it is applied in two
+# steps, 2^(n + k) 2^-k, so that the result underflows through the subnormals to zero exactly
+# as numpy's exp does: a character whose probability underflows then costs an infinite loss,
+# and a diverging run shows it. As in numpy, NaN stays NaN, exp(-inf) = 0 and
+# exp(inf) = inf (the first clamp sends NaN to the lower bound so that no NaN meets the
+# integer conversion; the selects at the end put NaN and -inf right).
 
 def _split_ln2(bits_kept, dtype):
     import decimal
@@ -133,14 +135,17 @@ def _vexp64(v, n):
     c = _F64
     for i in range(n):
         x0 = v[i]
-        x = x0 if x0 > -708.0 else -708.0
+        x = x0 if x0 > -746.0 else -746.0             # exp(-746) is 0 in float64
         x = x if x < 710.0 else 710.0               # 2^1024: inf
         t = np.floor(x * _LOG2E64 + 0.5)
         r = (x - t * _LN2_HI64) - t * _LN2_LO64
         p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
             c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * (c[12] + r * c[13]
                                                                                   ))))))))))))
-        y = p * _as_float((np.int64(t) + 1023) << 52)
+        low = t < -1000.0                           # 2^t below the normal range: two steps
+        k = np.int64(64) if low else np.int64(0)
+        y = p * _as_float((np.int64(t) + k + 1023) << 52)
+        y = y * (5.421010862427522e-20 if low else 1.0)     # 2^-64
         y = y if x0 == x0 else x0
         v[i] = y if x0 != -np.inf else 0.0
 
@@ -149,13 +154,16 @@ def _vexp32(v, n):
     c = _F32
     for i in range(n):
         x0 = v[i]
-        x = x0 if x0 > np.float32(-87.0) else np.float32(-87.0)
+        x = x0 if x0 > np.float32(-104.0) else np.float32(-104.0)   # exp(-104) is 0
         x = x if x < np.float32(89.0) else np.float32(89.0)    # 2^128: inf
         t = np.floor(x * _LOG2E32 + np.float32(0.5))
         r = (x - t * _LN2_HI32) - t * _LN2_LO32
         p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
             c[7])))))))
-        y = p * _as_float(np.int32((np.int32(t) + np.int32(127)) << np.int32(23)))
+        low = t < np.float32(-100.0)                # 2^t below the normal range: two steps
+        k = np.int32(32) if low else np.int32(0)
+        y = p * _as_float(np.int32((np.int32(t) + k + np.int32(127)) << np.int32(23)))
+        y = y * (np.float32(2.3283064365386963e-10) if low else np.float32(1.0))   # 2^-32
         y = y if x0 == x0 else x0
         v[i] = y if x0 != -np.inf else np.float32(0.0)
 

@@ -14,6 +14,8 @@ is that average's gradient, clipped elementwise, then handed to the optimiser.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import optim
@@ -23,6 +25,17 @@ from .model import Params, loss_and_gradients, sequence_loss, softmax
 EVAL_BLOCK = 65_536
 
 
+def _quiet(fn):
+    """Run fn without numpy's warnings on overflow, log(0) or NaN: a diverging model's inf and
+    NaN come back in the losses, and the trainer reports them in one line of its own."""
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return quiet
+
+
+@_quiet
 def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
                   opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
                   starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
@@ -57,6 +70,7 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     return losses
 
 
+@_quiet
 def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
                h0: np.ndarray | None = None) -> tuple[float, int]:
     """Forward only: the summed loss (nats) of predicting every character of every segment
