@@ -69,7 +69,7 @@ def charnn_runner(corpus, B: int, m: int):
     params = Params.initial(m, K, config.sigma, np.random.default_rng(0), dtype=np.float32)
     state = optim.initial_state("adagrad", params)
     h = np.zeros((B, m), np.float32)
-    data = np.ascontiguousarray(dataset.data, dtype=np.int32)
+    data = dataset.data                      # uint8, as training passes it
     total = len(sched.starts)
     pos = [0]
 

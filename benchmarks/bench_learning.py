@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 
     corpus = load_corpus(args.text)
     print(f"machine: {machine()}; python {platform.python_version()}")
-    print(f"text: {corpus.name}, {len(corpus.text):,} characters, K={len(corpus.vocab)}; "
+    print(f"text: {corpus.name}, {corpus.chars:,} characters, K={len(corpus.vocab)}; "
           f"held out: the last {args.val_frac:.0%}; budget {args.seconds:g} s per configuration "
           "(the first update's compile excluded)")
     results = []

@@ -103,7 +103,8 @@ def test_window_gradients_equal_numpy_for_larger_models(m):
 @pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
 @pytest.mark.parametrize("B,irregular", [(1, False), (1, True), (3, True), (8, True)])
 def test_train_updates_equal_numpy(optimizer, B, irregular):
-    rng = np.random.default_rng(hash((optimizer, B, irregular)) % 2**32)
+    # seeded from the case itself (Python's hash() of a string changes every process)
+    rng = np.random.default_rng([optim.OPTIMIZERS.index(optimizer), B, int(irregular)])
     m, K, tau, U = 24, 17, 12, 10
     # AdaGrad's first steps amplify rounding (g / sqrt(g^2 + eps) is steep near g = 0) and
     # training is chaotic, so the two paths drift apart at ~1e-16 * e^u: compare 8 updates.
