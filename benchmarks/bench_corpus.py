@@ -115,9 +115,9 @@ def run_child(path: Path, records: bool, backend: str, env: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1G", help="bytes of text: 1G (default), 200M, ...")
-    parser.add_argument("--backend", default="numpy", choices=("numpy", "compiled"),
-                        help="the backend of the first update (default numpy: the reference "
-                             "reads only its windows' characters)")
+    parser.add_argument("--backend", default="compiled", choices=("numpy", "compiled"),
+                        help="the backend of the first update (default compiled, as training "
+                             "uses: it reads the uint8 text in place)")
     parser.add_argument("--folder", default=None, help="where to put the text (default: a "
                         "temporary folder)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
