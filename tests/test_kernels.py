@@ -357,14 +357,14 @@ def test_an_update_with_nan_and_infinite_gradients_and_state_is_numpys(dtype, op
     grad[[5, 25]] = np.inf
     grad[[6, 37]] = -np.inf
     grad[8] = 1e30
-    state = optim.initial_state(optimizer, Params(*(theta,) * 5))
+    state = optim.initial_state(optimizer, Params(dict(zip(model.PARAM_NAMES, (theta,) * 5))))
     first = state["m_b"]
     first[:] = np.abs(rng.standard_normal(n))
     first[[10, 30]] = np.inf
     first[12] = np.nan
-    ref = Params(*(theta.copy() for _ in range(5)))
+    ref = Params({n: theta.copy() for n in model.PARAM_NAMES})
     ref_state = {k: v.copy() for k, v in state.items()}
-    grads = Params(*(grad.copy() for _ in range(5)))
+    grads = Params({n: grad.copy() for n in model.PARAM_NAMES})
     with np.errstate(all="ignore"):
         optim.clip_(grads, 5.0)
         optim.step_(optimizer, ref, grads, ref_state, 0.1, 4)

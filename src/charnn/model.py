@@ -14,22 +14,20 @@ Every other path (the compiled kernels, the batched trainer) is tested against t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 PARAM_NAMES = ("b", "c", "U", "W", "V")
 
 
-@dataclass
 class Params:
-    """The five parameter arrays of the network."""
+    """A network's parameters: named arrays in the network's order, read as params.W or
+    params["W"]. The optimisers, checkpoints, gradient check and sampling iterate over
+    items() without knowing which network they belong to (networks/ holds the others'
+    names). For this network: b (m,), c (K,), U (m, K), W (m, m), V (K, m); every network
+    ends in the same output layer V (K, m), c (K,), which gives the sizes below."""
 
-    b: np.ndarray  # (m,)
-    c: np.ndarray  # (K,)
-    U: np.ndarray  # (m, K)
-    W: np.ndarray  # (m, m)
-    V: np.ndarray  # (K, m)
+    def __init__(self, arrays: dict[str, np.ndarray] | None = None, **named: np.ndarray):
+        self.__dict__["_arrays"] = dict(arrays or {}, **named)
 
     @classmethod
     def initial(cls, m: int, K: int, sigma: float, rng: np.random.Generator,
@@ -43,11 +41,42 @@ class Params:
 
     @classmethod
     def zeros_like(cls, other: "Params") -> "Params":
-        return cls(**{name: np.zeros_like(a) for name, a in other.items()})
+        return cls({name: np.zeros_like(a) for name, a in other.items()})
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["_arrays"][name]
+        except KeyError:
+            raise AttributeError(f"these parameters have no {name!r}") from None
+
+    def __setattr__(self, name: str, value) -> None:
+        if name not in self._arrays:                  # (grads.b += da assigns, too)
+            raise AttributeError(f"these parameters have no {name!r}")
+        self._arrays[name] = value
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._arrays
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}{tuple(a.shape)}" for n, a in self._arrays.items())
+        return f"Params({shapes}, {self.dtype})"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._arrays)
 
     @property
     def hidden_size(self) -> int:
-        return self.W.shape[0]
+        return self.V.shape[1]
 
     @property
     def vocab_size(self) -> int:
@@ -55,16 +84,16 @@ class Params:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.W.dtype
+        return self.V.dtype
 
     def items(self):
-        return ((name, getattr(self, name)) for name in PARAM_NAMES)
+        return self._arrays.items()
 
     def copy(self) -> "Params":
-        return Params(**{name: a.copy() for name, a in self.items()})
+        return Params({name: a.copy() for name, a in self.items()})
 
     def astype(self, dtype) -> "Params":
-        return Params(**{name: a.astype(dtype) for name, a in self.items()})
+        return Params({name: a.astype(dtype) for name, a in self.items()})
 
 
 def softmax(o: np.ndarray) -> np.ndarray:
