@@ -154,33 +154,57 @@ def cmd_sample(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     from .corpus import load_corpus
-    from .gradcheck import check_gradients, format_table, gradcheck_problem
-    if args.hidden < 1 or args.seq_length < 1:
-        raise CharnnError("--hidden and --seq-length must be at least 1")
+    from .gradcheck import check_gradients, check_network_gradients, format_table, \
+        gradcheck_problem
+    from .networks import NETWORKS
+    if args.hidden < 1 or args.seq_length < 1 or args.layers < 1:
+        raise CharnnError("--hidden, --seq-length and --layers must be at least 1")
+    if args.step is None:
+        args.step = 1e-4 if args.model == "rnn" else 1e-5
     if not (args.step > 0 and args.threshold > 0):
         raise CharnnError("--step and --threshold must be greater than 0")
     if args.batch_size < 1 or (args.elements is not None and args.elements < 1):
         raise CharnnError("--batch-size and --elements must be at least 1")
+    if not 0 <= args.dropout < 1:
+        raise CharnnError(f"--dropout is {args.dropout}; give a probability from 0 up to "
+                          "(not including) 1")
+    if args.model == "rnn" and args.layers != 1:
+        raise CharnnError("the vanilla RNN has one layer; give --layers 1, or --model lstm "
+                          "or gru for stacked layers")
+    if args.backend == "compiled" and args.model != "rnn":
+        raise CharnnError(f"--backend compiled has no {args.model} yet; check it with "
+                          "--backend numpy")
     corpus = load_corpus(args.corpus or args.text, encoding=args.encoding)
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
     if len(data) < args.batch_size + 1:
         raise CharnnError(f"{corpus.name} is too short for {args.batch_size} lanes; give a "
                           "longer text or a smaller --batch-size")
-    params, inputs, targets, h_prev = gradcheck_problem(
-        data, len(corpus.vocab), args.hidden, args.seq_length, args.sigma, args.seed,
-        args.batch_size)
-    gradient_fn = None
+    network = NETWORKS[args.model]
+    sigma = args.sigma if args.sigma is not None else \
+        0.01 if args.model == "rnn" else 1 / math.sqrt(args.hidden)
+    params, inputs, targets, states = gradcheck_problem(
+        data, len(corpus.vocab), args.hidden, args.seq_length, sigma, args.seed,
+        args.batch_size, args.model, args.layers)
     if args.backend == "compiled":
         from .backends import get_backend
-        gradient_fn = get_backend("compiled", print).loss_and_gradients
-    rows = check_gradients(params, inputs, targets, h_prev, args.step, args.threshold,
-                           elements=args.elements, seed=args.seed,
-                           **({"gradient_fn": gradient_fn} if gradient_fn else {}))
+        rows = check_gradients(params, inputs, targets, states, args.step, args.threshold,
+                               get_backend("compiled", print).loss_and_gradients,
+                               elements=args.elements, seed=args.seed)
+    else:
+        rng = np.random.default_rng([args.seed, 13])
+        masks = [network.dropout_masks(args.dropout, inputs.shape[-1], args.hidden,
+                                       args.layers, rng) for _ in range(args.batch_size)]
+        rows = check_network_gradients(network, params, inputs, targets, states, args.step,
+                                       args.threshold, elements=args.elements, seed=args.seed,
+                                       masks=masks)
     lanes = f", batch {args.batch_size} (loss averaged over lanes)" if args.batch_size > 1 else ""
     checked = f", {args.elements} random elements per parameter" if args.elements else ""
-    print(f"gradient check ({args.backend}): m={args.hidden}, K={len(corpus.vocab)}, "
-          f"seq_length={inputs.shape[-1]}{lanes}, h={args.step:g}, float64{checked}, "
-          f"text {corpus.name}")
+    stack = f" x {args.layers} layers" if args.layers > 1 else ""
+    dropout = f", dropout {args.dropout:g} (fixed masks)" if args.dropout and args.layers > 1 \
+        else ""
+    print(f"gradient check ({args.model}{stack}, {args.backend}): m={args.hidden}, "
+          f"K={len(corpus.vocab)}, seq_length={inputs.shape[-1]}{lanes}{dropout}, "
+          f"sigma={sigma:.3g}, h={args.step:g}, float64{checked}, text {corpus.name}")
     print(format_table(rows, args.threshold))
     failed = [r.name for r in rows if not r.passed]
     if failed:
@@ -267,10 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "the bundled corpus)")
     p.add_argument("--corpus", choices=["shakespeare"])
     p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--model", choices=["rnn", "lstm", "gru"], default="rnn",
+                   help="the network (default rnn, the vanilla RNN)")
+    p.add_argument("--layers", type=whole_number, default=1,
+                   help="stacked layers (lstm and gru; default 1)")
+    p.add_argument("--dropout", type=number, default=0.0,
+                   help="dropout between stacked layers, with fixed masks (default 0)")
     p.add_argument("--hidden", type=whole_number, default=5, help="hidden units (default 5)")
     p.add_argument("--seq-length", type=whole_number, default=25, help="default 25")
-    p.add_argument("--sigma", type=number, default=0.01, help="init std (default 0.01)")
-    p.add_argument("--step", type=number, default=1e-4, help="finite-difference h (default 1e-4)")
+    p.add_argument("--sigma", type=number, default=None,
+                   help="init std (default 0.01 for rnn, the assignment's; 1/sqrt(hidden) for "
+                        "lstm and gru, PyTorch's scale: at 0.01 a stacked network's lower "
+                        "layers get gradients near 1e-12, whose relative differences say "
+                        "nothing)")
+    p.add_argument("--step", type=number, default=None,
+                   help="finite-difference h (default 1e-4 for rnn; 1e-5 for lstm and gru, "
+                        "whose larger weights curve the loss more)")
     p.add_argument("--threshold", type=number, default=1e-6,
                    help="largest relative difference that passes (default 1e-6)")
     p.add_argument("--batch-size", type=whole_number, default=1,

@@ -1,6 +1,7 @@
 """Check analytic gradients against centred finite differences.
 
-For every element theta_i of b, c, U, W, V:
+For every element theta_i of every parameter of every layer (b, c, U, W, V for the vanilla
+RNN; W_ih{l}, W_hh{l}, b_ih{l}, b_hh{l}, V, c for the LSTM and GRU):
 
     numeric_i = (L(theta + h e_i) - L(theta - h e_i)) / (2 h)
 
@@ -16,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .model import PARAM_NAMES, Params, loss_and_gradients
+from .model import Params, loss_and_gradients
 
 LossAndGradients = Callable[[Params, np.ndarray, np.ndarray, np.ndarray],
                             tuple[float, Params, np.ndarray]]
@@ -36,45 +37,74 @@ def check_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
                     threshold: float = 1e-6,
                     gradient_fn: LossAndGradients = loss_and_gradients,
                     elements: int | None = None, seed: int = 0) -> list[GradientCheckRow]:
-    """Compare `gradient_fn`'s gradients (the model's own by default) with centred differences
-    of the loss, for every element of every parameter (or `elements` of each, drawn at random
-    with `seed`, for big models). Runs in float64.
+    """check_network_gradients for the vanilla RNN, whose state is h alone: `gradient_fn`
+    (the model's own by default, or a backend's) has model.loss_and_gradients' signature.
+    h_prev (m,), or (B, m) with inputs and targets (B, L) for a batch."""
+    from .networks import rnn
+    inputs = np.asarray(inputs)
+    lanes = inputs.shape[0] if inputs.ndim == 2 else 1
+    m = params.hidden_size
+    states = None if h_prev is None else np.asarray(h_prev).reshape(lanes, 1, 1, m)
 
-    inputs and targets of shape (B, L) with h_prev (B, m) check a batch: the loss is then the
-    mean over the B lanes of each lane's summed loss, as in training with --batch-size B.
+    def network_fn(p, x, y, state, masks=None):
+        loss, grads, h = gradient_fn(rnn._params(p), x, y, state[0, 0])
+        return loss, dict(grads.items()), np.asarray(h).reshape(1, 1, m)
+
+    return check_network_gradients(rnn, params, inputs, targets, states, step, threshold,
+                                   gradient_fn=network_fn, elements=elements, seed=seed)
+
+
+def check_network_gradients(network, params, inputs: np.ndarray, targets: np.ndarray,
+                            states: np.ndarray | None = None, step: float = 1e-4,
+                            threshold: float = 1e-6, gradient_fn=None,
+                            elements: int | None = None, seed: int = 0,
+                            masks=None) -> list[GradientCheckRow]:
+    """Compare `gradient_fn`'s gradients (the network's own by default) with centred
+    differences of the loss, for every element of every parameter of every layer (or
+    `elements` of each, drawn at random with `seed`, for big models). Runs in float64.
+
+    network is a module of charnn.networks; states (lanes, layers, S, m) or None (zeros);
+    inputs and targets (L,) or (B, L) for a batch, whose loss is the mean over the B lanes of
+    each lane's summed loss, as in training with --batch-size B. masks: the dropout masks of
+    each lane (a list, one network.dropout_masks result per lane) or None.
     """
-    params = params.astype(np.float64)
+    gradient_fn = gradient_fn or network.loss_and_gradients
+    params = Params(dict(params.items())).astype(np.float64)
     inputs, targets = np.asarray(inputs), np.asarray(targets)
-    batched = inputs.ndim == 2
-    lanes = inputs.shape[0] if batched else 1
-    if h_prev is None:
-        h_prev = np.zeros((lanes, params.hidden_size) if batched else params.hidden_size)
-    h_prev = np.asarray(h_prev, np.float64).reshape(lanes, params.hidden_size)
+    lanes = inputs.shape[0] if inputs.ndim == 2 else 1
+    m, layers = params.hidden_size, _layers_of(network, params)
+    if states is None:
+        states = np.zeros((lanes,) + network.zero_state(m, layers).shape)
+    states = np.asarray(states, np.float64).reshape((lanes,) + network.zero_state(m, layers).shape)
     inputs, targets = inputs.reshape(lanes, -1), targets.reshape(lanes, -1)
-
+    masks = masks if masks is not None else [None] * lanes
     analytic = Params.zeros_like(params)
-    for x, y, h in zip(inputs, targets, h_prev):
-        _, grads, _ = gradient_fn(params, x, y, h)
+    for x, y, state, mask in zip(inputs, targets, states, masks):
+        _, grads, _ = gradient_fn(params, x, y, state, mask)
         for name, acc in analytic.items():
-            acc += getattr(grads, name) / lanes
-
+            acc += grads[name] / lanes
     # The differences are taken in extended precision where the platform has it (x86: 64-bit
     # mantissa): in float64 the loss's rounding, ~1e-14 of ~100 nats, divided by 2h, is ~1e-10,
     # which is larger than 1e-6 of the smallest gradient elements.
     wide = params.astype(np.longdouble)
-    h_wide = h_prev.astype(np.longdouble)
+    wide_states = states.astype(np.longdouble)
+    wide_masks = [None if mk is None else [a.astype(np.longdouble) for a in mk] for mk in masks]
 
     def loss() -> np.longdouble:
-        return sum(_wide_loss(wide, x, y, h) for x, y, h in zip(inputs, targets, h_wide)) / lanes
+        total = np.longdouble(0)
+        for x, y, state, mask in zip(inputs, targets, wide_states, wide_masks):
+            _, P, _ = network.forward(wide, x, state, mask)
+            total -= np.log(P[np.arange(len(y)), y]).sum()
+        return total / lanes
 
     rng = np.random.default_rng(seed)
     rows = []
-    for name in PARAM_NAMES:
-        theta = getattr(wide, name)
+    for name in params.names:
+        theta = wide[name]
         indices = list(np.ndindex(theta.shape))
         if elements is not None and elements < len(indices):
             indices = [indices[i] for i in rng.choice(len(indices), elements, replace=False)]
-        a = np.array([getattr(analytic, name)[i] for i in indices])
+        a = np.array([analytic[name][i] for i in indices])
         numeric = np.empty(len(indices))
         for k, i in enumerate(indices):
             saved = theta[i]
@@ -92,35 +122,34 @@ def check_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     return rows
 
 
-def _wide_loss(params: Params, inputs, targets, h_prev):
-    """sequence_loss in the params' own (extended) precision, not rounded to a Python float."""
-    h = h_prev
-    loss = 0
-    for x, y in zip(inputs, targets):
-        h = np.tanh(params.W @ h + params.U[:, x] + params.b)
-        o = params.V @ h + params.c
-        o = o - o.max()
-        loss = loss - (o[y] - np.log(np.exp(o).sum()))      # -log softmax(o)[y], stably
-    return loss
+def _layers_of(network, params) -> int:
+    """Layers of a stacked network's parameters (W_hh0, W_hh1, ...); one for the RNN."""
+    return max(1, sum(1 for name in params.names if name.startswith("W_hh")))
 
 
 def gradcheck_problem(data: np.ndarray, K: int, hidden: int = 5, seq_length: int = 25,
-                      sigma: float = 0.01, seed: int = 0, batch_size: int = 1):
-    """The network and sequences the default check uses: a small network (m = hidden),
-    initialised as for training, the first seq_length characters of the text (with
-    batch_size > 1: that many consecutive windows, one per lane), and a random h_prev so
-    that the gradient through the carried state is exercised too."""
+                      sigma: float = 0.01, seed: int = 0, batch_size: int = 1,
+                      network: str = "rnn", layers: int = 1):
+    """The network and sequences the default check uses: a small network (m = hidden, of
+    kind `network` with `layers` layers), initialised as for training, the first seq_length
+    characters of the text (with batch_size > 1: that many consecutive windows, one per
+    lane), and a random starting state, so that the gradient through the carried state is
+    exercised too. Returns (params, inputs, targets, states), states (layers, S, m), or
+    (B, layers, S, m) for a batch (for the RNN's check_gradients, h_prev in that shape)."""
+    from .networks import NETWORKS
+    net = NETWORKS[network]
     rng = np.random.default_rng(seed)
-    params = Params.initial(hidden, K, sigma, rng)
+    params = Params(net.initial_params(K, hidden, layers, sigma, rng))
     n = min(seq_length, (len(data) - 1) // batch_size)
     if n < 1:
         raise ValueError("the text is too short for this check")
+    shape = net.zero_state(hidden, layers).shape
     if batch_size == 1:
-        return params, data[:n], data[1:n + 1], np.tanh(rng.standard_normal(hidden))
+        return params, data[:n], data[1:n + 1], np.tanh(rng.standard_normal(shape))
     starts = np.arange(batch_size) * n
     inputs = np.stack([data[s:s + n] for s in starts])
     targets = np.stack([data[s + 1:s + n + 1] for s in starts])
-    return params, inputs, targets, np.tanh(rng.standard_normal((batch_size, hidden)))
+    return params, inputs, targets, np.tanh(rng.standard_normal((batch_size,) + shape))
 
 
 def format_table(rows: list[GradientCheckRow], threshold: float) -> str:
