@@ -119,6 +119,12 @@ def _add_sampling_arguments(g) -> None:
     g.add_argument("--greedy", action="store_true", help="always take the most likely character")
 
 
+def _add_beam_argument(g) -> None:
+    g.add_argument("--beam", type=whole_number, default=None, metavar="K",
+                   help="beam search: print the K most likely continuations of -n characters, "
+                        "best first, with their total log-probability (instead of drawing)")
+
+
 def _sampling_options(args):
     from .sampling import SamplingOptions
     return SamplingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -133,6 +139,8 @@ def cmd_sample(args) -> int:
         raise CharnnError(f"--count is {args.count}; give at least 1")
     model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
     prime = read_text(args.prime_file) if args.prime_file else (args.prime or "")
+    if args.beam is not None:
+        return _print_beams(model, prime, args)
     records = model.is_record_model
     length = args.max_length if (records and args.max_length) else args.n
     rng = np.random.default_rng(args.seed)
@@ -147,6 +155,16 @@ def cmd_sample(args) -> int:
                        zero_state=args.zero_state, rng=rng,
                        on_text=lambda text: (out.write(text), out.flush()))
     out.write("\n")
+    return 0
+
+
+def _print_beams(model, prime: str, args) -> int:
+    """`charnn sample --beam K`: the K most likely continuations, best first."""
+    beams = model.beam_search(args.n, args.beam, prime, args.zero_state)
+    for i, beam in enumerate(beams, start=1):
+        end = " (end of record)" if beam.finished else ""
+        print(f"{'' if i == 1 else chr(10)}#{i}  total log-probability {beam.logprob:.4f} nats"
+              f"{end}\n{prime}{beam.text}", flush=True)
     return 0
 
 
@@ -255,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record models: the longest record to generate (default -n)")
     g = p.add_argument_group("how to draw")
     _add_sampling_arguments(g)
+    _add_beam_argument(g)
     g.add_argument("--seed", type=seed_number, default=None,
                    help="random seed: the same seed gives the same text (default: random)")
     g.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
@@ -300,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .report import add_report_parser
     add_report_parser(sub)
+
     return parser
 
 
