@@ -242,6 +242,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# -- serve ----------------------------------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    from .serve import require_extra
+    require_extra()
+    from .serve.app import serve
+    if not 0 <= args.port <= 65535:
+        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535")
+    try:
+        serve(args.runs, args.runs_dir, args.host, args.port, args.backend,
+              announce=lambda message: print(message, flush=True))
+    except KeyboardInterrupt:
+        pass
+    print("charnn serve: stopped", flush=True)
+    return 0
+
+
 # -- main -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,6 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .report import add_report_parser
     add_report_parser(sub)
 
+    p = sub.add_parser("serve", help="watch runs, generate and look inside models in a browser",
+                       description="Serve a local web page over run folders: their loss "
+                                   "curves (live), text generation, beam search, and the "
+                                   "hidden units (needs pip install \"charnn[serve]\").")
+    p.add_argument("runs", nargs="*", help="run folders to show (besides those in --runs-dir)")
+    p.add_argument("--runs-dir", default="runs",
+                   help="a folder whose run folders are shown (default runs)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
