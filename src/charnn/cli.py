@@ -242,6 +242,42 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# -- inspect --------------------------------------------------------------------------------
+
+def cmd_inspect(args) -> int:
+    from .corpus import read_text
+    from .insight import FEATURES, default_text, find_units, inspect_html
+    from .trained import load
+    model = load(args.run, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    if args.text:
+        text, source = read_text(args.text, args.encoding), args.text
+    else:
+        text, source = default_text(Path(args.run), model)
+    if args.max_chars < 1:
+        raise CharnnError(f"--max-chars is {args.max_chars}; give at least 1")
+    text = text[:args.max_chars]
+    analysis = model.analyse(text)
+    layers = len(analysis.layers)
+    if not 0 <= args.layer < layers:
+        raise CharnnError(f"--layer is {args.layer}; this network has layer 0"
+                          + (f" to {layers - 1}" if layers > 1 else ""))
+    units = find_units(analysis.layers, text)
+    m = analysis.layers[args.layer].shape[1]
+    unit = args.unit if args.unit is not None else (units[0].unit if units else 0)
+    if not 0 <= unit < m:
+        raise CharnnError(f"--unit is {unit}; give a unit from 0 to {m - 1}")
+    print(f"{source}: {len(text):,} characters; units whose activation tracks a feature "
+          "(|Pearson r|):")
+    for u in units:
+        print(f"  {FEATURES[u.feature]:<22} layer {u.layer} unit {u.unit:>4}  r = {u.r:+.3f}")
+    if args.html:
+        page = inspect_html(analysis, units, unit, args.layer, f"{Path(args.run).name}: "
+                            f"unit {unit}", source)
+        Path(args.html).write_text(page, encoding="utf-8")
+        print(f"wrote {args.html} (unit {unit})")
+    return 0
+
+
 # -- serve ----------------------------------------------------------------------------------
 
 def cmd_serve(args) -> int:
@@ -336,6 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .report import add_report_parser
     add_report_parser(sub)
+
+    p = sub.add_parser("inspect", help="which hidden units track which features of a text",
+                       description="Run a text through a model, rank the hidden units by how "
+                                   "well they track simple features of it (quotes, "
+                                   "parentheses, position in the line, word starts, newlines), "
+                                   "and write the text coloured by one unit as a web page.")
+    p.add_argument("run", help="a run folder (its best.npz) or a checkpoint file")
+    p.add_argument("text", nargs="?", help="a text file (default: a stretch of the run's "
+                   "held-out part, or its latest sample)")
+    p.add_argument("--unit", type=whole_number, default=None,
+                   help="the unit to colour by (default: the best one found)")
+    p.add_argument("--layer", type=whole_number, default=0, help="its layer (default 0)")
+    p.add_argument("--html", default=None, help="write the coloured text to this page")
+    p.add_argument("--max-chars", type=int, default=2000,
+                   help="look at the first N characters (default 2000)")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("serve", help="watch runs, generate and look inside models in a browser",
                        description="Serve a local web page over run folders: their loss "

@@ -39,7 +39,6 @@ MAX_GENERATE = 100_000      # characters one request may draw
 MAX_BEAM_LENGTH = 1_000
 MAX_BEAM_WIDTH = 20
 MAX_ANALYSE = 5_000         # characters of text one request may look inside
-DEFAULT_TEXT = 1_000        # characters of the default text
 MAX_LOG_POINTS = 2_000      # training rows sent for the curve (evenly thinned)
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 
@@ -299,31 +298,8 @@ def _log_doc(run: Run) -> dict:
 
 
 def _default_text(run: Run, model) -> tuple[str, str]:
-    """A text to look inside with: a stretch of the run's held-out part (the bundled
-    corpus), else the run's latest training sample. The server reads nothing outside its run
-    folders, so a run trained on a file of its own falls back to its sample."""
-    doc = run.config_doc()
-    corpus, config = doc.get("corpus", {}), doc.get("config", {})
-    if corpus.get("source") == "shakespeare":
-        text = _bundled_text()
-        held = int(round(config.get("val_frac", 0) * len(text)))
-        if held >= 200 and config.get("order", "sequential") == "sequential":
-            start = len(text) - held
-            return text[start:start + DEFAULT_TEXT], "the run's held-out part"
-        return text[-DEFAULT_TEXT:], "the training text's tail"
-    samples = run.samples()
-    if samples:
-        text = samples[-1]["text"][:DEFAULT_TEXT]
-        text = "".join(ch for ch in text if ch in model.vocab)
-        if text:
-            return text, f"the run's sample at update {samples[-1]['iteration']:,}"
-    return model.generate(DEFAULT_TEXT, seed=0), "a text the model draws"
-
-
-@lru_cache(maxsize=1)
-def _bundled_text() -> str:
-    from ..corpus import bundled_bytes
-    return bundled_bytes().decode("utf-8")
+    from ..insight import default_text
+    return default_text(run.path, model)
 
 
 def _clean(values: np.ndarray, decimals: int) -> list:
