@@ -203,17 +203,27 @@ def test_a_slow_request_does_not_block_others(runs_dir, monkeypatch):
         slow.join(30)
 
 
-def test_a_stream_stops_when_the_client_goes_away(runs_dir):
+def test_a_stream_stops_when_the_client_goes_away(runs_dir, monkeypatch):
+    from charnn.trained import TrainedModel
+
+    def slow_generate(self, length, *args, on_text=None, **kwargs):
+        for _ in range(length):                 # a character every 10 ms: 10 s in all
+            on_text("a")
+            time.sleep(0.01)
+        return "a" * length
+
+    monkeypatch.setattr(TrainedModel, "generate", slow_generate)
     app = create_app(RunTable([], runs_dir), backend="numpy")
     with running_server(app) as url:
-        response = urllib.request.urlopen(f"{url}/api/runs/small/generate?length=100000",
+        response = urllib.request.urlopen(f"{url}/api/runs/small/generate?length=1000",
                                           timeout=30)
         assert response.readline().startswith(b"event: text")
+        assert app.state.active_streams == 1
         response.close()
-        deadline = time.monotonic() + 10
-        while app.state.active_streams and time.monotonic() < deadline:
+        start = time.monotonic()
+        while app.state.active_streams and time.monotonic() - start < 5:
             time.sleep(0.05)
-        assert app.state.active_streams == 0
+        assert app.state.active_streams == 0 and time.monotonic() - start < 2
 
 
 def test_serve_command_prints_the_url_and_stops_on_ctrl_c(runs_dir, tmp_path):

@@ -239,6 +239,11 @@ class _Stopped(Exception):
     pass
 
 
+def _count_stream(app, change: int) -> None:
+    """Streams whose drawing thread still runs (counted on the event loop's thread)."""
+    app.state.active_streams += change
+
+
 async def _stream(app, model, length, prime, options, seed, zero_state):
     """Server-sent events: `text` as it is drawn, then `done` or `error`. When the client
     goes away (or presses stop), the drawing thread stops at its next block."""
@@ -266,9 +271,9 @@ async def _stream(app, model, length, prime, options, seed, zero_state):
         except Exception as exc:                      # noqa: BLE001 - reported, not raised
             put("error", f"internal error ({type(exc).__name__})")
         finally:
-            app.state.active_streams -= 1
+            loop.call_soon_threadsafe(_count_stream, app, -1)
 
-    app.state.active_streams += 1
+    _count_stream(app, +1)
     worker = loop.run_in_executor(None, work)
     try:
         while True:
