@@ -119,6 +119,12 @@ def _add_sampling_arguments(g) -> None:
     g.add_argument("--greedy", action="store_true", help="always take the most likely character")
 
 
+def _add_beam_argument(g) -> None:
+    g.add_argument("--beam", type=whole_number, default=None, metavar="K",
+                   help="beam search: print the K most likely continuations of -n characters, "
+                        "best first, with their total log-probability (instead of drawing)")
+
+
 def _sampling_options(args):
     from .sampling import SamplingOptions
     return SamplingOptions(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -133,6 +139,8 @@ def cmd_sample(args) -> int:
         raise CharnnError(f"--count is {args.count}; give at least 1")
     model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
     prime = read_text(args.prime_file) if args.prime_file else (args.prime or "")
+    if args.beam is not None:
+        return _print_beams(model, prime, args)
     records = model.is_record_model
     length = args.max_length if (records and args.max_length) else args.n
     rng = np.random.default_rng(args.seed)
@@ -147,6 +155,16 @@ def cmd_sample(args) -> int:
                        zero_state=args.zero_state, rng=rng,
                        on_text=lambda text: (out.write(text), out.flush()))
     out.write("\n")
+    return 0
+
+
+def _print_beams(model, prime: str, args) -> int:
+    """`charnn sample --beam K`: the K most likely continuations, best first."""
+    beams = model.beam_search(args.n, args.beam, prime, args.zero_state)
+    for i, beam in enumerate(beams, start=1):
+        end = " (end of record)" if beam.finished else ""
+        print(f"{'' if i == 1 else chr(10)}#{i}  total log-probability {beam.logprob:.4f} nats"
+              f"{end}\n{prime}{beam.text}", flush=True)
     return 0
 
 
@@ -248,6 +266,59 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# -- inspect --------------------------------------------------------------------------------
+
+def cmd_inspect(args) -> int:
+    from .corpus import read_text
+    from .insight import FEATURES, default_text, find_units, inspect_html
+    from .trained import load
+    model = load(args.run, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    if args.text:
+        text, source = read_text(args.text, args.encoding), args.text
+    else:
+        text, source = default_text(Path(args.run), model)
+    if args.max_chars < 1:
+        raise CharnnError(f"--max-chars is {args.max_chars}; give at least 1")
+    text = text[:args.max_chars]
+    analysis = model.analyse(text)
+    layers = len(analysis.layers)
+    if not 0 <= args.layer < layers:
+        raise CharnnError(f"--layer is {args.layer}; this network has layer 0"
+                          + (f" to {layers - 1}" if layers > 1 else ""))
+    units = find_units(analysis.layers, text)
+    m = analysis.layers[args.layer].shape[1]
+    unit = args.unit if args.unit is not None else (units[0].unit if units else 0)
+    if not 0 <= unit < m:
+        raise CharnnError(f"--unit is {unit}; give a unit from 0 to {m - 1}")
+    print(f"{source}: {len(text):,} characters; units whose activation tracks a feature "
+          "(|Pearson r|):")
+    for u in units:
+        print(f"  {FEATURES[u.feature]:<22} layer {u.layer} unit {u.unit:>4}  r = {u.r:+.3f}")
+    if args.html:
+        page = inspect_html(analysis, units, unit, args.layer, f"{Path(args.run).name}: "
+                            f"unit {unit}", source)
+        Path(args.html).write_text(page, encoding="utf-8")
+        print(f"wrote {args.html} (unit {unit})")
+    return 0
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    from .serve import require_extra
+    require_extra()
+    from .serve.app import serve
+    if not 0 <= args.port <= 65535:
+        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535")
+    try:
+        serve(args.runs, args.runs_dir, args.host, args.port, args.backend,
+              announce=lambda message: print(message, flush=True))
+    except KeyboardInterrupt:
+        pass
+    print("charnn serve: stopped", flush=True)
+    return 0
+
+
 # -- main -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record models: the longest record to generate (default -n)")
     g = p.add_argument_group("how to draw")
     _add_sampling_arguments(g)
+    _add_beam_argument(g)
     g.add_argument("--seed", type=seed_number, default=None,
                    help="random seed: the same seed gives the same text (default: random)")
     g.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
@@ -336,6 +408,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .report import add_report_parser
     add_report_parser(sub)
+
+    p = sub.add_parser("inspect", help="which hidden units track which features of a text",
+                       description="Run a text through a model, rank the hidden units by how "
+                                   "well they track simple features of it (quotes, "
+                                   "parentheses, position in the line, word starts, newlines), "
+                                   "and write the text coloured by one unit as a web page.")
+    p.add_argument("run", help="a run folder (its best.npz) or a checkpoint file")
+    p.add_argument("text", nargs="?", help="a text file (default: a stretch of the run's "
+                   "held-out part, or its latest sample)")
+    p.add_argument("--unit", type=whole_number, default=None,
+                   help="the unit to colour by (default: the best one found)")
+    p.add_argument("--layer", type=whole_number, default=0, help="its layer (default 0)")
+    p.add_argument("--html", default=None, help="write the coloured text to this page")
+    p.add_argument("--max-chars", type=int, default=2000,
+                   help="look at the first N characters (default 2000)")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("serve", help="watch runs, generate and look inside models in a browser",
+                       description="Serve a local web page over run folders: their loss "
+                                   "curves (live), text generation, beam search, and the "
+                                   "hidden units (needs pip install \"charnn[serve]\").")
+    p.add_argument("runs", nargs="*", help="run folders to show (besides those in --runs-dir)")
+    p.add_argument("--runs-dir", default="runs",
+                   help="a folder whose run folders are shown (default runs)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.add_argument("--backend", choices=["compiled", "numpy"], default="compiled")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -4,6 +4,8 @@
     model.generate(500, prime="ROMEO:", temperature=0.8, seed=1)
     model.evaluate("some held-out text").bits   # as `charnn eval` scores it
     model.hidden_states("To be, or not to be")  # (characters, m): h after each character
+    model.beam_search(200, width=5, prime="ROMEO:") # the 5 most likely continuations
+    model.analyse("To be, or not to be")        # states, each character's loss, top guesses
 
 The model keeps its vocabulary, the hidden state training carried (sampling and evaluation
 start there, as `charnn sample` and `charnn eval` do; see sampling.carried_state) and a
@@ -24,7 +26,22 @@ from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import WARMUP, Score, score_records, score_stream
 from .model import Params
-from .sampling import SamplingOptions, carried_state, generate
+from .sampling import SamplingOptions, carried_state, generate, start_state
+
+
+@dataclass
+class Analysis:
+    """What the model makes of a text, character by character (TrainedModel.analyse).
+
+    layers[l][t]: layer l's hidden state after reading text[t] (one layer for the vanilla
+    RNN); loss[t]: -ln p(text[t] | text[:t]) in nats (NaN for text[0], which nothing before
+    it predicts); top[t], top_p[t]: the most likely next characters after text[t] and their
+    probabilities, most likely first."""
+    text: str
+    layers: list[np.ndarray]     # each (T, m_l)
+    loss: np.ndarray             # (T,)
+    top: list[list[str]]         # (T, k)
+    top_p: np.ndarray            # (T, k)
 
 
 @dataclass
@@ -91,6 +108,53 @@ class TrainedModel:
             h = self.backend.advance(self.params, h, np.array([x], np.int32))
             states[t] = h
         return states
+
+    def beam_search(self, length: int, width: int = 5, prime: str = "",
+                    zero_state: bool = False):
+        """The `width` most likely continuations of `length` characters after `prime`, best
+        first, each with its total log-probability (beam.py)."""
+        from .beam import beam_search
+        self._check_known(prime, "the prime text")
+        return beam_search(self, length, width, prime, zero_state)
+
+    def analyse(self, text: str, zero_state: bool = False, k: int = 5) -> Analysis:
+        """Run `text` through the model from the carried state (or zeros): the hidden states,
+        each character's loss and the top-k guesses after each character."""
+        if not text:
+            raise CharnnError("the text is empty; give at least one character")
+        states = self.hidden_states(text, zero_state)                  # (T, m)
+        logp = self.log_probabilities(states)                          # (T, K)
+        indices = self.vocab.encode(text)
+        loss = np.full(len(text), np.nan)
+        loss[1:] = -logp[np.arange(len(text) - 1), indices[1:]]
+        k = min(k, len(self.vocab))
+        top = np.argsort(-logp, axis=1, kind="stable")[:, :k]          # (T, k)
+        chars = self.vocab.chars
+        return Analysis(text=text, layers=[states], loss=loss,
+                        top=[[chars[i] for i in row] for row in top],
+                        top_p=np.exp(np.take_along_axis(logp, top, axis=1)))
+
+    # -- the network, one step at a time (what beam search and analyse build on) -------------
+
+    def start_state(self, prime: str = "", zero_state: bool = False):
+        """(h, x): the state before the prime's last character, and that character (without a
+        prime: the carried state, or zeros, and a newline), as sampling starts."""
+        return start_state(self.params, self.vocab, prime, self.backend,
+                           None if zero_state else self.carried)
+
+    def advance(self, h: np.ndarray, x: int) -> np.ndarray:
+        """The hidden state after reading character index x from h."""
+        return self.backend.advance(self.params, np.asarray(h, self.params.dtype),
+                                    np.array([x], np.int32))
+
+    def logits(self, h: np.ndarray) -> np.ndarray:
+        """The output o = V h + c for a state h (m,) or states (T, m): (K,) or (T, K)."""
+        return np.asarray(h) @ self.params.V.T + self.params.c
+
+    def log_probabilities(self, h: np.ndarray) -> np.ndarray:
+        """ln softmax(o) for states h (m,) or (T, m), in float64."""
+        from .beam import log_softmax
+        return log_softmax(self.logits(h))
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""The run folders a server shows, found once by name: a request names a run, never a path.
+
+A run is known by its folder's name (made unique with a suffix when two folders share one).
+Requests are looked up in that table, so no request can reach a file outside the run folders
+the server was given; the files read are the fixed names below, inside those folders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checkpoint import BEST, LATEST
+from ..errors import CharnnError
+from ..run_folder import CONFIG, LOCK, SAMPLES_JSONL, RunFolder
+
+try:
+    import fcntl
+except ImportError:                                  # pragma: no cover
+    fcntl = None
+
+
+class UnknownRun(CharnnError):
+    pass
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+
+    def config_doc(self) -> dict:
+        try:
+            return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def log(self) -> list[dict]:
+        return RunFolder(self.path).read_log()
+
+    def samples(self) -> list[dict]:
+        if not (self.path / SAMPLES_JSONL).exists():
+            return []
+        return RunFolder(self.path).read_samples()
+
+    def checkpoint_file(self) -> Path | None:
+        for name in (BEST, LATEST):
+            if (self.path / name).exists():
+                return self.path / name
+        return None
+
+    def is_training(self) -> bool:
+        """Whether a charnn process holds the folder's lock now (that is, trains into it)."""
+        lock = self.path / LOCK
+        if fcntl is None or not lock.exists():
+            return False
+        try:
+            with open(lock) as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return False
+        except OSError:
+            return True
+
+    def summary(self) -> dict:
+        doc = self.config_doc()
+        config, corpus = doc.get("config", {}), doc.get("corpus", {})
+        try:
+            rows = self.log()
+            log_error = None
+        except CharnnError as exc:
+            rows, log_error = [], str(exc)
+        train_rows = [r for r in rows if r["loss"]]
+        val_rows = [r for r in rows if r["val_bpc"]]
+        best_val = min((v for r in val_rows if (v := _number(r["val_bpc"])) is not None),
+                       default=None)
+        return {
+            "name": self.name,
+            "network": f"vanilla RNN, m = {config.get('hidden', '?')}, "
+                       f"K = {doc.get('K', corpus.get('K', '?'))}",
+            "settings": {k: config.get(k) for k in (
+                "hidden", "seq_length", "batch_size", "optimizer", "eta", "dtype", "order",
+                "val_frac", "records") if k in config},
+            "corpus": corpus.get("name"),
+            "iteration": int(rows[-1]["iteration"]) if rows else 0,
+            "total_updates": doc.get("total_updates"),
+            "latest_loss": _number(train_rows[-1]["smooth_loss"]) if train_rows else None,
+            "best_loss": min((v for r in train_rows if (v := _number(r["smooth_loss"]))
+                              is not None), default=None),
+            "val_bpc": _number(val_rows[-1]["val_bpc"]) if val_rows else None,
+            "best_val_bpc": best_val,
+            "training": self.is_training(),
+            "has_checkpoint": self.checkpoint_file() is not None,
+            "log_error": log_error,
+        }
+
+
+def _number(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def is_run_folder(path: Path) -> bool:
+    return path.is_dir() and (path / CONFIG).is_file()
+
+
+class RunTable:
+    """The runs named on the command line, and the run folders inside --runs-dir (looked for
+    again at every listing, so that a run started later appears)."""
+
+    def __init__(self, runs: list[str | Path] = (), runs_dir: str | Path | None = "runs"):
+        self.given = [Path(r).resolve() for r in runs]
+        for path in self.given:
+            if not is_run_folder(path):
+                raise CharnnError(f"{path} is not a run folder (it has no {CONFIG}); give a "
+                                  "folder that `charnn train` wrote")
+        self.runs_dir = Path(runs_dir).resolve() if runs_dir else None
+        self._lock = threading.Lock()
+        self._by_name: dict[str, Run] = {}
+        self.refresh()
+
+    def refresh(self) -> list[Run]:
+        paths = list(self.given)
+        if self.runs_dir is not None and self.runs_dir.is_dir():
+            found = sorted((p for p in self.runs_dir.iterdir() if is_run_folder(p)),
+                           key=lambda p: p.name)
+            paths += [p.resolve() for p in found if p.resolve() not in paths]
+        with self._lock:
+            known = {run.path: run for run in self._by_name.values()}
+            table: dict[str, Run] = {}
+            for path in paths:
+                run = known.get(path)
+                if run is None:
+                    name, n = path.name, 2
+                    while name in table or name in self._by_name:
+                        name, n = f"{path.name}-{n}", n + 1
+                    run = Run(name, path)
+                table[run.name] = run
+            self._by_name = table
+            return list(table.values())
+
+    def get(self, name: str) -> Run:
+        with self._lock:
+            run = self._by_name.get(name)
+        if run is None:
+            run = {r.name: r for r in self.refresh()}.get(name)
+        if run is None:
+            raise UnknownRun(f"no run named {name!r}; the runs are listed at /api/runs")
+        return run

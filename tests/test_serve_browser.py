@@ -1,0 +1,161 @@
+"""charnn serve in a real browser: headless Chromium, driven through Playwright, loads the
+page from a server on a free local port and checks what a user sees.
+
+Set CHARNN_CHROMIUM to choose the browser binary; set CHARNN_SCREENSHOT_DIR to keep a
+screenshot of each view (serve-runs.png, serve-generate.png, serve-inside.png). Skipped only
+where Playwright's Python package or a Chromium cannot be found.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette", reason="the serve extra is not installed")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright's Python package is not installed "
+    '(pip install -e ".[test]")')
+
+from charnn.run_folder import LOG_FIELDS  # noqa: E402
+from charnn.serve.app import create_app  # noqa: E402
+from charnn.serve.runs import RunTable  # noqa: E402
+
+from _serve_fixtures import running_server, train_run  # noqa: E402
+
+
+def find_chromium() -> str | None:
+    chosen = os.environ.get("CHARNN_CHROMIUM")
+    if chosen:
+        return chosen
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+
+
+CHROMIUM = find_chromium()
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (install Debian's "
+                                "`chromium` package, or set CHARNN_CHROMIUM)")
+SHOTS = os.environ.get("CHARNN_SCREENSHOT_DIR")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("browser") / "runs"
+    runs.mkdir()
+    train_run(runs / "small")
+    return runs
+
+
+@pytest.fixture(scope="module")
+def url(runs_dir):
+    with running_server(create_app(RunTable([], runs_dir), backend="numpy")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu",
+                                          "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.set_default_timeout(10_000)
+    yield page
+    page.close()
+
+
+def shot(page, name):
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
+
+
+def test_runs_list_and_a_loss_curve_that_grows_with_the_log(page, url, runs_dir):
+    page.goto(f"{url}/?poll=300")
+    row = page.locator("#runs-table tbody tr[data-run=small]")
+    playwright_api.expect(row).to_contain_text("vanilla RNN, m = 16")
+    playwright_api.expect(row).to_contain_text("300 / 300")
+    curve = page.locator("#curve")
+    playwright_api.expect(curve).to_have_attribute("data-points", "31")
+    assert page.locator("#train-line").get_attribute("points").count(",") == 31
+    shot(page, "serve-runs.png")
+    with open(runs_dir / "small" / "log.csv", "a", newline="") as f:     # training goes on
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        for it in range(310, 410, 10):
+            writer.writerow({"iteration": it, "epoch": 3, "loss": 50.0, "smooth_loss": 55.0,
+                             "val_loss": "", "val_bpc": "", "elapsed": 1.0})
+    playwright_api.expect(curve).to_have_attribute("data-points", "41")
+    playwright_api.expect(curve).to_have_attribute("data-last-iteration", "400")
+    playwright_api.expect(row).to_contain_text("400 / 300")
+
+
+def test_generated_text_appears(page, url):
+    page.goto(f"{url}/#run=small&view=generate")
+    page.fill("#prime", "He said")
+    page.fill("#length", "300")
+    page.fill("#seed", "2")
+    page.click("#generate")
+    playwright_api.expect(page.locator("#gen-status")).to_have_text("done")
+    text = page.locator("#gen-output").text_content()
+    assert text.startswith("He said") and len(text) == len("He said") + 300
+    page.fill("#beam-length", "30")
+    page.click("#beam")
+    playwright_api.expect(page.locator("#beam-output li")).to_have_count(5)
+    assert "total log-probability" in page.locator("#beam-output li").first.text_content()
+    shot(page, "serve-generate.png")
+
+
+def test_a_bad_request_shows_its_message(page, url):
+    page.goto(f"{url}/#run=small&view=generate")
+    page.fill("#temperature", "0")
+    page.click("#generate")
+    error = page.locator("#error")
+    playwright_api.expect(error).to_be_visible()
+    playwright_api.expect(error).to_contain_text("temperature is 0.0")
+    page.fill("#temperature", "1")
+    page.fill("#prime", "Zebra")
+    page.click("#generate")
+    playwright_api.expect(error).to_contain_text("never saw")
+    page.goto(f"{url}/?reload=1#run=nope&view=runs")
+    playwright_api.expect(error).to_contain_text("no run named 'nope'")
+
+
+def test_look_inside_hover_top5_and_another_unit_changes_the_colours(page, url):
+    page.goto(f"{url}/#run=small&view=inside")
+    spans = page.locator("#inside-view span")
+    playwright_api.expect(spans.first).to_be_visible()
+    assert "sample" in page.locator("#inside-source").text_content()
+    text = 'He said "no, not now" (quietly).\nShe sang.\n'
+    page.fill("#inside-text", text)
+    page.click("#analyse")
+    playwright_api.expect(spans).to_have_count(len(text))
+    colours = lambda: spans.evaluate_all(  # noqa: E731
+        "ss => ss.map(s => getComputedStyle(s).backgroundColor)")
+    before = colours()
+    spans.nth(5).hover()
+    tip = page.locator("#tip")
+    playwright_api.expect(tip).to_be_visible()
+    playwright_api.expect(tip.locator("table.top5 tr")).to_have_count(5)
+    assert "loss" in tip.text_content()
+    shot(page, "serve-inside.png")
+    page.fill("#unit", "7")
+    playwright_api.expect(page.locator("#inside-view")).to_have_attribute("data-unit", "7")
+    assert colours() != before
+    found = page.locator("#units-found button")
+    assert found.count() >= 3
+    found.first.click()
+    playwright_api.expect(page.locator("#inside-view")).to_have_attribute(
+        "data-unit", found.first.get_attribute("data-unit"))
+    page.check("input[name=colour][value=surprise]")
+    assert "bits per character" in page.locator("#inside-legend").text_content()
