@@ -151,3 +151,15 @@ def test_format_duration():
     assert format_duration(12.4) == "12 s"
     assert format_duration(125) == "2 min 5 s"
     assert format_duration(3 * 3600 + 600) == "3 h 10 min"
+
+
+def test_the_report_looks_inside_with_the_units_the_finder_ranks(trained_report):
+    page = (trained_report / "report.html").read_text(encoding="utf-8")
+    md = (trained_report / "report.md").read_text(encoding="utf-8")
+    assert "6 Look inside" in page and "## 6 Look inside" in md
+    rows = re.findall(r"^\| (start of a word|after a newline|position in the line|inside "
+                      r"quotes|inside parentheses) \| 0 \| (\d+) \| ([+-]\d\.\d{3}) \|$", md, re.M)
+    assert rows, md[md.index("## 6"):]
+    r = [abs(float(x)) for _, _, x in rows]
+    assert r == sorted(r, reverse=True)              # best first
+    assert page.count('<span style="background:rgba(') > 100   # the text coloured by a unit

@@ -153,6 +153,12 @@ def _coloured(analysis, colours: list[str]) -> str:
     return "".join(spans)
 
 
+def coloured_by_unit(analysis, layer: int, unit: int) -> str:
+    """HTML spans: the text coloured by one unit's activation (blue -1, white 0, red +1),
+    each character's loss and the model's top guesses in its title."""
+    return _coloured(analysis, [_unit_colour(float(a)) for a in analysis.layers[layer][:, unit]])
+
+
 def inspect_html(analysis, units: list[UnitMatch], unit: int, layer: int, title: str,
                  source: str) -> str:
     """A self-contained page: the text coloured by one unit's activation, then by each

@@ -103,6 +103,15 @@ class HeldOut:
 
 
 @dataclass
+class LookInside:
+    """Section 6: the hidden units the finder (insight.py) ranks best on a stretch of text,
+    and that text coloured by the best of them."""
+    source: str                  # where the text comes from
+    units: list                  # insight.UnitMatch, best first
+    coloured_html: str           # the text as spans coloured by units[0]
+
+
+@dataclass
 class ReportData:
     run_dir: Path
     corpus: dict
@@ -127,6 +136,7 @@ class ReportData:
     command: str
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    inside: LookInside | None = None
 
     @property
     def train_rows(self) -> list[dict]:
@@ -417,6 +427,31 @@ def held_out_loss(corpus: Corpus, config: TrainConfig, backend, final: Checkpoin
     return HeldOut(scores[0].count, where, seen, scores[0].nats, scores[1].nats)
 
 
+INSIDE_CHARS = 3_000           # Section 6's stretch of text
+
+
+def look_inside(corpus: Corpus, config: TrainConfig, best: Checkpoint, backend) -> LookInside:
+    """Section 6: run INSIDE_CHARS characters of the held-out part (or of the text's tail)
+    through the best model from the state sampling starts from, and rank its units by how
+    well they track simple features of the text."""
+    from .corpus import Vocabulary
+    from .insight import coloured_by_unit, find_units
+    from .trained import TrainedModel
+    dataset = build_dataset(corpus, config)
+    start, end = (dataset.val[0] if dataset.val_chars else (max(0, len(dataset.data) -
+                                                                 INSIDE_CHARS), len(dataset.data)))
+    vocab = Vocabulary(best.meta["vocab"])
+    text = vocab.decode(dataset.data[start:min(end, start + INSIDE_CHARS)])
+    text = text.replace(END_OF_RECORD, "\n")[:INSIDE_CHARS] if config.records else text
+    model = TrainedModel(best.params, vocab, dict(best.meta["config"]), carried_state(best),
+                         backend, best)
+    analysis = model.analyse(text)
+    units = find_units(analysis.layers, text)
+    where = "the held-out part" if dataset.val_chars else "the text's tail (seen in training)"
+    coloured = coloured_by_unit(analysis, units[0].layer, units[0].unit) if units else ""
+    return LookInside(f"the first {len(text):,} characters of {where}", units, coloured)
+
+
 def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradCheck,
             trained_here: bool, command: str) -> ReportData:
     """Everything the report shows, read from the run folder."""
@@ -435,6 +470,7 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
     backend = get_backend(backend_name, lambda m: print(m, flush=True), config.dtype)
     samples = [SampleBlock(**block) for block in RunFolder(run_dir).read_samples()]
     held = held_out_loss(corpus, config, backend, latest, best)
+    inside = look_inside(corpus, config, best, backend)
     best_kind = "val_loss" if config.val_frac > 0 else "smooth_loss"
     if held.seen_in_training:
         notes.append("This run held no text out from training, so there is no true held-out "
@@ -462,7 +498,21 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
         gradcheck=gradcheck, held_out=held, best_iteration=int(best_state["iteration"]),
         best_epoch=int(best_state["epoch"]), best_kind=best_kind, best_value=float(best_value),
         best_text=best_text, best_seed=config.seed, backend=backend_name,
-        trained_here=trained_here, command=command, notes=notes)
+        trained_here=trained_here, command=command, notes=notes, inside=inside)
+
+
+def _inside_text(inside: LookInside) -> str:
+    return (f"Which hidden units track simple features of the text: {inside.source} run "
+            "through the best model, each unit's activation correlated (Pearson r) with inside "
+            "quotes, inside parentheses, position in the line, start of a word and after a "
+            "newline; the best units of each feature, best first. charnn serve and charnn "
+            "inspect show the same interactively.")
+
+
+def _inside_rows(inside: LookInside) -> list[list[str]]:
+    from .insight import FEATURES
+    return [[FEATURES[u.feature], str(u.layer), str(u.unit), f"{u.r:+.3f}"]
+            for u in inside.units]
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -670,6 +720,9 @@ def render_markdown(d: ReportData, figure_name: str) -> str:
     ]
     for title, rows in facts.items():
         parts += [f"### {title}", "", _md_table(["what", "value"], [list(r) for r in rows]), ""]
+    if d.inside is not None:
+        parts += ["## 6 Look inside", "", _inside_text(d.inside), "",
+                  _md_table(["feature", "layer", "unit", "r"], _inside_rows(d.inside)), ""]
     parts += ["---", "", t["made"], ""]
     return "\n".join(parts)
 
@@ -768,6 +821,16 @@ def render_html(d: ReportData, png: bytes) -> str:
     for title_, rows in facts.items():
         body.append(f"<h3>{_h(title_)}</h3>")
         body.append(_html_table(None, [list(r) for r in rows], "facts"))
+    if d.inside is not None:
+        body += ['<h2 id="inside">6 Look inside</h2>', f"<p>{_h(_inside_text(d.inside))}</p>",
+                 _html_table(["feature", "layer", "unit", "r"], _inside_rows(d.inside), "inside")]
+        if d.inside.units:
+            best = d.inside.units[0]
+            caption = (f"Figure 5: the text coloured by unit {best.unit} (layer {best.layer}), "
+                       "the best ranked: blue -1, white 0, red +1; hover a character for its "
+                       "loss and the model's guesses for the next one.")
+            body += ["<figure>", f'<pre class="inside">{d.inside.coloured_html}</pre>',
+                     f"<figcaption>{_h(caption)}</figcaption>", "</figure>"]
     body.append(f"<footer>{_h(t['made'])}</footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
