@@ -539,3 +539,17 @@ def test_uint8_and_memmapped_text_train_and_evaluate_as_int32(B, tmp_path):
         for name in ("uint8", "memmap"):
             for a, b in zip(results[name], results["int32"]):
                 assert np.array_equal(a, b), (backend.__name__, name)
+
+
+def test_every_registered_backend_speaks_the_backend_protocol():
+    import importlib
+    from charnn.backends import BACKENDS, Backend, get_backend
+    from charnn.errors import CharnnError
+    for name, module in BACKENDS.items():
+        backend = importlib.import_module(module)
+        assert isinstance(backend, Backend), name
+        assert "rnn" in backend.NETWORKS and "float64" in backend.DTYPES
+    with pytest.raises(CharnnError, match="has no lstm yet"):
+        get_backend("compiled", network="lstm")
+    with pytest.raises(CharnnError, match="unknown"):
+        get_backend("cuda")

@@ -1,25 +1,67 @@
-"""Choosing the code that runs the math: the numpy reference or the compiled kernels.
+"""Backends: the code that runs the math, behind one interface.
 
-Both modules offer the same functions (train_updates, total_loss, advance, sample_indices)
-with the same arguments and results; see steps.py.
+A backend is a module with the functions of the Backend protocol below and two tuples that
+say what it runs: NETWORKS (names of charnn.networks) and DTYPES. The registry lists them
+fastest first; a new backend is one module plus one line in BACKENDS.
+
+    numpy      steps.py, the readable reference (model.py's math, a lane at a time)
+    compiled   kernels.py, the same functions compiled with numba, tested against steps.py
 """
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
+from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from .errors import CharnnError
 
+# name -> module, fastest first
+BACKENDS = {"compiled": "charnn.kernels", "numpy": "charnn.steps"}
 
-def get_backend(name: str, announce=None, dtype: str = "float64") -> ModuleType:
-    """The module that implements `name`: 'numpy' or 'compiled'. The compiled one is built
-    for `dtype` on first use on a machine; `announce` is told so before it starts."""
-    if name == "numpy":
-        from . import steps
-        return steps
-    if name == "compiled":
-        from . import kernels
-        import numpy as np
-        kernels.ensure_compiled(announce or (lambda message: None), dtypes=(np.dtype(dtype),))
-        return kernels
-    raise CharnnError(f"--backend {name!r} is unknown; choose compiled or numpy")
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the trainer, evaluation and sampling call; steps.py documents each function and
+    is the reference every other backend must equal."""
+
+    NETWORKS: tuple[str, ...]
+    DTYPES: tuple[str, ...]
+
+    def train_updates(self, params, optimizer: str, opt_state: dict, opt_step: int, eta: float,
+                      clip: float, h: np.ndarray, data: np.ndarray, starts: np.ndarray,
+                      lengths: np.ndarray, resets: np.ndarray, first: int,
+                      last: int) -> np.ndarray: ...
+
+    def total_loss(self, params, data: np.ndarray, segments: np.ndarray,
+                   h0: np.ndarray | None = None) -> tuple[float, int]: ...
+
+    def advance(self, params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray: ...
+
+    def sample_indices(self, params, h: np.ndarray, x: int, uniforms: np.ndarray,
+                       temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                       greedy: bool = False, stop_index: int = -1) -> np.ndarray: ...
+
+    def loss_and_gradients(self, params, inputs: np.ndarray, targets: np.ndarray,
+                           h_prev: np.ndarray): ...
+
+
+def get_backend(name: str, announce=None, dtype: str = "float64",
+                network: str = "rnn") -> ModuleType:
+    """The backend module `name` for `network` in `dtype`; the compiled one is built for
+    `dtype` on first use on a machine, and `announce` is told so before it starts."""
+    if name not in BACKENDS:
+        raise CharnnError(f"--backend {name!r} is unknown; choose {' or '.join(BACKENDS)}")
+    module = importlib.import_module(BACKENDS[name])
+    if network not in module.NETWORKS:
+        runs = [b for b in BACKENDS if network in importlib.import_module(BACKENDS[b]).NETWORKS]
+        raise CharnnError(f"--backend {name} has no {network} yet; use --backend "
+                          f"{' or '.join(runs) or 'another'}")
+    if np.dtype(dtype).name not in module.DTYPES:
+        raise CharnnError(f"--backend {name} does not run {dtype}; use "
+                          f"{' or '.join(module.DTYPES)}")
+    if hasattr(module, "ensure_compiled"):
+        module.ensure_compiled(announce or (lambda message: None), dtypes=(np.dtype(dtype),))
+    return module

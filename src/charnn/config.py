@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from .backends import BACKENDS as BACKEND_MODULES
 from .errors import CharnnError
 from .evaluation import MAX_CHARS
 from .optim import DEFAULT_ETA, OPTIMIZERS
 
-BACKENDS = ("compiled", "numpy")
+BACKENDS = tuple(BACKEND_MODULES)             # fastest first
 DTYPES = ("float64", "float32")
 ORDERS = ("sequential", "shuffled")
 # How long a run is when neither --epochs nor --updates is given: the span of the report's

@@ -57,6 +57,10 @@ from llvmlite import ir  # noqa: E402
 from . import optim  # noqa: E402
 from .model import Params  # noqa: E402
 
+# What this backend runs (see backends.py).
+NETWORKS = ("rnn",)
+DTYPES = ("float64", "float32")
+
 # Re-association lets sums vectorise; contraction allows fused multiply-adds. NaN and
 # infinity keep their IEEE meaning, so a diverging run still shows NaN.
 _FASTMATH = {"reassoc", "contract", "nsz"}

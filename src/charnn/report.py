@@ -34,7 +34,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint
-from .config import TrainConfig
+from .config import BACKENDS, TrainConfig
 from .corpus import END_OF_RECORD, Corpus, load_corpus
 from .data import build_dataset, epoch_schedule
 from .errors import CharnnError
@@ -177,7 +177,7 @@ def add_report_parser(sub) -> None:
                    help="the held-out loss every N updates (default 10000)")
     g.add_argument("--seed", type=seed_number, default=0,
                    help="random seed of the training and of the best model's text (default 0)")
-    g.add_argument("--backend", choices=["compiled", "numpy"], default=None,
+    g.add_argument("--backend", choices=BACKENDS, default=None,
                    help="compiled (default when training, numba) or numpy; with --from, the "
                         "run's own unless given")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -21,6 +21,10 @@ import numpy as np
 from . import optim
 from .model import Params, loss_and_gradients, sequence_loss, softmax
 
+# What this backend runs (see backends.py).
+NETWORKS = ("rnn",)
+DTYPES = ("float64", "float32")
+
 # Characters whose hidden states and outputs total_loss holds at once.
 EVAL_BLOCK = 65_536
 
