@@ -28,7 +28,6 @@ SHAKESPEARE_SHA256 = "de60de2cfca3446322fcb38852ac06e512057911cbdd3951cdfd94249e
 def small_chunks(monkeypatch):
     """Read and frame a few characters at a time, so that every chunk edge is crossed."""
     monkeypatch.setattr(corpus_module, "_READ", 7)
-    monkeypatch.setattr(corpus_module, "_GROUP", 5)
 
 
 def assert_same(new: Corpus, old):
@@ -233,7 +232,6 @@ def test_records_of_random_texts_give_the_old_arrays(monkeypatch):
     separators = ["\n", "a", "aa", "ab", "\n\n", " \n", "aba", "b a"]
     for trial in range(400):
         monkeypatch.setattr(corpus_module, "_READ", rng.choice([1, 2, 3, 5, 8, 64]))
-        monkeypatch.setattr(corpus_module, "_GROUP", rng.choice([1, 2, 4, 9, 1000]))
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
         separator = rng.choice(separators)
         try:
