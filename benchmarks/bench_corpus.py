@@ -1,7 +1,8 @@
 """Big corpora: peak memory and time to the first training update, first run and second run.
 
 Writes an ASCII text of --size bytes (default 1 GB) into a temporary folder, made of the
-bundled corpus repeated, each copy with its speeches in another order, then trains one
+bundled corpus repeated, each copy with its speeches in another order (--non-ascii: in
+UTF-8, with the corpus's em dashes kept, so the decoding path runs), then trains one
 update on it in child processes, each a fresh interpreter with an empty charnn cache at
 first:
 
@@ -16,6 +17,7 @@ update (backend.train_updates over the schedule's first row), and reports its pe
 
     python benchmarks/bench_corpus.py                 # 1 GB
     python benchmarks/bench_corpus.py --size 200M     # smaller
+    python benchmarks/bench_corpus.py --non-ascii     # UTF-8 with multi-byte characters
 """
 
 from __future__ import annotations
@@ -46,21 +48,26 @@ def parse_size(text: str) -> int:
     return int(text)
 
 
-def write_text(path: Path, size: int, seed: int = 0) -> None:
-    """`size` bytes of ASCII: the bundled corpus again and again, the order of its speeches
-    shuffled in each copy, non-ASCII characters replaced."""
+def write_text(path: Path, size: int, seed: int = 0, ascii: bool = True) -> None:
+    """`size` bytes: the bundled corpus again and again, the order of its speeches shuffled
+    in each copy; ASCII with non-ASCII characters replaced, or else UTF-8 (a multi-byte
+    character cut at the end is left out)."""
     from charnn.corpus import shakespeare_text
-    text = shakespeare_text().encode("ascii", "replace").decode("ascii")
+    text = shakespeare_text()
+    if ascii:
+        text = text.encode("ascii", "replace").decode("ascii")
     speeches = text.split("\n\n")
     rng = random.Random(seed)
     written = 0
-    with open(path, "w", encoding="ascii") as f:
+    with open(path, "wb") as f:
         while written < size:
             rng.shuffle(speeches)
-            piece = "\n\n".join(speeches) + "\n\n"
-            piece = piece[:size - written]
+            piece = ("\n\n".join(speeches) + "\n\n").encode("utf-8")[:size - written]
+            piece = piece.decode("utf-8", "ignore").encode("utf-8")
             f.write(piece)
             written += len(piece)
+            if not piece:                    # what is left is less than a character
+                break
 
 
 def child(path: str, records: bool, backend: str) -> None:
@@ -118,6 +125,8 @@ def main() -> None:
     parser.add_argument("--backend", default="compiled", choices=("numpy", "compiled"),
                         help="the backend of the first update (default compiled, as training "
                              "uses: it reads the uint8 text in place)")
+    parser.add_argument("--non-ascii", action="store_true", help="write UTF-8 with the "
+                        "corpus's non-ASCII characters (the decoding path) instead of ASCII")
     parser.add_argument("--folder", default=None, help="where to put the text (default: a "
                         "temporary folder)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -142,8 +151,9 @@ def main() -> None:
             run_child(warm, records, args.backend, dict(env, CHARNN_CACHE_DIR=str(work / "w")))
         text = work / "text.txt"
         t = time.perf_counter()
-        write_text(text, size)
-        print(f"text: {size:,} bytes of ASCII in {text} (written in {time.perf_counter() - t:.1f} s); "
+        write_text(text, size, ascii=not args.non_ascii)
+        kind = "UTF-8 (non-ASCII)" if args.non_ascii else "ASCII"
+        print(f"text: {size:,} bytes of {kind} in {text} (written in {time.perf_counter() - t:.1f} s); "
               f"backend {args.backend}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
         rows = []
         for order, records, which in RUNS:

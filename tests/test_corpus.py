@@ -28,7 +28,6 @@ SHAKESPEARE_SHA256 = "de60de2cfca3446322fcb38852ac06e512057911cbdd3951cdfd94249e
 def small_chunks(monkeypatch):
     """Read and frame a few characters at a time, so that every chunk edge is crossed."""
     monkeypatch.setattr(corpus_module, "_READ", 7)
-    monkeypatch.setattr(corpus_module, "_GROUP", 5)
 
 
 def assert_same(new: Corpus, old):
@@ -233,7 +232,6 @@ def test_records_of_random_texts_give_the_old_arrays(monkeypatch):
     separators = ["\n", "a", "aa", "ab", "\n\n", " \n", "aba", "b a"]
     for trial in range(400):
         monkeypatch.setattr(corpus_module, "_READ", rng.choice([1, 2, 3, 5, 8, 64]))
-        monkeypatch.setattr(corpus_module, "_GROUP", rng.choice([1, 2, 4, 9, 1000]))
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
         separator = rng.choice(separators)
         try:
@@ -243,6 +241,39 @@ def test_records_of_random_texts_give_the_old_arrays(monkeypatch):
                 Corpus.from_text(text, records=True, record_separator=separator)
             continue
         assert_same(Corpus.from_text(text, records=True, record_separator=separator), old)
+
+
+def test_records_of_random_non_ascii_texts_give_the_old_arrays(monkeypatch, tmp_path):
+    """The decoded path, streamed a few characters at a time: multi-byte characters in the
+    text and in separators of several characters, some of which overlap themselves."""
+    rng = random.Random(11)
+    alphabet = ["a", "b", " ", "\n", "é", "—", "日", "\u3000", "ab", "—a", "\t"]
+    separators = ["—", "——", "é—", "—\n", "\n", "aa", "a—a", "日日", "\n\n", "—a—", " "]
+    for trial in range(400):
+        monkeypatch.setattr(corpus_module, "_READ", rng.choice([1, 2, 3, 5, 8, 64]))
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        at = rng.randint(0, len(text))
+        text = text[:at] + rng.choice(["é", "—", "日"]) + text[at:]
+        separator = rng.choice(separators)
+        encoding = rng.choice(["utf-8", "utf-8", "utf-16"])
+        path = tmp_path / f"{trial}.txt"
+        path.write_bytes(text.encode(encoding))
+        try:
+            old = old_corpus(text, records=True, record_separator=separator)
+        except CharnnError as exc:
+            with pytest.raises(CharnnError, match=re.escape(str(exc))):
+                load_corpus(path, encoding=encoding, records=True, record_separator=separator)
+            continue
+        assert_same(load_corpus(path, encoding=encoding, records=True,
+                                record_separator=separator), old)
+
+
+def test_records_of_a_text_of_more_than_256_characters(small_chunks):
+    text = "".join(chr(0x4E00 + (i * 7919) % 400) + "。\n" * (i % 3 == 0) for i in range(3000))
+    for separator in ["\n", "。\n", "\n。"]:
+        new = Corpus.from_text(text, records=True, record_separator=separator)
+        assert new.data.dtype == np.int32
+        assert_same(new, old_corpus(text, records=True, record_separator=separator))
 
 
 def test_record_errors(tmp_path):

@@ -7,9 +7,11 @@ text always gives the same indices.
 
 Encoding makes no Python object per character or per record: an ASCII text is worked on as
 bytes (a 256-entry table maps each byte to its index), any other text is decoded in bounded
-chunks into arrays of code points. The encoded array of a large text is cached on disk,
-keyed by the hash of the file's bytes, the encoding and the record settings, so that a
-later run memory-maps it instead of encoding again.
+chunks into arrays of code points. Records are framed in two passes over the text (its
+bytes, or its chunks decoded again), so that only the framed array, its offsets and one flag
+per record are ever held whole. The encoded array of a large text is cached on disk, keyed
+by the hash of the file's bytes, the encoding and the record settings, so that a later run
+memory-maps it instead of encoding again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ END_OF_RECORD = "\x1e"
 
 _BUNDLED_FILE = "corpora/shakespeare.txt.xz"   # made by scripts/build_corpus.py
 _READ = 1 << 22                  # bytes (or characters) handled at a time
-_GROUP = 1 << 24                 # characters of records framed at a time
 _UNICODE = 0x110000
 # Codecs that read an ASCII-only file as those same characters, one per byte.
 _ASCII_CODECS = {"utf-8", "utf-8-sig", "ascii", "latin-1", "iso8859-1", "iso8859-15", "cp1252"}
@@ -169,13 +170,6 @@ class _Raw:
                 f.seek(start)
                 yield start, f.read(size + overlap), start + size >= self.size
 
-    def read(self, start: int, end: int) -> bytes:
-        if self.data is not None:
-            return self.data[start:end]
-        with self._open() as f:
-            f.seek(start)
-            return f.read(end - start)
-
     def sha256(self) -> str:
         if self.data is not None:
             return hashlib.sha256(self.data).hexdigest()
@@ -202,22 +196,27 @@ class _ByteCodes:
         for start, chunk, _ in self.raw.chunks(size, overlap):
             yield start, np.frombuffer(chunk, np.uint8)
 
-    def read(self, start: int, end: int) -> np.ndarray:
-        return np.frombuffer(self.raw.read(start, end), np.uint8)
 
+class _DecodedCodes:
+    """Any other text's characters as codes (table[code point]), decoded again on each pass,
+    so that the codes of the whole text are never held at once."""
 
-class _ArrayCodes:
-    """Codes held in an array."""
-
-    def __init__(self, codes: np.ndarray):
-        self.codes, self.size, self.dtype = codes, len(codes), codes.dtype
+    def __init__(self, raw: _Raw, codec: codecs.CodecInfo, encoding: str, label: str,
+                 table: np.ndarray, chars: int):
+        self.raw, self.codec, self.encoding, self.label = raw, codec, encoding, label
+        self.table, self.size, self.dtype = table, chars, table.dtype
 
     def chunks(self, size: int, overlap: int):
-        for start in range(0, self.size, size):
-            yield start, self.codes[start:start + size + overlap]
-
-    def read(self, start: int, end: int) -> np.ndarray:
-        return self.codes[start:end]
+        """(start, codes[start : start + size + overlap]) for start = 0, size, 2 size, ..."""
+        pending, start = np.zeros(0, self.dtype), 0     # pending: codes[start:]
+        for points, _ in _decoded(self.raw, self.codec, self.encoding, self.label):
+            pending = np.concatenate([pending, self.table[points]])
+            while len(pending) >= size + overlap:
+                yield start, pending[:size + overlap]
+                pending, start = pending[size:], start + size
+        while len(pending):
+            yield start, pending[:size + overlap]
+            pending, start = pending[size:], start + size
 
 
 def _lookup(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -309,14 +308,14 @@ def _encode(raw: _Raw, codec: codecs.CodecInfo, encoding: str, label: str, name:
         dtype = _index_dtype(len(alphabet))
         table = np.zeros(_UNICODE, dtype)
         table[alphabet] = np.arange(len(alphabet))
-        codes, pos = np.empty(chars, dtype), 0
-        for points, _ in _decoded(raw, codec, encoding, label):
-            codes[pos:pos + len(points)] = table[points]
-            pos += len(points)
-        if not records:
+        if records:
+            source = _DecodedCodes(raw, codec, encoding, label, table, chars)
+        else:
+            codes, pos = np.empty(chars, dtype), 0
+            for points, _ in _decoded(raw, codec, encoding, label):
+                codes[pos:pos + len(points)] = table[points]
+                pos += len(points)
             return _Encoded(codes, _chars(alphabet), chars, sha, None)
-        source = _ArrayCodes(codes)
-        del codes                               # the source holds it until framed
 
     # records: frame the kept records in the codes of `alphabet`, then index their vocabulary
     if byte_path and seen[ord(END_OF_RECORD)]:
@@ -351,18 +350,18 @@ def _refuse_end_of_record(name: str):
                       "records; remove it from the text")
 
 
-def _separators(source, sep: list[int], nonspace: np.ndarray):
-    """Where text.split(separator) cuts: the start of every match (non-overlapping, left to
-    right), and how many non-space characters come before each."""
-    k = len(sep)
+def _separators(source, sep: list[int] | None, nonspace: np.ndarray | None):
+    """Where text.split(separator) cuts, a chunk at a time: (start, body, found, before) with
+    body the chunk's codes, found the starts of the matches in it (non-overlapping, left to
+    right; positions in the text, int64) and, when `nonspace` is given, before: how many
+    non-space characters come before each match, then the count of the whole chunk's."""
+    k = 0 if sep is None else len(sep)       # None: a separator character the text lacks
     # A separator that can overlap itself ("aa") needs the left-to-right pick among matches
     overlapping = any(sep[:i] == sep[k - i:] for i in range(1, k))
-    matches, before = [], []
     counted, free = 0, 0                     # non-space characters so far; next match may start
-    for start, ext in source.chunks(_READ, k - 1):
+    for start, ext in source.chunks(_READ, max(k - 1, 0)):
         body = ext[:_READ]
-        cumulative = np.cumsum(_lookup(body, nonspace), dtype=np.int64)
-        found = np.flatnonzero(body == sep[0])
+        found = np.flatnonzero(body == sep[0]) if k else np.zeros(0, np.int64)
         found = found[found + k <= len(ext)]
         for j in range(1, k):
             found = found[ext[found + j] == sep[j]]
@@ -373,58 +372,92 @@ def _separators(source, sep: list[int], nonspace: np.ndarray):
                     picked.append(p)
                     free = p + k
             found = np.array(picked, np.int64) - start
-        matches.append(found + start)
-        before.append(counted + np.where(found > 0, cumulative[found - 1], 0))
-        counted += int(cumulative[-1]) if len(cumulative) else 0
-    return np.concatenate(matches), np.concatenate(before), counted
+        before = None
+        if nonspace is not None:
+            cumulative = np.cumsum(_lookup(body, nonspace), dtype=np.int64)
+            before = counted + np.where(found > 0, cumulative[found - 1], 0)
+            counted += int(cumulative[-1]) if len(cumulative) else 0
+            before = np.append(before, counted)
+        yield start, body, found + start, before
 
 
 def _frame_records(source, sep: list[int] | None, nonspace: np.ndarray, eor: int, name: str):
     """text.split(separator), blank records dropped, each kept one framed by END_OF_RECORD:
-    the framed codes and the records' offsets in them (R + 1, int64)."""
+    the framed codes and the records' offsets in them (R + 1, int64).
+
+    Two passes over the source, which hold one bool per record besides the result: the first
+    finds which records are kept and the framed length, the second finds the same cuts again,
+    writes the offsets and copies the kept records' codes into place.
+    """
     n = source.size
-    if sep is None:                          # a separator character the text lacks: one record
-        matches, before, k, sigma = np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0
-        total = sum(int(_lookup(c, nonspace).sum(dtype=np.int64)) for _, c in source.chunks(_READ, 0))
-    else:
-        matches, before, total = _separators(source, sep, nonspace)
-        k, sigma = len(sep), int(nonspace[sep].sum())
-    # record i is text[starts[i]:ends[i]]; it is kept when it holds a non-space character
-    kept = np.concatenate([before, [total]]) > np.concatenate([[0], before + sigma])
-    del before
-    starts = np.concatenate([[0], matches + k])[kept]
-    ends = np.concatenate([matches, [n]])[kept]
-    del matches, kept
-    if not len(starts):
+    k = 0 if sep is None else len(sep)
+    sigma = 0 if sep is None else int(nonspace[sep].sum())
+    # record i is text[start_i:end_i] between two matches (or an end of the text); it is
+    # kept when it holds a non-space character: more of them before its end than `low`
+    keeps, R, length = [], 0, 0
+    start, low = 0, 0                        # the current record's start and `low`
+    for _, _, found, before in _separators(source, sep, nonspace):
+        if len(found):
+            keep = before[:-1] > np.concatenate([[low], before[:-2] + sigma])
+            keeps.append(keep)
+            starts = np.concatenate([[start], found[:-1] + k])
+            R += int(keep.sum())
+            length += int((found - starts)[keep].sum())
+            start, low = int(found[-1]) + k, int(before[-2]) + sigma
+    last = int(before[-1]) > low
+    keeps.append(np.array([last]))
+    R, length = R + last, length + last * (n - start)
+    if not R:
         raise CharnnError(f"{name} has no records; check --record-separator")
-    offsets = np.zeros(len(starts) + 1, np.int64)
-    np.subtract(ends, starts, out=offsets[1:])
-    offsets[1:] += 2
-    np.cumsum(offsets, out=offsets)
-    framed = np.empty(int(offsets[-1]), source.dtype)
-    framed[offsets[:-1]] = eor
-    framed[offsets[1:] - 1] = eor
-    i, R = 0, len(starts)
-    while i < R:
-        j = max(int(np.searchsorted(ends, starts[i] + _GROUP, "right")), i + 1)
-        if j == i + 1:                       # one record, copied a piece at a time
-            s, e, o = int(starts[i]), int(ends[i]), int(offsets[i]) + 1
-            for a in range(s, e, _GROUP):
-                b = min(a + _GROUP, e)
-                framed[o + a - s:o + b - s] = source.read(a, b)
-        else:                                # records i..j-1: drop what lies between them
-            s0 = int(starts[i])
-            text = source.read(s0, int(ends[j - 1]))
-            edge = np.zeros(len(text) + 1, np.int8)
-            edge[starts[i:j] - s0] = 1
-            edge[ends[i:j] - s0] = -1
-            inside = np.cumsum(edge[:-1], dtype=np.int8).view(np.bool_)
-            o0, o1 = int(offsets[i]), int(offsets[j])
-            slots = np.ones(o1 - o0, bool)
-            slots[offsets[i:j] - o0] = False
-            slots[offsets[i + 1:j + 1] - 1 - o0] = False
-            framed[o0:o1][slots] = text[inside]
-        i = j
+    keep = np.concatenate(keeps)
+    del keeps
+
+    offsets = np.empty(R + 1, np.int64)
+    offsets[0] = 0
+    framed = np.empty(length + 2 * R, source.dtype)
+    record, kept, start = 0, 0, 0            # the current record, the kept ones before it
+    for c0, body, found, _ in _separators(source, sep, None):
+        c1 = c0 + len(body)
+        m = len(found)
+        # records record .. record + m meet the chunk: those up to record + m - 1 end in it
+        here = keep[record:record + m + 1]
+        starts = np.concatenate([[start], found + k])
+        ended = here[:m]
+        done = int(ended.sum())
+        if done:
+            sizes = found[ended] - starts[:m][ended] + 2
+            np.cumsum(sizes, out=sizes)
+            offsets[kept + 1:kept + 1 + done] = offsets[kept] + sizes
+        # the part of each kept one inside the chunk, at its index among the kept records
+        lo = np.clip(starts, c0, c1)
+        hi = np.clip(np.append(found, n), c0, c1)
+        index = kept + np.cumsum(here) - here
+        pick = here & (hi > lo)
+        if pick.any():
+            lo, hi, starts, index = lo[pick], hi[pick], starts[pick], index[pick]
+            o0 = int(offsets[index[0]]) + 1 + int(lo[0] - starts[0])
+            if len(lo) == 1:
+                framed[o0:o0 + int(hi[0] - lo[0])] = body[lo[0] - c0:hi[0] - c0]
+            else:                            # parts of consecutive kept records
+                o1 = int(offsets[index[-1]]) + 1 + int(hi[-1] - starts[-1])
+                edge = np.zeros(len(body) + 1, np.int8)
+                edge[lo - c0] = 1
+                edge[hi - c0] = -1
+                inside = np.cumsum(edge[:-1], dtype=np.int8).view(np.bool_)
+                slots = np.ones(o1 - o0, bool)
+                slots[offsets[index[1:]] - o0] = False
+                slots[offsets[index[1:]] - 1 - o0] = False
+                framed[o0:o1][slots] = body[inside]
+        kept += done
+        record += m
+        if m:
+            start = int(found[-1]) + k
+    if last:
+        offsets[R] = offsets[R - 1] + n - start + 2
+    for a in range(0, R, _READ):             # the markers, a block of records at a time
+        b = min(a + _READ, R)
+        framed[offsets[a:b]] = eor
+        framed[offsets[a + 1:b + 1] - 1] = eor
     return framed, offsets
 
 
