@@ -32,37 +32,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import softmax
+from . import stack
+from .stack import dropout_masks, sigmoid
 
 STATE_VECTORS = 1       # h
 GATES = 3               # r, z, n
 
 
 def param_shapes(K: int, m: int, layers: int) -> dict[str, tuple[int, ...]]:
-    """The parameters' names and shapes, in a fixed order: per layer W_ih, W_hh, b_ih, b_hh
-    (PyTorch's order), then the output layer V, c."""
-    shapes = {}
-    for l in range(layers):
-        shapes[f"W_ih{l}"] = (GATES * m, K if l == 0 else m)
-        shapes[f"W_hh{l}"] = (GATES * m, m)
-        shapes[f"b_ih{l}"] = (GATES * m,)
-        shapes[f"b_hh{l}"] = (GATES * m,)
-    shapes["V"] = (K, m)
-    shapes["c"] = (K,)
-    return shapes
+    return stack.param_shapes(GATES, K, m, layers)
 
 
 def initial_params(K: int, m: int, layers: int, sigma: float, rng: np.random.Generator,
                    dtype=np.float64) -> dict[str, np.ndarray]:
     """Weights ~ N(0, sigma^2), drawn from `rng` in param_shapes' order; biases zero.
     (PyTorch instead starts every weight and bias at U(-1/sqrt(m), 1/sqrt(m)).)"""
-    params = {}
-    for name, shape in param_shapes(K, m, layers).items():
-        if name.startswith("b") or name == "c":
-            params[name] = np.zeros(shape, dtype)
-        else:
-            params[name] = (sigma * rng.standard_normal(shape)).astype(dtype)
-    return params
+    return stack.initial_params(param_shapes(K, m, layers), sigma, rng, dtype)
 
 
 def zero_state(m: int, layers: int, dtype=np.float64) -> np.ndarray:
@@ -70,49 +55,33 @@ def zero_state(m: int, layers: int, dtype=np.float64) -> np.ndarray:
     return np.zeros((layers, STATE_VECTORS, m), dtype)
 
 
-def dropout_masks(p: float, tau: int, m: int, layers: int, rng: np.random.Generator,
-                  dtype=np.float64) -> list[np.ndarray] | None:
-    """Masks for dropout with probability p between stacked layers, for a window of tau steps:
-    layers - 1 arrays (tau, m) of 0 (dropped) and 1 / (1 - p) (kept, scaled so the expected
-    input is unchanged); mask l multiplies layer l's h_t on its way into layer l + 1. None when
-    there is nothing to drop (p == 0 or a single layer)."""
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    if p == 0 or layers == 1:
-        return None
-    return [((rng.random((tau, m)) >= p) / (1 - p)).astype(dtype) for _ in range(layers - 1)]
+# One cell, one time step: the forward and, next to it, its backward (networks/stack.py runs
+# them over layers and time). x is a character index for layer 0 (x one-hot: W_ih x is a
+# column of W_ih) and a vector (the layer below's h) above.
 
-
-def _layers(params) -> int:
-    return sum(name.startswith("W_hh") for name in params)
-
-
-def _sigmoid(a: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-a))
-
-
-# One cell, one time step: the forward and, next to it, its backward. x is a character index
-# for layer 0 (x one-hot: W_ih x is a column of W_ih) and a vector (the layer below's h) above.
-
-def _cell_forward(params, l: int, x, h_prev: np.ndarray):
-    """h_t of layer l from its input x and its state h_{t-1}, and what the backward needs."""
+def _cell_forward(params, l: int, x, state_l: np.ndarray):
+    """h_t of layer l as a (1, m) state, from its input x and its state h_{t-1}, and what the
+    backward needs."""
     W_ih, W_hh, b_ih, b_hh = (params[f"{w}{l}"] for w in ("W_ih", "W_hh", "b_ih", "b_hh"))
+    h_prev = state_l[0]
     m = h_prev.shape[0]
     ax = (W_ih[:, x] if np.ndim(x) == 0 else W_ih @ x) + b_ih   # (3m,): the input's part
     ah = W_hh @ h_prev + b_hh                               # (3m,): the state's part
-    r = _sigmoid(ax[:m] + ah[:m])                           # (m,) each
-    z = _sigmoid(ax[m:2 * m] + ah[m:2 * m])
+    r = sigmoid(ax[:m] + ah[:m])                            # (m,) each
+    z = sigmoid(ax[m:2 * m] + ah[m:2 * m])
     hn = ah[2 * m:]                                         # W_hn h_prev + b_hn
     n = np.tanh(ax[2 * m:] + r * hn)
     h = (1 - z) * n + z * h_prev                            # (m,)
-    return h, (x, h_prev, r, z, n, hn)
+    return h[None], (x, h_prev, r, z, n, hn)
 
 
-def _cell_backward(params, grads, l: int, cell, dh: np.ndarray):
-    """Back through one _cell_forward: from dL/dh_t (dh), add dL/dW_ih, dW_hh, db_ih, db_hh of
-    layer l into `grads`; return dL/dx (None for the character of layer 0) and dL/dh_{t-1}."""
+def _cell_backward(params, grads, l: int, cell, dstate: np.ndarray):
+    """Back through one _cell_forward: from dL/dh_t (dstate[0]), add dL/dW_ih, dW_hh, db_ih,
+    db_hh of layer l into `grads`; return dL/dx (None for the character of layer 0) and
+    dL/dh_{t-1} as a (1, m) state."""
     W_ih, W_hh = params[f"W_ih{l}"], params[f"W_hh{l}"]
     x, h_prev, r, z, n, hn = cell
+    dh = dstate[0]
     dn = dh * (1 - z)                                       # h = (1 - z) * n + z * h_prev
     dz = dh * (h_prev - n)
     dh_prev = dh * z
@@ -132,84 +101,29 @@ def _cell_backward(params, grads, l: int, cell, dh: np.ndarray):
     else:
         grads[f"W_ih{l}"] += np.outer(dax, x)               # (3m, m)
         dx = W_ih.T @ dax                                   # (m,)
-    return dx, dh_prev
+    return dx, dh_prev[None]
 
 
-def _stack_forward(params, x: int, state: np.ndarray, mask_t):
-    """One time step through every layer: the new state (layers, 1, m) and each layer's cell
-    cache. mask_t: None, or layers - 1 vectors (m,), mask_t[l] applied to layer l's h_t."""
-    layers = state.shape[0]
-    new_state = np.empty(state.shape, np.result_type(state, params["V"]))
-    cells = []
-    inp = x                                                 # layer 0 reads the character
-    for l in range(layers):
-        h, cell = _cell_forward(params, l, inp, state[l, 0])
-        new_state[l, 0] = h
-        cells.append(cell)
-        inp = h if mask_t is None or l == layers - 1 else h * mask_t[l]   # dropout between layers
-    return new_state, cells
-
+# The network over time: networks/stack.py with this cell.
 
 def step(params, x: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One character x from `state` (layers, 1, m): the new state and the logits o (K,) of the
-    next character, p = softmax(o). No dropout: this is for sampling."""
-    state, _ = _stack_forward(params, x, state, None)
-    o = params["V"] @ state[-1, 0] + params["c"]             # (K,)
-    return state, o
+    return stack.step(_cell_forward, params, x, state)
 
 
 def forward(params, inputs: np.ndarray, state: np.ndarray, masks=None):
-    """Run the network over `inputs` (tau character indices) from `state` (layers, 1, m), with
-    the dropout `masks` of dropout_masks (or None).
-
-    Returns (cache, P, state_last): P (tau, K) = p_t; state_last (layers, 1, m) after the last
-    character; cache = {"cells": cells[t][l] as _cell_forward returns, "H": the top layer's
-    h_t (tau, m), "masks": masks}, what loss_and_gradients needs.
-    """
-    tau, m = len(inputs), state.shape[-1]
-    H = np.empty((tau, m), np.result_type(state, params["V"]))
-    cells = []
-    for t, x in enumerate(inputs):
-        mask_t = None if masks is None else [mask[t] for mask in masks]
-        state, cells_t = _stack_forward(params, x, state, mask_t)
-        cells.append(cells_t)
-        H[t] = state[-1, 0]
-    O = H @ params["V"].T + params["c"]                     # (tau, K): all o_t in one product
-    return {"cells": cells, "H": H, "masks": masks}, softmax(O), state.copy()
+    return stack.forward(_cell_forward, params, inputs, state, masks)
 
 
 def sequence_loss(params, inputs: np.ndarray, targets: np.ndarray,
                   state: np.ndarray) -> tuple[float, np.ndarray]:
-    """Loss of one sequence, -sum_t log p_t[y_t], and the last state (no dropout)."""
-    _, P, state_last = forward(params, inputs, state)
-    loss = -np.log(P[np.arange(len(targets)), targets]).sum()
-    return float(loss), state_last
+    return stack.sequence_loss(_cell_forward, params, inputs, targets, state)
 
 
 def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: np.ndarray,
                        masks=None) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-    """Forward and backward through one sequence (back-propagation through time).
+    return stack.loss_and_gradients(_cell_forward, _cell_backward, params, inputs, targets,
+                                    state, masks)
 
-    Returns (loss, grads, state_last): grads holds dL/dp for every parameter p, same keys and
-    shapes. The initial state is a constant: no gradient flows out of it.
-    """
-    V = params["V"]
-    layers, tau = _layers(params), len(inputs)
-    cache, P, state_last = forward(params, inputs, state, masks)
-    loss = -np.log(P[np.arange(tau), targets]).sum()
 
-    grads = {name: np.zeros_like(a) for name, a in params.items()}
-    G = P.copy()                                            # dL/do_t = p_t - y_t (one-hot y_t)
-    G[np.arange(tau), targets] -= 1                         # (tau, K)
-    grads["c"][:] = G.sum(axis=0)                           # (K,)
-    grads["V"][:] = G.T @ cache["H"]                        # (K, m) = sum_t g_t h_t^T
-    dH_top = G @ V                                          # (tau, m): dL/dh_t of the top layer
-    dh_next = np.zeros_like(state_last[:, 0])               # (layers, m): dL/dh_t through h_{t+1}
-    for t in reversed(range(tau)):
-        dh_in = dH_top[t]                                   # from above: the output, then layer l+1
-        for l in reversed(range(layers)):
-            dx, dh_next[l] = _cell_backward(params, grads, l, cache["cells"][t][l],
-                                            dh_in + dh_next[l])
-            if l > 0:                                       # layer l read h_t of layer l-1 (masked)
-                dh_in = dx if masks is None else dx * masks[l - 1][t]
-    return float(loss), grads, state_last
+__all__ = ["STATE_VECTORS", "GATES", "param_shapes", "initial_params", "zero_state",
+           "dropout_masks", "step", "forward", "sequence_loss", "loss_and_gradients"]
