@@ -378,3 +378,84 @@ def test_charnn_gradcheck_checks_every_layer_of_a_stacked_network(name, capsys):
         assert f"\n{param} " in out, param
     assert main(["gradcheck", "--model", name, "--backend", "compiled"]) == 2
     assert "--backend numpy" in capsys.readouterr().err
+
+
+# -- the numpy backend runs every network ------------------------------------------------------
+
+def _schedule(data_len, lanes, tau, updates, rng):
+    starts = rng.integers(0, data_len - tau - 1, (updates, lanes)).astype(np.int64)
+    lengths = np.full((updates, lanes), tau, np.int32)
+    resets = np.zeros((updates, lanes), np.uint8)
+    resets[0] = 1
+    return starts, lengths, resets
+
+
+@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_the_numpy_backend_trains_a_stacked_network(name, optimizer):
+    from charnn import optim, steps
+    from charnn.model import Params
+    from charnn.networks import NETWORKS, state_shape
+    net, rng = NETWORKS[name], np.random.default_rng(4)
+    text = np.tile(np.array([0, 1, 2, 3, 4, 2, 1, 5], np.uint8), 40)   # a pattern to learn
+    params = Params(net.initial_params(6, 16, 2, 0.3, rng))
+    state = optim.initial_state(optimizer, params)
+    h = np.zeros((2,) + state_shape(params))
+    assert h.shape == (2, 2, net.STATE_VECTORS, 16)
+    starts, lengths, resets = _schedule(len(text), 2, 12, 300, rng)
+    losses = steps.train_updates(params, optimizer, state, 0, 0.1 if optimizer == "adagrad"
+                                 else 0.01, 5.0, h, text, starts, lengths, resets, 0, 300,
+                                 dropout=0.1, dropout_seed=3)
+    assert losses[0] == pytest.approx(12 * np.log(6), rel=0.3)   # about tau ln K at first
+    assert losses[-10:].mean() < 0.3 * losses[0]                # then the pattern is learnt
+    assert np.isfinite(h).all() and h.any()
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_any_split_of_the_updates_gives_the_same_run_with_dropout(name):
+    from charnn import optim, steps
+    from charnn.model import Params
+    from charnn.networks import NETWORKS, state_shape
+    net, rng = NETWORKS[name], np.random.default_rng(5)
+    text = rng.integers(0, 6, 400).astype(np.uint8)
+    schedule = _schedule(len(text), 3, 8, 20, rng)
+    runs = []
+    for cuts in ([0, 20], [0, 7, 8, 20]):
+        params = Params(net.initial_params(6, 8, 2, 0.3, np.random.default_rng(1)))
+        state = optim.initial_state("adam", params)
+        h = np.zeros((3,) + state_shape(params))
+        losses = [steps.train_updates(params, "adam", state, a, 0.01, 5.0, h, text, *schedule,
+                                      a, b, dropout=0.3, dropout_seed=9)
+                  for a, b in zip(cuts, cuts[1:])]
+        runs.append((params, h, np.concatenate(losses)))
+    (p1, h1, l1), (p2, h2, l2) = runs
+    assert np.array_equal(l1, l2) and np.array_equal(h1, h2)
+    for key, a in p1.items():
+        assert np.array_equal(a, p2[key]), key
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_evaluation_advance_and_sampling_follow_the_network(name):
+    from charnn import steps
+    from charnn.model import Params
+    from charnn.networks import NETWORKS
+    net, rng = NETWORKS[name], np.random.default_rng(6)
+    params = Params(net.initial_params(7, 5, 2, 0.5, rng))
+    data = rng.integers(0, 7, 60).astype(np.int32)
+    h0 = np.tanh(rng.standard_normal((2,) + net.zero_state(5, 2).shape))
+    total, count = steps.total_loss(params, data, np.array([[0, 30], [30, 60]]), h0)
+    expected = sum(net.sequence_loss(params, data[a:b - 1], data[a + 1:b], h0[q])[0]
+                   for q, (a, b) in enumerate([(0, 30), (30, 60)]))
+    assert count == 58 and total == pytest.approx(expected, rel=1e-12)
+    state = h0[0]
+    for x in data[:10]:
+        state, _ = net.step(params, int(x), state)
+    np.testing.assert_array_equal(steps.advance(params, h0[0], data[:10]), state)
+    h = h0[0].copy()
+    drawn = steps.sample_indices(params, h, 3, np.zeros(12), greedy=True)
+    state, x = h0[0], 3
+    for d in drawn:
+        state, o = net.step(params, x, state)
+        x = int(np.argmax(o))
+        assert d == x
+    np.testing.assert_array_equal(h, state)

@@ -19,10 +19,11 @@ import functools
 import numpy as np
 
 from . import optim
-from .model import Params, loss_and_gradients, sequence_loss, softmax
+from .model import Params, loss_and_gradients, softmax
+from .networks import network_of, state_shape
 
 # What this backend runs (see backends.py).
-NETWORKS = ("rnn",)
+NETWORKS = ("rnn", "lstm", "gru")
 DTYPES = ("float64", "float32")
 
 # Characters whose hidden states and outputs total_loss holds at once.
@@ -43,14 +44,22 @@ def _quiet(fn):
 def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
                   opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
                   starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
-                  first: int, last: int) -> np.ndarray:
-    """Run updates first..last-1 of the schedule. params, opt_state and h (lanes, m) change
-    in place; opt_step is the number of updates the optimiser has made before. Returns the
+                  first: int, last: int, dropout: float = 0.0,
+                  dropout_seed: int = 0) -> np.ndarray:
+    """Run updates first..last-1 of the schedule. params, opt_state and h change in place:
+    h holds every lane's state, (lanes, m) for the vanilla RNN, (lanes, layers, S, m) for a
+    stacked network (networks.state_shape); opt_step is the number of updates the optimiser
+    has made before. Stacked networks drop units between layers with probability `dropout`,
+    the masks of update t (counted from 1) and lane l drawn from (dropout_seed, t, l), so that
+    any split of the updates into calls, and a resumed run, draws the same ones. Returns the
     loss of each update (float64)."""
+    network = network_of(params)
+    layers, m = (h.shape[1] if h.ndim == 4 else 1), params.hidden_size
     losses = np.empty(last - first)
     for u in range(first, last):
         grads = Params.zeros_like(params)
         loss_sum, active = 0.0, 0
+        t = opt_step + 1                                 # this update's number, from 1
         for lane in range(h.shape[0]):
             L = int(lengths[u, lane])
             if L == 0:
@@ -58,10 +67,14 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
             if resets[u, lane]:
                 h[lane] = 0
             s = int(starts[u, lane])
-            loss, g, h[lane] = loss_and_gradients(params, data[s:s + L], data[s + 1:s + L + 1],
-                                                  h[lane])
+            masks = network.dropout_masks(dropout, L, m, layers,
+                                          np.random.default_rng([dropout_seed, t, lane]),
+                                          params.dtype) if dropout else None
+            loss, g, state = network.loss_and_gradients(
+                params, data[s:s + L], data[s + 1:s + L + 1], _state(network, h[lane]), masks)
+            h[lane] = state.reshape(h[lane].shape)
             for name, acc in grads.items():
-                acc += getattr(g, name)
+                acc += g[name]
             loss_sum += loss
             active += 1
         if active > 1:                                   # average over the batch
@@ -74,44 +87,57 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     return losses
 
 
+def _state(network, lane_state: np.ndarray) -> np.ndarray:
+    """One lane's state in the network interface's shape (layers, S, m): the vanilla RNN's
+    h (m,) is (1, 1, m)."""
+    return lane_state.reshape(network.zero_state(lane_state.shape[-1], 1).shape) \
+        if lane_state.ndim == 1 else lane_state
+
+
 @_quiet
 def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
                h0: np.ndarray | None = None) -> tuple[float, int]:
     """Forward only: the summed loss (nats) of predicting every character of every segment
     from the ones before it. segments is (S, 2): data[start:end], inputs data[start:end-1],
-    targets data[start+1:end]. The hidden state starts at zero in each segment, or at h0[q]
-    for segment q when h0 is (S, m), or at h0 in every segment when h0 is (m,). Returns
-    (summed loss, number of characters predicted)."""
+    targets data[start+1:end]. The state starts at zero in each segment, or at h0[q] for
+    segment q when h0 holds one state per segment, or at h0 in every segment when h0 is one
+    state (networks.state_shape). Returns (summed loss, number of characters predicted)."""
+    network, shape = network_of(params), state_shape(params)
     total, count = 0.0, 0
-    m = params.hidden_size
     segments = np.asarray(segments).reshape(-1, 2)
     if h0 is not None:
         h0 = np.asarray(h0)
-        if h0.shape != (m,) and h0.shape != (len(segments), m):
-            raise ValueError(f"h0 must have shape ({len(segments)}, {m}) or ({m},), "
+        if h0.shape != shape and h0.shape != (len(segments),) + shape:
+            raise ValueError(f"h0 must have shape {(len(segments),) + shape} or {shape}, "
                              f"not {h0.shape}")
     for q, (start, end) in enumerate(segments):
         if end - start < 2:
             continue
         if h0 is None:
-            h_start = np.zeros(m, params.dtype)
+            state = np.zeros(shape, params.dtype)
         else:
-            h_start = np.asarray(h0 if h0.ndim == 1 else h0[q], params.dtype)
-        # in blocks, carrying h, so that a long segment never holds all its states at once
+            state = np.asarray(h0 if h0.shape == shape else h0[q], params.dtype)
+        state = _state(network, state)
+        # in blocks, carrying the state, so that a long segment never holds all its states
         for block in range(start, end - 1, EVAL_BLOCK):
             stop = min(block + EVAL_BLOCK, end - 1)
-            loss, h_start = sequence_loss(params, data[block:stop], data[block + 1:stop + 1],
-                                          h_start)
+            loss, state = network.sequence_loss(params, data[block:stop],
+                                                data[block + 1:stop + 1], state)
             total += loss
         count += end - start - 1
     return total, count
 
 
 def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    """The hidden state after feeding `inputs` to the network from h."""
+    """The state after feeding `inputs` to the network from h."""
     h = h.copy()
+    if "W" in params:                                    # the RNN: no output layer needed
+        for x in inputs:
+            h = np.tanh(params.W @ h + params.U[:, x] + params.b)
+        return h
+    network = network_of(params)
     for x in inputs:
-        h = np.tanh(params.W @ h + params.U[:, x] + params.b)
+        h, _ = network.step(params, int(x), h)
     return h
 
 
@@ -135,17 +161,23 @@ def filtered_probabilities(o: np.ndarray, temperature: float, top_k: int, top_p:
 def sample_indices(params: Params, h: np.ndarray, x: int, uniforms: np.ndarray,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                    greedy: bool = False, stop_index: int = -1) -> np.ndarray:
-    """Draw up to len(uniforms) characters: from x and h compute h = tanh(W h + U x + b),
-    p = the filtered softmax of V h + c, draw the next x with the next uniform number
-    (inverse CDF), feed it back. Stops after drawing stop_index (it is the last element).
+    """Draw up to len(uniforms) characters: from x and the state h take one step of the
+    network (the RNN: h = tanh(W h + U x + b)), p = the filtered softmax of the logits
+    V h + c, draw the next x with the next uniform number (inverse CDF), feed it back. Stops
+    after drawing stop_index (it is the last element).
 
     h is updated in place to the state the last character was drawn from, so that a next
     call with x = that character continues the same text.
     """
+    network = None if "W" in params else network_of(params)
     drawn = []
     for u in uniforms:
-        h[:] = np.tanh(params.W @ h + params.U[:, x] + params.b)
-        o = params.V @ h + params.c
+        if network is None:
+            h[:] = np.tanh(params.W @ h + params.U[:, x] + params.b)
+            o = params.V @ h + params.c
+        else:
+            state, o = network.step(params, x, h)
+            h[...] = state
         if greedy:
             x = int(np.argmax(o))
         else:

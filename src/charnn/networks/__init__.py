@@ -42,4 +42,24 @@ from . import gru, lstm, rnn
 
 NETWORKS = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
-__all__ = ["NETWORKS", "gru", "lstm", "rnn"]
+
+def network_of(params):
+    """The network whose parameters these are, told by their names and shapes: b, c, U, W, V
+    is the vanilla RNN; a stacked network's W_hh0 has 4 gates' rows (LSTM) or 3 (GRU)."""
+    if "W" in params:
+        return rnn
+    rows, m = params["W_hh0"].shape
+    return {lstm.GATES: lstm, gru.GATES: gru}[rows // m]
+
+
+def state_shape(params) -> tuple[int, ...]:
+    """The shape of one lane's state: (m,) for the vanilla RNN (h alone, as its kernels and
+    checkpoints hold it), (layers, STATE_VECTORS, m) for a stacked network."""
+    network, m = network_of(params), params["V"].shape[1]
+    if network is rnn:
+        return (m,)
+    layers = sum(1 for name in params if name.startswith("W_hh"))
+    return (layers, network.STATE_VECTORS, m)
+
+
+__all__ = ["NETWORKS", "gru", "lstm", "network_of", "rnn", "state_shape"]
