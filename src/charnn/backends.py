@@ -48,12 +48,27 @@ class Backend(Protocol):
                            h_prev: np.ndarray): ...
 
 
+def resolve_backend(name: str, network: str = "rnn", dtype: str = "float64") -> str:
+    """The backend `name` stands for: itself, or for 'auto' the fastest one that runs
+    `network` in `dtype`."""
+    if name != "auto":
+        return name
+    for candidate, module in BACKENDS.items():
+        backend = importlib.import_module(module)
+        if network in backend.NETWORKS and np.dtype(dtype).name in backend.DTYPES:
+            return candidate
+    raise CharnnError(f"no backend runs {network} in {dtype}")
+
+
 def get_backend(name: str, announce=None, dtype: str = "float64",
                 network: str = "rnn") -> ModuleType:
-    """The backend module `name` for `network` in `dtype`; the compiled one is built for
-    `dtype` on first use on a machine, and `announce` is told so before it starts."""
+    """The backend module `name` ('auto': the fastest that can) for `network` in `dtype`; the
+    compiled one is built for `dtype` on first use on a machine, and `announce` is told so
+    before it starts."""
+    name = resolve_backend(name, network, dtype)
     if name not in BACKENDS:
-        raise CharnnError(f"--backend {name!r} is unknown; choose {' or '.join(BACKENDS)}")
+        raise CharnnError(f"--backend {name!r} is unknown; choose auto, "
+                          f"{' or '.join(BACKENDS)}")
     module = importlib.import_module(BACKENDS[name])
     if network not in module.NETWORKS:
         runs = [b for b in BACKENDS if network in importlib.import_module(BACKENDS[b]).NETWORKS]

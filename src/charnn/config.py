@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass, fields
 from .backends import BACKENDS as BACKEND_MODULES
 from .errors import CharnnError
 from .evaluation import MAX_CHARS
+from .networks import NETWORKS
 from .optim import DEFAULT_ETA, OPTIMIZERS
 
-BACKENDS = tuple(BACKEND_MODULES)             # fastest first
+BACKENDS = ("auto",) + tuple(BACKEND_MODULES)  # auto: the fastest that runs the network
 DTYPES = ("float64", "float32")
 ORDERS = ("sequential", "shuffled")
 # How long a run is when neither --epochs nor --updates is given: the span of the report's
@@ -28,6 +29,9 @@ class TrainConfig:
     hidden: int = 100              # m, hidden units
     sigma: float = 0.01            # std of the initial U, W, V
     dtype: str = "float64"         # float32 halves memory traffic and is faster
+    model: str = "rnn"             # the network: rnn (the assignment's), lstm or gru
+    layers: int = 1                # stacked layers (lstm and gru)
+    dropout: float = 0.0           # between stacked layers, while training
     # optimisation
     optimizer: str = "adagrad"
     eta: float | None = None       # learning rate; None: the optimizer's default (0.1 for AdaGrad)
@@ -52,7 +56,7 @@ class TrainConfig:
     checkpoint_every: int = 10_000
     # machinery
     seed: int = 0
-    backend: str = "compiled"
+    backend: str = "auto"
 
     def __post_init__(self):
         if self.eta is None:
@@ -64,7 +68,7 @@ class TrainConfig:
             if not ok:
                 raise CharnnError(message)
 
-        for name in ("hidden", "seq_length", "batch_size", "chunk_length", "sample_every",
+        for name in ("hidden", "layers", "seq_length", "batch_size", "chunk_length", "sample_every",
                      "sample_length", "log_every", "eval_every", "eval_chars",
                      "checkpoint_every"):
             value = getattr(self, name)
@@ -72,6 +76,15 @@ class TrainConfig:
                  f"--{name.replace('_', '-')} is {value}; give a whole number of at least 1")
         need(isinstance(self.seed, int) and self.seed >= 0,
              f"--seed is {self.seed}; give a whole number of at least 0")
+        need(self.model in NETWORKS,
+             f"--model {self.model!r} is unknown; choose one of {', '.join(NETWORKS)}")
+        need(self.model != "rnn" or self.layers == 1,
+             f"--layers {self.layers}: the vanilla RNN has one layer; give --model lstm or gru "
+             "to stack layers")
+        need(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
+             f"--dropout is {self.dropout}; give a probability from 0 up to (not including) 1")
+        need(self.dropout == 0 or self.layers > 1,
+             f"--dropout {self.dropout} acts between stacked layers; give --layers 2 or more")
         need(self.optimizer in OPTIMIZERS,
              f"--optimizer {self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
         need(self.backend in BACKENDS,

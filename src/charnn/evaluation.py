@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .model import Params
+from .networks import state_shape
 
 WARMUP = 200
 # Held-out parts longer than this are scored on their first MAX_CHARS characters.
@@ -67,16 +68,16 @@ def score_stream(params: Params, data: np.ndarray, start: int, end: int, backend
                  max_chars: int = MAX_CHARS) -> Score:
     """Score data[start:end] as one stream: read the first warmup_length characters from
     h_start (zeros when None), then score the characters after them, at most max_chars."""
-    m = params.hidden_size
+    shape = state_shape(params)
     w = warmup_length(end - start, warmup)
-    h = np.zeros(m, params.dtype) if h_start is None else \
-        np.array(h_start, dtype=params.dtype).reshape(m)
+    h = np.zeros(shape, params.dtype) if h_start is None else \
+        np.array(h_start, dtype=params.dtype).reshape(shape)
     if w > 1:                                          # read all warm-up characters but the last
         h = backend.advance(params, h, data[start:start + w - 1])
     # the segment's first input is the last warm-up character; its targets are scored
     stop = min(end, start + w + max_chars) if max_chars else end
     segment = np.array([[start + w - 1, stop]], np.int64)
-    total, count = backend.total_loss(params, data, segment, h0=h.reshape(1, m))
+    total, count = backend.total_loss(params, data, segment, h0=h[None])
     return Score(float(total), int(count), w)
 
 

@@ -17,6 +17,7 @@ from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import carries_state
 from .model import Params
+from .networks import state_shape
 
 # Characters are drawn in blocks of this many, so that text can stream to the terminal
 # while the compiled kernel still does the drawing.
@@ -46,8 +47,9 @@ def start_state(params: Params, vocab: Vocabulary, prime: str, backend,
     """(h, x): the hidden state after the prime text but its last character, and that
     character. The prime runs from h0 (zeros when None); without a prime, h0 and a newline
     (or, in record models, the record start)."""
-    h = np.zeros(params.hidden_size, params.dtype) if h0 is None else \
-        np.array(h0, dtype=params.dtype).reshape(params.hidden_size)
+    shape = state_shape(params)
+    h = np.zeros(shape, params.dtype) if h0 is None else \
+        np.array(h0, dtype=params.dtype).reshape(shape)
     if prime:
         indices = vocab.encode(prime)
         if len(indices) > 1:
@@ -71,7 +73,7 @@ def carried_state(ckpt) -> np.ndarray | None:
     """
     if ckpt.h is None or not carries_state(ckpt.meta.get("config", {})):
         return None
-    return np.asarray(ckpt.h).reshape(-1, ckpt.params.hidden_size)[0]
+    return np.asarray(ckpt.h)[0]
 
 
 def generate(params: Params, vocab: Vocabulary, length: int, rng: np.random.Generator,

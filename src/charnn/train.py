@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, optim
-from .backends import get_backend
+from .backends import get_backend, resolve_backend
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
@@ -29,6 +29,7 @@ from .data import Dataset, Schedule, build_dataset, epoch_schedule, epoch_update
 from .errors import CharnnError
 from .evaluation import carries_state, score_held_out
 from .model import Params
+from .networks import NETWORKS, state_shape
 from .run_folder import RunFolder, sample_block
 from .sampling import generate
 
@@ -125,9 +126,10 @@ _COUNTERS = ("opt_step", "iteration", "epoch", "position", "smooth_loss", "best_
 
 def initial_state(config: TrainConfig, K: int) -> TrainState:
     rng = np.random.default_rng(config.seed)
-    params = Params.initial(config.hidden, K, config.sigma, rng, np.dtype(config.dtype))
+    params = Params(NETWORKS[config.model].initial_params(
+        K, config.hidden, config.layers, config.sigma, rng, np.dtype(config.dtype)))
     return TrainState(params=params, opt_state=optim.initial_state(config.optimizer, params),
-                      h=np.zeros((config.batch_size, config.hidden), params.dtype),
+                      h=np.zeros((config.batch_size,) + state_shape(params), params.dtype),
                       sample_rng=np.random.default_rng([config.seed, 1]))
 
 
@@ -177,7 +179,8 @@ class Trainer:
         self.folder = RunFolder(self.run_dir)
         self.on_event = on_event or (lambda event: None)
         check_memory(config, len(corpus.vocab))
-        self.backend = get_backend(config.backend, announce, config.dtype)
+        self.backend_name = resolve_backend(config.backend, config.model, config.dtype)
+        self.backend = get_backend(self.backend_name, announce, config.dtype, config.model)
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None
         self.state = state or initial_state(config, len(corpus.vocab))
@@ -186,6 +189,9 @@ class Trainer:
         self.best: TrainState | None = None
         self.stop_requested = False
         self._slice = 1                                  # updates per backend call, see _loop
+        # dropout masks are drawn from the seed and the update's number (steps.train_updates)
+        self._dropout = {"dropout": config.dropout, "dropout_seed": config.seed} \
+            if config.dropout else {}
 
     # -- public ------------------------------------------------------------------------------
 
@@ -243,7 +249,7 @@ class Trainer:
             losses = self.backend.train_updates(
                 s.params, c.optimizer, s.opt_state, s.opt_step, c.eta, c.clip, s.h,
                 self.dataset.data, self.schedule.starts, self.schedule.lengths,
-                self.schedule.resets, first, last)
+                self.schedule.resets, first, last, **self._dropout)
             self._fit_slice(n, time.perf_counter() - call_started)
             smooth = s.smooth_loss
             for loss in losses:                          # smooth <- 0.999 smooth + 0.001 loss
@@ -329,8 +335,7 @@ class Trainer:
         s, c = self.state, self.config
         params = s.params if params is None else params
         h = s.h if h is None else h
-        start = np.asarray(h).reshape(-1, params.hidden_size)[0] if carries_state(
-            c.to_dict()) else None
+        start = np.asarray(h)[0] if carries_state(c.to_dict()) else None
         return score_held_out(params, self.dataset.data, self.dataset.val, self.backend,
                               records=c.records, h_start=start, max_chars=c.eval_chars)
 

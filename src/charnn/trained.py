@@ -26,6 +26,7 @@ from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import WARMUP, Score, score_records, score_stream
 from .model import Params
+from .networks import state_shape
 from .sampling import SamplingOptions, carried_state, generate, start_state
 
 
@@ -97,13 +98,14 @@ class TrainedModel:
         return score
 
     def hidden_states(self, text: str, zero_state: bool = False) -> np.ndarray:
-        """(len(text), m): the hidden state after reading each character of `text`, from
-        the carried state (or zeros)."""
+        """The state after reading each character of `text`, from the carried state (or
+        zeros): (len(text), m) for the vanilla RNN, (len(text), layers, S, m) for a stacked
+        network (S = 2 for the LSTM: h, then the cell c)."""
         self._check_known(text, "the text")
-        m = self.params.hidden_size
-        h = np.zeros(m, self.params.dtype) if zero_state or self.carried is None else \
+        shape = state_shape(self.params)
+        h = np.zeros(shape, self.params.dtype) if zero_state or self.carried is None else \
             self.carried.astype(self.params.dtype)
-        states = np.empty((len(text), m), self.params.dtype)
+        states = np.empty((len(text),) + shape, self.params.dtype)
         for t, x in enumerate(self.vocab.encode(text)):
             h = self.backend.advance(self.params, h, np.array([x], np.int32))
             states[t] = h
@@ -122,15 +124,17 @@ class TrainedModel:
         each character's loss and the top-k guesses after each character."""
         if not text:
             raise CharnnError("the text is empty; give at least one character")
-        states = self.hidden_states(text, zero_state)                  # (T, m)
+        states = self.hidden_states(text, zero_state)                  # (T, ...state)
         logp = self.log_probabilities(states)                          # (T, K)
+        layers = [states] if states.ndim == 2 else \
+            [states[:, l, 0] for l in range(states.shape[1])]          # each layer's h (T, m)
         indices = self.vocab.encode(text)
         loss = np.full(len(text), np.nan)
         loss[1:] = -logp[np.arange(len(text) - 1), indices[1:]]
         k = min(k, len(self.vocab))
         top = np.argsort(-logp, axis=1, kind="stable")[:, :k]          # (T, k)
         chars = self.vocab.chars
-        return Analysis(text=text, layers=[states], loss=loss,
+        return Analysis(text=text, layers=layers, loss=loss,
                         top=[[chars[i] for i in row] for row in top],
                         top_p=np.exp(np.take_along_axis(logp, top, axis=1)))
 
@@ -148,8 +152,11 @@ class TrainedModel:
                                     np.array([x], np.int32))
 
     def logits(self, h: np.ndarray) -> np.ndarray:
-        """The output o = V h + c for a state h (m,) or states (T, m): (K,) or (T, K)."""
-        return np.asarray(h) @ self.params.V.T + self.params.c
+        """The output o = V h + c of a state or of states (T, ...): (K,) or (T, K); h is the
+        top layer's for a stacked network."""
+        h = np.asarray(h)
+        top = h if len(state_shape(self.params)) == 1 else h[..., -1, 0, :]
+        return top @ self.params.V.T + self.params.c
 
     def log_probabilities(self, h: np.ndarray) -> np.ndarray:
         """ln softmax(o) for states h (m,) or (T, m), in float64."""
@@ -181,14 +188,16 @@ class TrainedModel:
                               "never saw; use only characters of its training text")
 
 
-def load(source: str | Path, backend: str = "compiled",
+def load(source: str | Path, backend: str = "auto",
          announce: Callable[[str], None] | None = None) -> TrainedModel:
     """A trained model from a run folder (its best checkpoint) or a checkpoint file, on the
-    compiled backend (or 'numpy')."""
+    fastest backend that runs its network ('auto'), or the one named ('compiled', 'numpy')."""
     from .backends import get_backend
     ckpt = load_checkpoint(source, prefer=BEST)
+    config = dict(ckpt.meta.get("config", {}))
     return TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),
-                        config=dict(ckpt.meta.get("config", {})), carried=carried_state(ckpt),
-                        backend=get_backend(backend, announce, ckpt.params.dtype.name),
+                        config=config, carried=carried_state(ckpt),
+                        backend=get_backend(backend, announce, ckpt.params.dtype.name,
+                                            config.get("model", "rnn")),
                         checkpoint=ckpt)
 
