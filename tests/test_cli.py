@@ -312,3 +312,30 @@ def test_progress_in_a_log_file_is_plain_lines(tiny_text_file, tmp_path, capsys)
     assert "\r" not in err
     assert "update 300/300 (100%) | epoch" in err
     assert len(err.splitlines()) <= 3
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_a_stacked_network_trains_resumes_samples_and_evaluates(tiny_text_file, tmp_path, capsys,
+                                                                 model):
+    run = tmp_path / model
+    flags = ["--model", model, "--layers", "2", "--hidden", "12", "--dropout", "0.1",
+             "--batch-size", "2", "--optimizer", "adam", "--eta", "0.01", "--sample-every",
+             "60", "--log-every", "20", "--no-progress", "--val-frac", "0.2",
+             "--eval-every", "60"]
+    assert main(["train", str(tiny_text_file), "--updates", "60", "--out", str(run),
+                 *flags]) == 0
+    assert main(["train", "--resume", str(run), "--updates", "120", "--no-progress"]) == 0
+    capsys.readouterr()
+    for options in ([], ["--top-k", "3"], ["--top-p", "0.8", "--temperature", "0.7"],
+                    ["--greedy"], ["--stop-at", "\\n"], ["--count", "2"], ["--zero-state"]):
+        assert main(["sample", str(run), "-n", "40", "--prime", "All:", "--seed", "2",
+                     *options]) == 0, options
+        assert capsys.readouterr().out.startswith("All:")
+    assert main(["eval", str(run), str(tiny_text_file)]) == 0
+    assert "bits/char" in capsys.readouterr().out
+    assert main(["train", str(tiny_text_file), "--model", model, "--layers", "2",
+                 "--backend", "compiled", "--out", str(tmp_path / "c")]) == 2
+    clean_error(capsys, f"--backend compiled has no {model} yet", "--backend numpy")
+    assert main(["train", str(tiny_text_file), "--model", "rnn", "--layers", "2",
+                 "--out", str(tmp_path / "r")]) == 2
+    clean_error(capsys, "the vanilla RNN has one layer")

@@ -87,12 +87,15 @@ def held_out_text(trainer) -> str:
     return vocab.decode(d.data[start:end])
 
 
-@pytest.mark.parametrize("backend", ["numpy", "compiled"])
-@pytest.mark.parametrize("options", [
-    {},
-    {"batch_size": 3, "optimizer": "adam", "eta": 0.01},
-    {"order": "shuffled", "chunk_length": 200, "batch_size": 2},
-    {"records": True, "batch_size": 2},
+@pytest.mark.parametrize("backend,options", [
+    (backend, options) for backend in ("numpy", "compiled") for options in (
+        {},
+        {"batch_size": 3, "optimizer": "adam", "eta": 0.01},
+        {"order": "shuffled", "chunk_length": 200, "batch_size": 2},
+        {"records": True, "batch_size": 2})] + [
+    ("numpy", {"model": "lstm", "layers": 2, "dropout": 0.2, "batch_size": 3,
+               "optimizer": "adam", "eta": 0.01}),
+    ("numpy", {"model": "gru", "records": True, "batch_size": 2}),
 ])
 def test_validation_best_checkpoint_report_and_eval_agree(tmp_path, capsys, backend, options):
     path = tmp_path / "text.txt"

@@ -79,6 +79,10 @@ def test_epoch_resets_and_counts_follow_the_pointer_walk(tiny_text_file, tmp_pat
     {"optimizer": "rmsprop", "order": "shuffled", "chunk_length": 60},
     {"optimizer": "adagrad", "order": "shuffled", "chunk_length": 80, "batch_size": 4,
      "val_frac": 0.15, "eval_every": 100},
+    {"model": "lstm", "layers": 2, "dropout": 0.2, "optimizer": "adam", "eta": 0.01,
+     "batch_size": 3, "val_frac": 0.1, "eval_every": 60, "hidden": 8},
+    {"model": "gru", "layers": 2, "dropout": 0.3, "optimizer": "rmsprop", "order": "shuffled",
+     "chunk_length": 60, "batch_size": 2, "hidden": 8},
 ])
 def test_resumed_run_matches_uninterrupted_run(tiny_text_file, tmp_path, options):
     corpus = load_corpus(tiny_text_file)

@@ -50,11 +50,15 @@ import numpy as np
 
 from .config import TrainConfig
 from .errors import CharnnError
-from .model import PARAM_NAMES, Params
+from .model import Params
+from .networks import NETWORKS
 from .optim import STATE_SLOTS
 
 FORMAT = "charnn-checkpoint"
-FORMAT_VERSION = 1
+# 1: the vanilla RNN (b, c, U, W, V; h (B, m)). 2: the network is named in the config (model,
+# layers; rnn when absent), its arrays are that network's (networks/), h (B, layers, S, m) for
+# a stacked one. Version 1 files read as version 2 files of the vanilla RNN.
+FORMAT_VERSION = 2
 LATEST = "latest.npz"
 BEST = "best.npz"
 
@@ -231,13 +235,18 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoi
     meta["vocab"] = vocab = _check_vocab(c, meta.get("vocab"))
     m, K, B = config.hidden, len(vocab), config.batch_size
     dtype = np.dtype(config.dtype)
-    shapes = {"b": (m,), "c": (K,), "U": (m, K), "W": (m, m), "V": (K, m)}
-    why = f"hidden size {m} (config) and {K} characters (vocabulary) make it"
+    network = NETWORKS[config.model]
+    shapes = network.param_shapes(K, m, config.layers)
+    names = tuple(shapes)
+    why = (f"the {config.model} of hidden size {m} and {config.layers} layer(s) (config) and "
+           f"{K} characters (vocabulary) make it" if config.model != "rnn" else
+           f"hidden size {m} (config) and {K} characters (vocabulary) make it")
+    state = (m,) if config.model == "rnn" else (config.layers, network.STATE_VECTORS, m)
 
     slots = STATE_SLOTS[config.optimizer]
-    wanted = {f"opt_{slot}_{name}" for slot in slots for name in PARAM_NAMES}
+    wanted = {f"opt_{slot}_{name}" for slot in slots for name in names}
     unknown = sorted(k for k in arrays if k not in wanted and k != "h"
-                     and k not in {f"param_{n}" for n in PARAM_NAMES})
+                     and k not in {f"param_{n}" for n in names})
     found_slots = {k.split("_")[1] for k in arrays if k.startswith("opt_") and k.count("_") == 2}
     others = [o for o, s in STATE_SLOTS.items() if set(s) == found_slots]
     if found_slots != set(slots) and others:
@@ -247,7 +256,7 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoi
     c.need(not unknown, f"it holds arrays no charnn checkpoint has ({_cut(', '.join(unknown))})")
 
     params = {}
-    for name in PARAM_NAMES:
+    for name in names:
         key = f"param_{name}"
         c.need(key in arrays, f"the model's {name} ({key}) is missing")
         a = _check_array(c, key, arrays[key], shapes[name], dtype, why)
@@ -259,7 +268,7 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoi
 
     opt_state = {}
     for slot in slots:
-        for name in PARAM_NAMES:
+        for name in names:
             key = f"opt_{slot}_{name}"
             c.need(key in arrays, f"the {config.optimizer} optimiser state {key} is missing")
             a = _check_array(c, key, arrays[key], shapes[name], dtype, f"the model's {name} is")
@@ -272,17 +281,18 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoi
             opt_state[f"{slot}_{name}"] = a
 
     c.need("h" in arrays, "the hidden state h is missing")
-    h = _check_array(c, "h", arrays["h"], (B, m), dtype,
+    h = _check_array(c, "h", arrays["h"], (B,) + state, dtype,
                      f"batch size {B} and hidden size {m} (config) make it")
     bad = _non_finite(h)
     c.need(not bad, f"the hidden state h holds {bad}")
-    c.need(not (np.abs(h) > 1).any(), "the hidden state h holds values outside [-1, 1], "
-                                      "which tanh never gives")
+    outputs = h if config.model == "rnn" else h[..., 0, :]   # h itself; an LSTM's cell is free
+    c.need(not (np.abs(outputs) > 1).any(), "the hidden state h holds values outside [-1, 1], "
+                                            "which tanh never gives")
 
     _check_state(c, meta.get("state"))
     _check_rng(c, meta.get("sample_rng"))
     _check_corpus(c, meta.get("corpus"), K)
-    return Checkpoint(params=Params(**params), meta=meta, opt_state=opt_state, h=h)
+    return Checkpoint(params=Params(params), meta=meta, opt_state=opt_state, h=h)
 
 
 def _check_array(c: _Checker, key: str, a: np.ndarray, shape: tuple, dtype: np.dtype,

@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_beam_argument(g)
     g.add_argument("--seed", type=seed_number, default=None,
                    help="random seed: the same seed gives the same text (default: random)")
-    g.add_argument("--backend", choices=BACKENDS, default="compiled")
+    g.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("gradcheck", help="check the analytic gradients numerically",
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=whole_number, default=0,
                    help="score at most N characters after the warm-up (default 0: all; "
                         "validation scores at most --eval-chars)")
-    p.add_argument("--backend", choices=BACKENDS, default="compiled")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_eval)
 
     from .report import add_report_parser
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, default=2000,
                    help="look at the first N characters (default 2000)")
     p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--backend", choices=BACKENDS, default="compiled")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("serve", help="watch runs, generate and look inside models in a browser",
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="default 8000")
-    p.add_argument("--backend", choices=BACKENDS, default="compiled")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import BACKENDS, DTYPES, ORDERS, TrainConfig
+from .networks import NETWORKS
 from .optim import OPTIMIZERS
 
 
@@ -43,7 +44,12 @@ def unescape(text: str) -> str:
 
 # group -> {field: (help, argparse keywords)}; the defaults come from TrainConfig
 MODEL = {
-    "hidden": ("hidden units m", {"type": whole_number}),
+    "model": ("the network: rnn (the assignment's vanilla RNN), lstm or gru",
+              {"choices": tuple(NETWORKS)}),
+    "layers": ("stacked layers (lstm and gru)", {"type": whole_number}),
+    "dropout": ("dropout between stacked layers while training, as char-rnn's",
+                {"type": number}),
+    "hidden": ("hidden units m (per layer)", {"type": whole_number}),
     "sigma": ("std of the initial U, W, V", {"type": number}),
     "dtype": ("float32 is faster and takes half the memory", {"choices": DTYPES}),
 }
@@ -81,7 +87,8 @@ REPORTING = {
 }
 RUN = {
     "seed": ("random seed", {"type": seed_number}),
-    "backend": ("compiled (numba) or numpy (the readable reference)", {"choices": BACKENDS}),
+    "backend": ("auto (the fastest that runs the network), compiled (numba) or numpy (the "
+                "readable reference)", {"choices": BACKENDS}),
 }
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

@@ -241,7 +241,7 @@ def _quote(arg: str) -> str:
 def report_by_training(args, out: Path, command: str = "") -> ReportData:
     from .train import Trainer
     if args.backend is None:
-        args.backend = "compiled"
+        args.backend = "auto"
     if args.epochs is None and args.updates is None:
         args.epochs = DEFAULT_EPOCHS
     config = config_from_args(args)
@@ -467,7 +467,8 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
     else:
         best = latest
         notes.append(f"{run_dir.name} has no {BEST}; the final model stands in for the best one.")
-    backend = get_backend(backend_name, lambda m: print(m, flush=True), config.dtype)
+    backend = get_backend(backend_name, lambda m: print(m, flush=True), config.dtype,
+                          config.model)
     samples = [SampleBlock(**block) for block in RunFolder(run_dir).read_samples()]
     held = held_out_loss(corpus, config, backend, latest, best)
     inside = look_inside(corpus, config, best, backend)
