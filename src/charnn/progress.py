@@ -30,6 +30,8 @@ class ProgressView:
             self.total = event.total_updates
             self.write(f"corpus {c['name']}: {c['chars']:,} characters, K={c['K']}; "
                        f"{event.updates_per_epoch:,} updates per epoch; run folder {event.run_dir}")
+            if event.network:
+                self.write(f"network: {event.network}; backend {event.backend}")
             if self.show_bar and not self.plain:
                 from tqdm import tqdm
                 self.bar = tqdm(total=event.total_updates, initial=event.iteration,

@@ -43,6 +43,7 @@ from .options import (add_train_arguments, config_from_args, load_training_corpu
                       seed_number, whole_number)
 from .progress import ProgressView
 from .run_folder import RunFolder, parse_sample_blocks
+from .train import describe_network
 from .sampling import carried_state
 
 DEFAULT_OUT = Path("report")
@@ -256,7 +257,7 @@ def report_by_training(args, out: Path, command: str = "") -> ReportData:
             (run_dir / name).unlink(missing_ok=True)
     announce = lambda message: print(message, flush=True)  # noqa: E731
 
-    gradcheck = run_gradcheck(corpus, config.backend, announce)
+    gradcheck = run_gradcheck(corpus, config.backend, announce, config)
 
     view = ProgressView(show_bar=not args.no_progress)
     trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
@@ -295,30 +296,45 @@ def report_from_run(run: Path, out: Path, text: str | None = None, encoding: str
                           "differs); give the original text")
     backend = backend or config.backend
     announce = lambda message: print(message, flush=True)  # noqa: E731
-    gradcheck = run_gradcheck(corpus, backend, announce)
+    gradcheck = run_gradcheck(corpus, backend, announce, config)
     return collect(run, corpus, backend, gradcheck, trained_here=False, command=command)
 
 
 # -- the pieces -----------------------------------------------------------------------------
 
-def run_gradcheck(corpus: Corpus, backend: str, announce=None) -> GradCheck:
-    """Figure 1: the check of `charnn gradcheck`, on the first characters of the corpus."""
-    from .gradcheck import check_gradients, gradcheck_problem
+def run_gradcheck(corpus: Corpus, backend: str, announce=None,
+                  config: TrainConfig | None = None) -> GradCheck:
+    """Figure 1: the check of `charnn gradcheck`, on the first characters of the corpus, for
+    the run's network (every layer of a stacked one, from PyTorch's weight scale 1/sqrt(m)
+    with h = 1e-5, as `charnn gradcheck --model` does)."""
+    from .backends import get_backend, resolve_backend
+    from .gradcheck import check_gradients, check_network_gradients, gradcheck_problem
+    from .networks import NETWORKS
+    model, layers = (config.model, config.layers) if config else ("rnn", 1)
     seq_length = 25
     data = corpus.data[:seq_length + 1].astype(np.int32)   # records: framed, as trained on
     if len(data) < 2:
         raise CharnnError(f"{corpus.name} has fewer than 2 characters; give a longer text")
     K = len(corpus.vocab)
-    params, inputs, targets, h_prev = gradcheck_problem(data, K, GRADCHECK_HIDDEN, seq_length)
-    kwargs, whose = {}, "the numpy reference (model.py)"
-    if backend == "compiled":
-        from .backends import get_backend
-        kwargs["gradient_fn"] = get_backend("compiled", announce).loss_and_gradients
-        whose = "the compiled backend (kernels.py)"
     started = time.perf_counter()
-    rows = check_gradients(params, inputs, targets, h_prev, GRADCHECK_STEP, GRADCHECK_THRESHOLD,
-                           **kwargs)
-    result = GradCheck(rows, GRADCHECK_HIDDEN, K, len(inputs), GRADCHECK_STEP,
+    if model == "rnn":
+        params, inputs, targets, h_prev = gradcheck_problem(data, K, GRADCHECK_HIDDEN,
+                                                            seq_length)
+        kwargs, whose = {}, "the numpy reference (model.py)"
+        if resolve_backend(backend or "auto", model) == "compiled":
+            kwargs["gradient_fn"] = get_backend("compiled", announce).loss_and_gradients
+            whose = "the compiled backend (kernels.py)"
+        step = GRADCHECK_STEP
+        rows = check_gradients(params, inputs, targets, h_prev, step, GRADCHECK_THRESHOLD,
+                               **kwargs)
+    else:
+        params, inputs, targets, states = gradcheck_problem(
+            data, K, GRADCHECK_HIDDEN, seq_length, 1 / np.sqrt(GRADCHECK_HIDDEN), 0, 1,
+            model, layers)
+        step, whose = 1e-5, f"the numpy reference (networks/{model}.py)"
+        rows = check_network_gradients(NETWORKS[model], params, inputs, targets, states, step,
+                                       GRADCHECK_THRESHOLD)
+    result = GradCheck(rows, GRADCHECK_HIDDEN, K, len(inputs), step,
                        GRADCHECK_THRESHOLD, whose, time.perf_counter() - started)
     print(f"gradient check (m={result.hidden}, K={K}): "
           f"{'all pass' if result.passed else 'FAILED'} in {result.seconds:.1f} s, largest "
@@ -502,6 +518,10 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
         trained_here=trained_here, command=command, notes=notes, inside=inside)
 
 
+def _network_name(d) -> str:
+    return "RNN" if d.config.model == "rnn" else d.config.model.upper()
+
+
 def _inside_text(inside: LookInside) -> str:
     return (f"Which hidden units track simple features of the text: {inside.source} run "
             "through the best model, each unit's activation correlated (Pearson r) with inside "
@@ -556,8 +576,9 @@ def _facts(d: ReportData) -> dict[str, list[tuple[str, str]]]:
     ]
     if corpus.get("records") is not None:
         corpus_rows.append(("records", f"{corpus['records']:,}"))
-    settings_rows = [(k, "(none)" if v is None else repr(v) if isinstance(v, str) else str(v))
-                     for k, v in c.to_dict().items()]
+    settings_rows = [("network", describe_network(c))] + [
+        (k, "(none)" if v is None else repr(v) if isinstance(v, str) else str(v))
+        for k, v in c.to_dict().items()]
     speed = d.iteration / d.elapsed if d.elapsed > 0 else math.nan
     run_rows = [
         ("run folder", str(d.run_dir)),
@@ -646,8 +667,9 @@ def _texts(d: ReportData) -> dict[str, str]:
                   "epochs, the text while learning and the best model's text."),
         "gc": (f"Analytic gradients of {gc.gradients_of} against centred differences "
                f"(L(theta + h) - L(theta - h)) / 2h, h = {gc.step:g}, for every element of "
-               f"b, c, U, W, V, on a small network: m = {gc.hidden}, K = {gc.K}, the first "
-               f"{gc.seq_length} characters of the text, a random h_prev. An element passes "
+               f"{', '.join(r.name for r in gc.rows)}, on a small network: m = {gc.hidden}, "
+               f"K = {gc.K}, the first {gc.seq_length} characters of the text, a random "
+               "starting state. An element passes "
                f"when its relative difference |a - n| / (|a| + |n|) is at most "
                f"{gc.threshold:g}. " + ("All parameters pass." if gc.passed else
                                         "Some parameters FAIL: the gradients are wrong.")
@@ -707,7 +729,7 @@ def render_markdown(d: ReportData, figure_name: str) -> str:
     samples = "\n".join(f"{s.header}\n{_visible(s.text)}" for s in d.samples)
     best = _visible(d.best_text)
     parts = [
-        f"# Character-level RNN on {d.corpus.get('name')}", "", t["intro"], "",
+        f"# Character-level {_network_name(d)} on {d.corpus.get('name')}", "", t["intro"], "",
         *(["> " + n for n in d.notes] + [""] if d.notes else []),
         "## 1 Gradient check", "", t["gc"], "",
         _md_table(_GC_HEADERS, _gradcheck_rows(d.gradcheck)), "", f"*{t['gc_caption']}*", "",
@@ -780,7 +802,7 @@ def _html_table(headers: list[str] | None, rows: list[list[str]], cls: str = "",
 
 def render_html(d: ReportData, png: bytes) -> str:
     t, facts = _texts(d), _facts(d)
-    title = f"Character-level RNN on {d.corpus.get('name')}"
+    title = f"Character-level {_network_name(d)} on {d.corpus.get('name')}"
     image = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     width, height = struct.unpack(">II", png[16:24])          # the PNG's IHDR
     samples = "\n".join(f'<span class="head">{_h(s.header)}</span>\n{_h(_visible(s.text))}'

@@ -50,6 +50,8 @@ class Started:
     iteration: int             # where training starts (0, or the resumed iteration)
     corpus: dict
     run_dir: Path
+    network: str = ""          # what is trained, in words
+    backend: str = ""          # the backend that runs it, and why
 
 
 @dataclass
@@ -225,7 +227,8 @@ class Trainer:
         s, c = self.state, self.config
         total = self.total_updates
         self.on_event(Started(total, self.updates_per_epoch, s.iteration,
-                              corpus_facts(self.corpus), self.run_dir))
+                              corpus_facts(self.corpus), self.run_dir,
+                              describe_network(c), self._backend_reason()))
         if not self.resumed:
             s.smooth_loss = self._first_update_loss()    # the report's "iter 0" smooth loss
             s.best_value = math.inf
@@ -289,6 +292,12 @@ class Trainer:
         return s
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def _backend_reason(self) -> str:
+        if self.config.backend == "auto":
+            return (f"{self.backend_name} (auto: the fastest backend that runs "
+                    f"{self.config.model} in {self.config.dtype})")
+        return self.backend_name
 
     def _fit_slice(self, n: int, seconds: float) -> None:
         """Updates for the next backend call: as many as fit in SLICE_SECONDS at the rate
@@ -419,6 +428,18 @@ class Trainer:
             except ValueError:                           # not the main thread
                 pass
         return previous
+
+
+def describe_network(config: TrainConfig) -> str:
+    """The network in words: 'the vanilla RNN of 100 units', 'an LSTM of 2 layers of 128
+    units, dropout 0.2 between them'."""
+    if config.model == "rnn":
+        return f"the vanilla RNN of {config.hidden} units"
+    stack = (f"{config.layers} layers of {config.hidden} units" if config.layers > 1 else
+             f"{config.hidden} units")
+    dropout = f", dropout {config.dropout:g} between them" if config.dropout else ""
+    article = "an" if config.model == "lstm" else "a"
+    return f"{article} {config.model.upper()} of {stack}{dropout}"
 
 
 def check_memory(config: TrainConfig, K: int) -> None:
