@@ -27,7 +27,7 @@ RESUMABLE = ("updates", "epochs", "eta", "clip", "sample_every", "sample_length"
 class TrainConfig:
     # model
     hidden: int = 100              # m, hidden units
-    sigma: float = 0.01            # std of the initial U, W, V
+    sigma: float | None = None     # std of the initial weights; None: the network's default
     dtype: str = "float64"         # float32 halves memory traffic and is faster
     model: str = "rnn"             # the network: rnn (the assignment's), lstm or gru
     layers: int = 1                # stacked layers (lstm and gru)
@@ -61,6 +61,12 @@ class TrainConfig:
     def __post_init__(self):
         if self.eta is None:
             self.eta = DEFAULT_ETA.get(self.optimizer, 0.1)
+        if self.sigma is None:
+            # the assignment's 0.01 for the vanilla RNN; PyTorch's scale 1/sqrt(m) for the
+            # gated networks, whose lower layers barely learn from weights of 0.01 (a 2-layer
+            # GRU of 64 units: 4.78 bits/char after 300,000 characters, against 2.83)
+            gated = self.model != "rnn" and isinstance(self.hidden, int) and self.hidden > 0
+            self.sigma = 1 / math.sqrt(self.hidden) if gated else 0.01
 
     def validate(self) -> "TrainConfig":
         """Raise a CharnnError naming the first impossible setting and what to give instead."""

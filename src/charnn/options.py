@@ -50,7 +50,8 @@ MODEL = {
     "dropout": ("dropout between stacked layers while training, as char-rnn's",
                 {"type": number}),
     "hidden": ("hidden units m (per layer)", {"type": whole_number}),
-    "sigma": ("std of the initial U, W, V", {"type": number}),
+    "sigma": ("std of the initial weights (default 0.01 for rnn, the assignment's; 1/sqrt(m) "
+              "for lstm and gru, PyTorch's scale)", {"type": number}),
     "dtype": ("float32 is faster and takes half the memory", {"choices": DTYPES}),
 }
 OPTIMISATION = {
