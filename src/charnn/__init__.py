@@ -1,4 +1,4 @@
-"""charnn: character-level vanilla RNN language models.
+"""charnn: character-level recurrent language models (vanilla RNN, LSTM, GRU).
 
     import charnn
     model = charnn.load("runs/mine")          # a run folder or a checkpoint

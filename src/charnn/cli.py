@@ -325,12 +325,12 @@ def cmd_serve(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .evaluation import WARMUP
-    parser = _Parser(prog="charnn", description="Character-level vanilla RNN language models.")
+    parser = _Parser(prog="charnn", description="Character-level recurrent language models: the vanilla RNN, LSTM and GRU.")
     parser.add_argument("--version", action="version", version=f"charnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a model on a text",
-                       description="Train a vanilla RNN on a text (default: Shakespeare).")
+                       description="Train a network (default: the vanilla RNN) on a text (default: Shakespeare).")
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
