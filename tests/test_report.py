@@ -163,3 +163,31 @@ def test_the_report_looks_inside_with_the_units_the_finder_ranks(trained_report)
     r = [abs(float(x)) for _, _, x in rows]
     assert r == sorted(r, reverse=True)              # best first
     assert page.count('<span style="background:rgba(') > 100   # the text coloured by a unit
+
+
+def test_a_report_names_the_network_and_checks_every_layer(tiny_text_file, tmp_path):
+    from charnn.cli import main
+    out = tmp_path / "lstm-report"
+    assert main(["report", str(tiny_text_file), "--model", "lstm", "--layers", "2",
+                 "--hidden", "8", "--updates", "60", "--out", str(out), "--no-progress"]) == 0
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert md.startswith("# Character-level LSTM on tiny.txt")
+    assert "| network | an LSTM of 2 layers of 8 units |" in md
+    for name in ("W_ih0", "W_hh0", "b_ih1", "W_hh1", "V", "c"):
+        assert re.search(rf"^\| {name} \| .* \| pass \|$", md, re.M), name
+
+
+def test_the_api_loads_and_runs_a_stacked_network(tiny_text_file, tmp_path):
+    import charnn
+    corpus = charnn.load_corpus(tiny_text_file)
+    charnn.Trainer(corpus, charnn.TrainConfig(model="gru", layers=2, hidden=8, updates=40,
+                                              sample_every=40, log_every=20,
+                                              checkpoint_every=40), tmp_path / "run").run()
+    model = charnn.load(tmp_path / "run")
+    assert model.backend.__name__ == "charnn.steps"          # auto: numpy runs the GRU
+    text = model.generate(50, prime="All:", seed=1)
+    assert len(text) == 50 and model.generate(50, prime="All:", seed=1) == text
+    assert model.hidden_states("Speak").shape == (5, 2, 1, 8)
+    assert 0 < model.evaluate(corpus.text[:400]).bits < 10
+    analysis = model.analyse("Speak, speak.")
+    assert len(analysis.layers) == 2 and analysis.layers[1].shape == (13, 8)

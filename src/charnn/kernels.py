@@ -75,7 +75,7 @@ def _jit(fn=None, *, parallel=False):
 # Constants handed to the kernels in the parameters' dtype, so float32 arithmetic never
 # meets a float64 literal (which would promote it).
 _C_ETA, _C_EPS, _C_GAMMA, _C_1MGAMMA, _C_B1, _C_1MB1, _C_B2, _C_1MB2, _C_CLIP, _C_ONE, \
-    _C_ZERO, _C_NCONST = range(12)
+    _C_NCONST = range(11)
 
 
 def _constants(dtype, eta: float = 0.0, clip: float = 0.0) -> np.ndarray:
