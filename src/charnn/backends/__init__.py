@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import CharnnError
+from ..errors import CharnnError
 
 # name -> module, fastest first
 BACKENDS = {"compiled": "charnn.kernels", "numpy": "charnn.steps"}
