@@ -50,8 +50,8 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     h holds every lane's state, (lanes, m) for the vanilla RNN, (lanes, layers, S, m) for a
     stacked network (networks.state_shape); opt_step is the number of updates the optimiser
     has made before. Stacked networks drop units between layers with probability `dropout`,
-    the masks of update t (counted from 1) and lane l drawn from (dropout_seed, t, l), so that
-    any split of the updates into calls, and a resumed run, draws the same ones. Returns the
+    the masks of update t (counted from 1) and lane l drawn from (dropout_seed, t, l) as
+    networks/dropout.py says, so that any split of the updates into calls, and a resumed run, draws the same ones. Returns the
     loss of each update (float64)."""
     network = network_of(params)
     layers, m = (h.shape[1] if h.ndim == 4 else 1), params.hidden_size
@@ -67,8 +67,7 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
             if resets[u, lane]:
                 h[lane] = 0
             s = int(starts[u, lane])
-            masks = network.dropout_masks(dropout, L, m, layers,
-                                          np.random.default_rng([dropout_seed, t, lane]),
+            masks = network.dropout_masks(dropout, L, m, layers, (dropout_seed, t, lane),
                                           params.dtype) if dropout else None
             loss, g, state = network.loss_and_gradients(
                 params, data[s:s + L], data[s + 1:s + L + 1], _state(network, h[lane]), masks)

@@ -27,10 +27,11 @@ Every module in NETWORKS provides, with the same names and signatures:
                                    (summed, not averaged), grads with params' keys and shapes
     sequence_loss(params, inputs, targets, state)
                                    (loss, state_last), forward only, no dropout
-    dropout_masks(p, tau, m, layers, rng, dtype=np.float64)
+    dropout_masks(p, tau, m, layers, key, dtype=np.float64)
                                    None (p == 0 or one layer) or layers - 1 arrays (tau, m) of
                                    0 and 1 / (1 - p): mask l multiplies layer l's h_t on its way
-                                   into layer l + 1 (between layers only, as PyTorch's dropout)
+                                   into layer l + 1 (between layers only, as PyTorch's dropout);
+                                   key = (seed, update, lane), drawn as dropout.py says
 
 K characters, m hidden units per layer; inputs and targets are arrays of character indices.
 The top layer's h_t gives p_t = softmax(V h_t + c), as in charnn.model, the vanilla RNN, which

@@ -33,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import stack
-from .stack import dropout_masks, sigmoid
+from .dropout import dropout_masks
+from .stack import sigmoid
 
 STATE_VECTORS = 1       # h
 GATES = 3               # r, z, n

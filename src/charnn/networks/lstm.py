@@ -34,7 +34,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import stack
-from .stack import dropout_masks, sigmoid
+from .dropout import dropout_masks
+from .stack import sigmoid
 
 STATE_VECTORS = 2       # h and the cell c
 GATES = 4               # i, f, g, o

@@ -31,7 +31,7 @@ def zero_state(m: int, layers: int, dtype=np.float64) -> np.ndarray:
     return np.zeros((1, STATE_VECTORS, m), dtype)
 
 
-def dropout_masks(p: float, tau: int, m: int, layers: int, rng: np.random.Generator,
+def dropout_masks(p: float, tau: int, m: int, layers: int, key: tuple[int, int, int],
                   dtype=np.float64):
     """One layer has nothing between layers to drop."""
     return None

@@ -48,19 +48,6 @@ def initial_params(shapes: dict, sigma: float, rng: np.random.Generator,
     return params
 
 
-def dropout_masks(p: float, tau: int, m: int, layers: int, rng: np.random.Generator,
-                  dtype=np.float64) -> list[np.ndarray] | None:
-    """Masks for dropout with probability p between stacked layers, for a window of tau steps:
-    layers - 1 arrays (tau, m) of 0 (dropped) and 1 / (1 - p) (kept, scaled so the expected
-    input is unchanged); mask l multiplies layer l's h_t on its way into layer l + 1. None when
-    there is nothing to drop (p == 0 or a single layer)."""
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    if p == 0 or layers == 1:
-        return None
-    return [((rng.random((tau, m)) >= p) / (1 - p)).astype(dtype) for _ in range(layers - 1)]
-
-
 def sigmoid(a: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-a))
 
