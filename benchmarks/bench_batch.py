@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 import numba
-from charnn import kernels, optim
+from charnn import optim
+from charnn.backends import compiled
 from charnn.config import TrainConfig
 from charnn.corpus import load_corpus
 from charnn.data import build_dataset, epoch_schedule
@@ -80,7 +81,7 @@ def charnn_runner(corpus, B: int, m: int):
                 pos[0] = 0
             first = pos[0]
             last = min(total, first + n)
-            kernels.train_updates(params, "adagrad", state, first, ETA, CLIP, h, data,
+            compiled.train_updates(params, "adagrad", state, first, ETA, CLIP, h, data,
                                   sched.starts, sched.lengths, sched.resets, first, last)
             chars += int(sched.lengths[first:last].sum())
             n -= last - first
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
     except ImportError:
         torch_version = None
     corpus = load_corpus()
-    kernels.ensure_compiled(dtypes=(np.float32,))
+    compiled.ensure_compiled(dtypes=(np.float32,))
     head = (f"{machine()}\nnumba {numba.__version__} ({numba.get_num_threads()} threads), "
             f"PyTorch {torch_version or 'not installed'}; float32, seq_length {TAU}, "
             f"AdaGrad, K = {len(corpus.vocab)}; median of {args.repeats} alternating turns "

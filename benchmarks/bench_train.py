@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import textbook_numpy  # noqa: E402
 from machine import machine  # noqa: E402
 from charnn import corpus as corpus_module  # noqa: E402
-from charnn import kernels, optim, steps  # noqa: E402
+from charnn import optim  # noqa: E402
+from charnn.backends import compiled, reference  # noqa: E402
 from charnn.model import Params  # noqa: E402
 
 M, TAU, ETA, CLIP = 100, 25, 0.1, 5.0
@@ -110,7 +111,7 @@ def sampling_speed(corpus, repeats):
     from charnn.sampling import generate
     params = Params.initial(M, len(corpus.vocab), 0.01, np.random.default_rng(0))
     result = {}
-    for name, module in (("charnn numpy reference", steps), ("charnn compiled", kernels)):
+    for name, module in (("charnn numpy reference", reference), ("charnn compiled", compiled)):
         generate(params, corpus.vocab, 100, np.random.default_rng(0), module)       # warm up
         times = []
         for r in range(repeats):
@@ -154,7 +155,7 @@ def main(argv=None):
 
     import numba
     numba.set_num_threads(1)
-    kernels.ensure_compiled()
+    compiled.ensure_compiled()
     corpus = corpus_module.load_corpus(args.text)
     data = corpus.encoded()[: 400_000]
     K = len(corpus.vocab)
@@ -163,9 +164,9 @@ def main(argv=None):
 
     contenders = [
         ("textbook numpy (baseline)", textbook_runner(data, K), 300),
-        ("charnn numpy reference", charnn_runner(steps, data, K, np.float64), 300),
-        ("charnn compiled float64", charnn_runner(kernels, data, K, np.float64), 10000),
-        ("charnn compiled float32", charnn_runner(kernels, data, K, np.float32), 10000),
+        ("charnn numpy reference", charnn_runner(reference, data, K, np.float64), 300),
+        ("charnn compiled float64", charnn_runner(compiled, data, K, np.float64), 10000),
+        ("charnn compiled float32", charnn_runner(compiled, data, K, np.float32), 10000),
     ]
     rows = []
     for name, run, n in contenders:

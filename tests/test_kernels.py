@@ -1,5 +1,6 @@
-"""The compiled kernels against the numpy reference (model.py, steps.py), level by level:
-one window's loss and gradients, many training updates, evaluation, advance, sampling."""
+"""The compiled kernels against the numpy reference (model.py, backends/reference.py),
+level by level: one window's loss and gradients, many training updates, evaluation, advance,
+sampling."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 from charnn import corpus as corpus_module
-from charnn import kernels, model, optim, steps
+from charnn import model, optim
+from charnn.backends import compiled, reference
+from charnn.backends.compiled import cache, lanes, numerics, optimisers, products
 from charnn.model import Params
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -64,7 +67,7 @@ def test_products_equal_numpy(dtype, transpose_a, N):
             expected = C.copy()
             product = (A.T if transpose_a else A).astype(np.float64) @ B
             expected[:R] = product + (C[:R] if accumulate else 0)
-            kernels._gemm(A, B, C, transpose_a, accumulate)
+            products._gemm(A, B, C, transpose_a, accumulate)
             tol = 1e-12 if dtype == np.float64 else 1e-5
             assert rel_err(C, expected) <= tol, (R, depth, accumulate)
             assert np.array_equal(C[R:], expected[R:])
@@ -79,7 +82,7 @@ def test_window_loss_and_gradients_equal_numpy(m, K, tau):
     targets = rng.integers(0, K, tau)
     h_prev = 0.5 * rng.standard_normal(m)
     loss, grads, h_last = model.loss_and_gradients(params, inputs, targets, h_prev)
-    c_loss, c_grads, c_h = kernels.loss_and_gradients(params, inputs, targets, h_prev)
+    c_loss, c_grads, c_h = compiled.loss_and_gradients(params, inputs, targets, h_prev)
     assert abs(c_loss - loss) <= 1e-10 * abs(loss)
     assert rel_err(c_h, h_last) <= 1e-10
     for name in model.PARAM_NAMES:
@@ -95,7 +98,7 @@ def test_window_gradients_equal_numpy_for_larger_models(m):
     inputs, targets = rng.integers(0, K, tau), rng.integers(0, K, tau)
     h_prev = 0.5 * rng.standard_normal(m)
     _, grads, _ = model.loss_and_gradients(params, inputs, targets, h_prev)
-    _, c_grads, _ = kernels.loss_and_gradients(params, inputs, targets, h_prev)
+    _, c_grads, _ = compiled.loss_and_gradients(params, inputs, targets, h_prev)
     for name in model.PARAM_NAMES:
         assert rel_err(getattr(c_grads, name), getattr(grads, name)) <= 1e-10
 
@@ -116,9 +119,9 @@ def test_train_updates_equal_numpy(optimizer, B, irregular):
     h = 0.3 * rng.standard_normal((B, m))
     ref = (params.copy(), {k: v.copy() for k, v in state.items()}, h.copy())
     eta = optim.DEFAULT_ETA[optimizer]
-    losses = kernels.train_updates(params, optimizer, state, 7, eta, 5.0, h, data,
+    losses = compiled.train_updates(params, optimizer, state, 7, eta, 5.0, h, data,
                                    starts, lengths, resets.astype(bool), 2, U)
-    r_losses = steps.train_updates(ref[0], optimizer, ref[1], 7, eta, 5.0, ref[2], data,
+    r_losses = reference.train_updates(ref[0], optimizer, ref[1], 7, eta, 5.0, ref[2], data,
                                    starts, lengths, resets, 2, U)
     assert np.array_equal(np.isnan(losses), np.isnan(r_losses))
     ok = ~np.isnan(r_losses)
@@ -146,11 +149,11 @@ def test_train_updates_equal_numpy_for_a_wide_batch(dtype):
     state = optim.initial_state("adagrad", params)
     h = 0.3 * rng.standard_normal((B, m))
     ref = (params.copy(), {k: v.copy() for k, v in state.items()}, h.copy())
-    r_losses = steps.train_updates(ref[0], "adagrad", ref[1], 0, 0.05, 5.0, ref[2], data,
+    r_losses = reference.train_updates(ref[0], "adagrad", ref[1], 0, 0.05, 5.0, ref[2], data,
                                    starts, lengths, resets, 0, U)
     params, h = params.astype(dtype), h.astype(dtype)
     state = {k: v.astype(dtype) for k, v in state.items()}
-    losses = kernels.train_updates(params, "adagrad", state, 0, 0.05, 5.0, h, data,
+    losses = compiled.train_updates(params, "adagrad", state, 0, 0.05, 5.0, h, data,
                                    starts, lengths, resets, 0, U)
     tol = 1e-9 if dtype == np.float64 else 2e-3
     assert np.allclose(losses, r_losses, rtol=tol, atol=0)
@@ -187,8 +190,8 @@ def thousand_updates(train_updates, optimizer, eta, nudge=False, U=1000):
 @pytest.mark.parametrize("optimizer,eta", [("adagrad", 0.02), ("rmsprop", 0.002),
                                            ("adam", 0.002)])
 def test_thousand_updates_give_the_same_smooth_loss(optimizer, eta):
-    numpy_run = thousand_updates(steps.train_updates, optimizer, eta)
-    compiled_run = thousand_updates(kernels.train_updates, optimizer, eta)
+    numpy_run = thousand_updates(reference.train_updates, optimizer, eta)
+    compiled_run = thousand_updates(compiled.train_updates, optimizer, eta)
     assert abs(compiled_run[-1] - numpy_run[-1]) <= 1e-6 * abs(numpy_run[-1])
 
 
@@ -197,9 +200,9 @@ def test_at_the_assignments_eta_compiled_is_as_close_as_numpy_is_to_itself():
     numpy run by one ulp changes the smooth loss after 1,000 updates by about 1%, so no two
     implementations that round differently can agree to 1e-6 there. The compiled run must
     then stay as close to numpy as that one-ulp nudge does, and agree tightly early on."""
-    numpy_run = thousand_updates(steps.train_updates, "adagrad", 0.1)
-    nudged = thousand_updates(steps.train_updates, "adagrad", 0.1, nudge=True)
-    compiled_run = thousand_updates(kernels.train_updates, "adagrad", 0.1)
+    numpy_run = thousand_updates(reference.train_updates, "adagrad", 0.1)
+    nudged = thousand_updates(reference.train_updates, "adagrad", 0.1, nudge=True)
+    compiled_run = thousand_updates(compiled.train_updates, "adagrad", 0.1)
     intrinsic = abs(nudged[-1] - numpy_run[-1])
     assert intrinsic > 1e-4 * numpy_run[-1]                     # the chaos is real
     assert abs(compiled_run[-1] - numpy_run[-1]) <= 5 * intrinsic
@@ -212,13 +215,13 @@ def test_total_loss_and_advance_equal_numpy():
     params = random_params(m, K, rng, sigma=0.3)
     data = rng.integers(0, K, 500).astype(np.int32)
     segments = np.array([[0, 100], [100, 101], [101, 103], [150, 500], [7, 7]])
-    total, count = steps.total_loss(params, data, segments)
-    c_total, c_count = kernels.total_loss(params, data, segments)
+    total, count = reference.total_loss(params, data, segments)
+    c_total, c_count = compiled.total_loss(params, data, segments)
     assert c_count == count
     assert abs(c_total - total) <= 1e-10 * abs(total)
     h = 0.2 * rng.standard_normal(m)
-    assert rel_err(kernels.advance(params, h, data[:50]), steps.advance(params, h, data[:50])) \
-        <= 1e-12
+    assert rel_err(compiled.advance(params, h, data[:50]),
+                   reference.advance(params, h, data[:50])) <= 1e-12
 
 
 SAMPLING = [dict(), dict(temperature=0.6), dict(temperature=1.7), dict(top_k=5),
@@ -234,8 +237,8 @@ def test_sample_indices_identical_for_the_same_uniforms(options):
     h = 0.1 * rng.standard_normal(m)
     uniforms = rng.random(400)
     h_ref, h_got = h.copy(), h.copy()
-    ref = steps.sample_indices(params, h_ref, 1, uniforms, **options)
-    got = kernels.sample_indices(params, h_got, 1, uniforms, **options)
+    ref = reference.sample_indices(params, h_ref, 1, uniforms, **options)
+    got = compiled.sample_indices(params, h_got, 1, uniforms, **options)
     assert got.dtype == np.int64
     assert np.array_equal(got, ref)
     assert rel_err(h_got, h_ref) <= 1e-12                  # h left where sampling stopped
@@ -249,7 +252,7 @@ def test_tanh_is_within_a_few_ulps_of_libm():
     n = x.size
     params = Params(b=x.copy(), c=np.zeros(1), U=np.zeros((n, 1)), W=np.zeros((n, n)),
                     V=np.zeros((1, n)))
-    h = kernels.advance(params, np.zeros(n), np.array([0]))     # tanh(0 h + 0 + b)
+    h = compiled.advance(params, np.zeros(n), np.array([0]))     # tanh(0 h + 0 + b)
     assert np.all(np.abs(h - np.tanh(x)) <= 8 * np.spacing(np.abs(np.tanh(x))))
 
 
@@ -264,25 +267,25 @@ def test_float32_runs_and_stays_close():
     p32 = p64.astype(np.float32)
     s64, s32 = optim.initial_state("adagrad", p64), optim.initial_state("adagrad", p32)
     h64, h32 = np.zeros((1, m)), np.zeros((1, m), np.float32)
-    l64 = steps.train_updates(p64, "adagrad", s64, 0, 0.1, 5.0, h64, data, starts, lengths,
+    l64 = reference.train_updates(p64, "adagrad", s64, 0, 0.1, 5.0, h64, data, starts, lengths,
                               resets, 0, U)
-    l32 = kernels.train_updates(p32, "adagrad", s32, 0, 0.1, 5.0, h32, data, starts, lengths,
+    l32 = compiled.train_updates(p32, "adagrad", s32, 0, 0.1, 5.0, h32, data, starts, lengths,
                                 resets, 0, U)
     assert l32.dtype == np.float64 and p32.W.dtype == np.float32 and h32.dtype == np.float32
     assert np.allclose(l32[:3], l64[:3], rtol=1e-4)    # later they drift apart (see above)
     assert abs(l32[-50:].mean() - l64[-50:].mean()) < 2e-2 * l64[-50:].mean()
     assert np.all(np.isfinite(p32.W))
-    total, count = kernels.total_loss(p32, data, np.array([[0, 1000]]))
-    r_total, _ = steps.total_loss(p32.astype(np.float64), data, np.array([[0, 1000]]))
+    total, count = compiled.total_loss(p32, data, np.array([[0, 1000]]))
+    r_total, _ = reference.total_loss(p32.astype(np.float64), data, np.array([[0, 1000]]))
     assert count == 999 and abs(total - r_total) < 1e-4 * r_total
-    draws = kernels.sample_indices(p32, h32[0].copy(), 0, rng.random(100), top_p=0.9)
+    draws = compiled.sample_indices(p32, h32[0].copy(), 0, rng.random(100), top_p=0.9)
     assert draws.dtype == np.int64 and len(draws) == 100 and draws.max() < K
 
 
 def test_kernels_cache_in_charnns_folder_even_when_numba_was_imported_first(tmp_path):
     env = {**os.environ, "CHARNN_CACHE_DIR": str(tmp_path)}
     env.pop("NUMBA_CACHE_DIR", None)
-    code = "import numba; from charnn import kernels; print(numba.config.CACHE_DIR)"
+    code = "import numba; from charnn.backends import compiled; print(numba.config.CACHE_DIR)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert Path(out) == tmp_path / "numba"
@@ -290,9 +293,9 @@ def test_kernels_cache_in_charnns_folder_even_when_numba_was_imported_first(tmp_
 
 def test_ensure_compiled_announces_once(tmp_path, monkeypatch):
     messages = []
-    monkeypatch.setattr(kernels, "_marker", lambda dtype: tmp_path / f"{np.dtype(dtype).name}.ok")
-    kernels.ensure_compiled(messages.append)
-    kernels.ensure_compiled(messages.append)
+    monkeypatch.setattr(cache, "_marker", lambda dtype: tmp_path / f"{np.dtype(dtype).name}.ok")
+    compiled.ensure_compiled(messages.append)
+    compiled.ensure_compiled(messages.append)
     assert len(messages) == 1 and messages[0].startswith("compiling kernels, once per machine")
 
 
@@ -302,12 +305,12 @@ def test_ensure_compiled_announces_once(tmp_path, monkeypatch):
 
 @numba.njit
 def call_vexp(v):
-    kernels._vexp(v, v.size)
+    numerics._vexp(v, v.size)
 
 
 @numba.njit
 def call_vtanh(v):
-    kernels._vtanh(v, v.size)
+    numerics._vtanh(v, v.size)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -339,9 +342,9 @@ def test_vexp_is_within_a_few_ulps_of_libm():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_clipping_keeps_nan_and_clips_infinities(dtype):
-    assert np.isnan(kernels._clip(dtype(np.nan), dtype(5.0)))
-    assert kernels._clip(dtype(np.inf), dtype(5.0)) == 5.0
-    assert kernels._clip(dtype(-np.inf), dtype(5.0)) == -5.0
+    assert np.isnan(optimisers._clip(dtype(np.nan), dtype(5.0)))
+    assert optimisers._clip(dtype(np.inf), dtype(5.0)) == 5.0
+    assert optimisers._clip(dtype(-np.inf), dtype(5.0)) == -5.0
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -368,14 +371,14 @@ def test_an_update_with_nan_and_infinite_gradients_and_state_is_numpys(dtype, op
     with np.errstate(all="ignore"):
         optim.clip_(grads, 5.0)
         optim.step_(optimizer, ref, grads, ref_state, 0.1, 4)
-    opt = kernels._OPT_CODE[optimizer]
-    consts = kernels._constants(dtype, 0.1, 5.0)
+    opt = optimisers._OPT_CODE[optimizer]
+    consts = optimisers._constants(dtype, 0.1, 5.0)
     bcs = np.zeros(2, dtype)
-    kernels._bias_corrections(opt, consts, np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]),
+    optimisers._bias_corrections(opt, consts, np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]),
                               bcs, 4)
     s1 = state["m_b"]
     s2 = state["v_b"] if optimizer == "adam" else s1
-    kernels._update_dense(theta, grad.copy(), s1, s2, opt, consts, bcs[0], bcs[1])
+    optimisers._update_dense(theta, grad.copy(), s1, s2, opt, consts, bcs[0], bcs[1])
     for got, want in ((theta, ref.b), (s1, ref_state["m_b"])):
         assert np.array_equal(np.isnan(got), np.isnan(want))
         assert np.array_equal(np.isinf(got), np.isinf(want))
@@ -385,8 +388,8 @@ def test_an_update_with_nan_and_infinite_gradients_and_state_is_numpys(dtype, op
 
 
 @pytest.mark.parametrize("B", [1, 4])
-@pytest.mark.parametrize("backend,dtype", [(steps, np.float64), (kernels, np.float64),
-                                           (kernels, np.float32)])
+@pytest.mark.parametrize("backend,dtype", [(reference, np.float64), (compiled, np.float64),
+                                           (compiled, np.float32)])
 def test_training_a_model_with_one_nan_weight_gives_nan_losses(backend, dtype, B):
     rng = np.random.default_rng(B)
     m, K, tau, U = 16, 11, 8, 4
@@ -415,7 +418,7 @@ def test_a_nan_weight_spreads_as_in_numpy():
             params = random_params(m, K, rng)
             params.W[3, 5] = np.nan
             runs = []
-            for backend in (steps, kernels):
+            for backend in (reference, compiled):
                 p = params.copy()
                 state = optim.initial_state(optimizer, p)
                 h = np.zeros((B, m))
@@ -429,7 +432,7 @@ def test_a_nan_weight_spreads_as_in_numpy():
                 assert np.array_equal(np.isnan(a), np.isnan(s_ref[key])), key
 
 
-@pytest.mark.parametrize("backend", [steps, kernels])
+@pytest.mark.parametrize("backend", [reference, compiled])
 def test_total_loss_of_a_model_with_a_nan_is_nan(backend):
     rng = np.random.default_rng(4)
     m, K = 12, 7
@@ -457,8 +460,8 @@ def test_sampling_from_a_model_with_a_nan_draws_what_numpy_draws(options):
         getattr(params, where)[3, 2] = np.nan
         uniforms = rng.random(6)
         with np.errstate(all="ignore"):
-            ref = steps.sample_indices(params, np.zeros(m), 1, uniforms, **options)
-        got = kernels.sample_indices(params, np.zeros(m), 1, uniforms, **options)
+            ref = reference.sample_indices(params, np.zeros(m), 1, uniforms, **options)
+        got = compiled.sample_indices(params, np.zeros(m), 1, uniforms, **options)
         assert np.array_equal(got, ref), where
 
 
@@ -474,21 +477,21 @@ def test_total_loss_from_given_states_equals_numpy():
     segments = np.array([[0, 100], [100, 101], [101, 103], [150, 500], [7, 7], [3, 60]])
     h0 = 0.5 * rng.standard_normal((len(segments), m))
     for states in (h0, h0[4], None, np.zeros((len(segments), m))):
-        total, count = steps.total_loss(params, data, segments, states)
-        c_total, c_count = kernels.total_loss(params, data, segments, states)
+        total, count = reference.total_loss(params, data, segments, states)
+        c_total, c_count = compiled.total_loss(params, data, segments, states)
         assert c_count == count == 99 + 1 + 349 + 56
         assert abs(c_total - total) <= 1e-10 * abs(total)
-    zero, _ = kernels.total_loss(params, data, segments)
-    assert kernels.total_loss(params, data, segments, np.zeros(m))[0] == zero
-    assert kernels.total_loss(params, data, segments, h0)[0] != zero
+    zero, _ = compiled.total_loss(params, data, segments)
+    assert compiled.total_loss(params, data, segments, np.zeros(m))[0] == zero
+    assert compiled.total_loss(params, data, segments, h0)[0] != zero
     # a segment from h0 scores the same characters as the window that led there
     loss, h_mid = model.sequence_loss(params, data[0:49], data[1:50], np.zeros(m))
-    split, _ = steps.total_loss(params, data, np.array([[49, 100]]), h_mid)
-    whole, _ = steps.total_loss(params, data, np.array([[0, 100]]))
+    split, _ = reference.total_loss(params, data, np.array([[49, 100]]), h_mid)
+    whole, _ = reference.total_loss(params, data, np.array([[0, 100]]))
     assert abs(loss + split - whole) <= 1e-10 * whole
-    c_split, _ = kernels.total_loss(params, data, np.array([[49, 100]]), h_mid)
+    c_split, _ = compiled.total_loss(params, data, np.array([[49, 100]]), h_mid)
     assert abs(c_split - split) <= 1e-10 * split
-    for backend in (steps, kernels):
+    for backend in (reference, compiled):
         with pytest.raises(ValueError):
             backend.total_loss(params, data, segments, h0[:2])
 
@@ -497,17 +500,17 @@ def test_the_text_reaches_the_kernels_without_a_copy(tmp_path):
     text = np.arange(1000) % 7
     for dtype in (np.uint8, np.int32):
         a = text.astype(dtype)
-        view, width = kernels._text(a)
+        view, width = lanes._text(a)
         assert width == a.itemsize and view.size == a.size * width
         assert np.shares_memory(view, a) and a.flags.writeable and not view.flags.writeable
         path = tmp_path / f"text-{np.dtype(dtype).name}.bin"
         a.tofile(path)
         mapped = np.memmap(path, dtype=dtype, mode="r")
-        assert np.shares_memory(kernels._text(mapped)[0], mapped)
-        assert [kernels._char(view, width, i) for i in (0, 6, 7, 999)] == [0, 6, 0, 999 % 7]
+        assert np.shares_memory(lanes._text(mapped)[0], mapped)
+        assert [lanes._char(view, width, i) for i in (0, 6, 7, 999)] == [0, 6, 0, 999 % 7]
     big = np.array([0, 70000, 2**31 - 1], np.int32)           # every byte of an int32 counts
-    assert [kernels._char(*kernels._text(big), i) for i in range(3)] == list(big)
-    assert kernels._text(text)[1] == 4                        # int64 is converted to int32
+    assert [lanes._char(*lanes._text(big), i) for i in range(3)] == list(big)
+    assert lanes._text(text)[1] == 4                        # int64 is converted to int32
 
 
 @pytest.mark.parametrize("B", [1, 3])
@@ -524,7 +527,7 @@ def test_uint8_and_memmapped_text_train_and_evaluate_as_int32(B, tmp_path):
     params0 = random_params(m, K, rng)
     segments = np.array([[0, 400], [400, 1000], [2000, 2999]])
     h0 = 0.2 * rng.standard_normal((3, m))
-    for backend in (steps, kernels):
+    for backend in (reference, compiled):
         results = {}
         for name, data in texts.items():
             params = params0.copy()

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import charnn
-from charnn import kernels, optim
+from charnn import optim
+from charnn.backends import compiled
 from charnn.model import Params
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -55,7 +56,7 @@ def runs() -> dict[str, np.ndarray]:
                     params.b[:] = 0.1 * rng.standard_normal(m)
                     state = optim.initial_state(optimizer, params)
                     h = (0.5 * rng.standard_normal((B, m))).astype(dtype)
-                    losses = kernels.train_updates(params, optimizer, state, 3,
+                    losses = compiled.train_updates(params, optimizer, state, 3,
                                                    optim.DEFAULT_ETA[optimizer], 5.0, h, data,
                                                    starts, lengths, resets, 0, U)
                     key = f"{np.dtype(dtype).name}-{optimizer}-B{B}-m{m}"
@@ -72,8 +73,8 @@ def runs() -> dict[str, np.ndarray]:
         segments = np.stack([edges[:-1], edges[1:]], axis=1)
         h0 = (0.5 * rng.standard_normal((len(segments), 24))).astype(dtype)
         name = np.dtype(dtype).name
-        out[f"{name}-total"] = np.array(kernels.total_loss(params, data, segments))
-        out[f"{name}-total-h0"] = np.array(kernels.total_loss(params, data, segments, h0))
+        out[f"{name}-total"] = np.array(compiled.total_loss(params, data, segments))
+        out[f"{name}-total-h0"] = np.array(compiled.total_loss(params, data, segments, h0))
     return out
 
 
@@ -109,7 +110,7 @@ def one_thread():
 
 
 def test_the_groups_depend_on_the_lanes_alone():
-    groups = {B: kernels.lane_groups(B) for B in (2, 3, 5, 8, 16, 32, 64, 128, 1000)}
+    groups = {B: compiled.lane_groups(B) for B in (2, 3, 5, 8, 16, 32, 64, 128, 1000)}
     assert all(1 <= g <= B for B, g in groups.items())
     assert groups[8] >= 2                      # two cores busy at B = 8
 

@@ -405,7 +405,8 @@ def _schedule(data_len, lanes, tau, updates, rng):
 @pytest.mark.parametrize("name", NETS)
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
 def test_the_numpy_backend_trains_a_stacked_network(name, optimizer):
-    from charnn import optim, steps
+    from charnn import optim
+    from charnn.backends import reference
     from charnn.model import Params
     from charnn.networks import NETWORKS, state_shape
     net, rng = NETWORKS[name], np.random.default_rng(4)
@@ -415,7 +416,7 @@ def test_the_numpy_backend_trains_a_stacked_network(name, optimizer):
     h = np.zeros((2,) + state_shape(params))
     assert h.shape == (2, 2, net.STATE_VECTORS, 16)
     starts, lengths, resets = _schedule(len(text), 2, 12, 300, rng)
-    losses = steps.train_updates(params, optimizer, state, 0, 0.1 if optimizer == "adagrad"
+    losses = reference.train_updates(params, optimizer, state, 0, 0.1 if optimizer == "adagrad"
                                  else 0.01, 5.0, h, text, starts, lengths, resets, 0, 300,
                                  dropout=0.1, dropout_seed=3)
     assert losses[0] == pytest.approx(12 * np.log(6), rel=0.3)   # about tau ln K at first
@@ -425,7 +426,8 @@ def test_the_numpy_backend_trains_a_stacked_network(name, optimizer):
 
 @pytest.mark.parametrize("name", NETS)
 def test_any_split_of_the_updates_gives_the_same_run_with_dropout(name):
-    from charnn import optim, steps
+    from charnn import optim
+    from charnn.backends import reference
     from charnn.model import Params
     from charnn.networks import NETWORKS, state_shape
     net, rng = NETWORKS[name], np.random.default_rng(5)
@@ -436,7 +438,7 @@ def test_any_split_of_the_updates_gives_the_same_run_with_dropout(name):
         params = Params(net.initial_params(6, 8, 2, 0.3, np.random.default_rng(1)))
         state = optim.initial_state("adam", params)
         h = np.zeros((3,) + state_shape(params))
-        losses = [steps.train_updates(params, "adam", state, a, 0.01, 5.0, h, text, *schedule,
+        losses = [reference.train_updates(params, "adam", state, a, 0.01, 5.0, h, text, *schedule,
                                       a, b, dropout=0.3, dropout_seed=9)
                   for a, b in zip(cuts, cuts[1:])]
         runs.append((params, h, np.concatenate(losses)))
@@ -448,23 +450,23 @@ def test_any_split_of_the_updates_gives_the_same_run_with_dropout(name):
 
 @pytest.mark.parametrize("name", NETS)
 def test_evaluation_advance_and_sampling_follow_the_network(name):
-    from charnn import steps
+    from charnn.backends import reference
     from charnn.model import Params
     from charnn.networks import NETWORKS
     net, rng = NETWORKS[name], np.random.default_rng(6)
     params = Params(net.initial_params(7, 5, 2, 0.5, rng))
     data = rng.integers(0, 7, 60).astype(np.int32)
     h0 = np.tanh(rng.standard_normal((2,) + net.zero_state(5, 2).shape))
-    total, count = steps.total_loss(params, data, np.array([[0, 30], [30, 60]]), h0)
+    total, count = reference.total_loss(params, data, np.array([[0, 30], [30, 60]]), h0)
     expected = sum(net.sequence_loss(params, data[a:b - 1], data[a + 1:b], h0[q])[0]
                    for q, (a, b) in enumerate([(0, 30), (30, 60)]))
     assert count == 58 and total == pytest.approx(expected, rel=1e-12)
     state = h0[0]
     for x in data[:10]:
         state, _ = net.step(params, int(x), state)
-    np.testing.assert_array_equal(steps.advance(params, h0[0], data[:10]), state)
+    np.testing.assert_array_equal(reference.advance(params, h0[0], data[:10]), state)
     h = h0[0].copy()
-    drawn = steps.sample_indices(params, h, 3, np.zeros(12), greedy=True)
+    drawn = reference.sample_indices(params, h, 3, np.zeros(12), greedy=True)
     state, x = h0[0], 3
     for d in drawn:
         state, o = net.step(params, x, state)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from charnn import steps
+from charnn.backends import reference
 from charnn.corpus import Vocabulary
 from charnn.model import Params, softmax
 from charnn.sampling import SamplingOptions, generate
@@ -20,7 +20,7 @@ def fixed_distribution_model():
 
 
 def frequencies(options, n=20000, seed=0):
-    text = generate(fixed_distribution_model(), VOCAB, n, np.random.default_rng(seed), steps,
+    text = generate(fixed_distribution_model(), VOCAB, n, np.random.default_rng(seed), reference,
                     options)
     counts = np.array([text.count(ch) for ch in VOCAB.chars])
     return counts / counts.sum()
@@ -32,11 +32,11 @@ def test_plain_sampling_follows_the_model_distribution():
 
 def test_temperature_one_with_no_filter_is_plain_inverse_cdf_sampling():
     params = Params.initial(5, 6, 0.5, np.random.default_rng(1))
-    text = generate(params, VOCAB, 300, np.random.default_rng(11), steps, SamplingOptions(),
+    text = generate(params, VOCAB, 300, np.random.default_rng(11), reference, SamplingOptions(),
                     prime="ab")
     # the same draws written out by hand
     rng = np.random.default_rng(11)
-    h = steps.advance(params, np.zeros(5), VOCAB.encode("a"))
+    h = reference.advance(params, np.zeros(5), VOCAB.encode("a"))
     x, out = VOCAB.index["b"], []
     uniforms = np.concatenate([rng.random(64) for _ in range(5)])[:300]
     for u in uniforms:
@@ -69,14 +69,14 @@ def test_low_temperature_approaches_greedy():
 
 def test_stop_at_ends_the_text_after_the_string():
     params = Params.initial(8, 6, 0.8, np.random.default_rng(2))
-    text = generate(params, VOCAB, 5000, np.random.default_rng(3), steps, SamplingOptions(),
+    text = generate(params, VOCAB, 5000, np.random.default_rng(3), reference, SamplingOptions(),
                     stop_at="ab")
     assert text.endswith("ab") and text.count("ab") == 1
 
 
 def test_streamed_text_equals_the_returned_text():
     pieces = []
-    text = generate(fixed_distribution_model(), VOCAB, 500, np.random.default_rng(4), steps,
+    text = generate(fixed_distribution_model(), VOCAB, 500, np.random.default_rng(4), reference,
                     on_text=pieces.append)
     assert "".join(pieces) == text and len(pieces) > 1
 
@@ -102,9 +102,9 @@ def test_sampling_from_a_checkpoint_starts_where_training_left_h(tiny_text_file,
     assert carried_state(load_checkpoint(tmp_path / "chunks")) is None  # trained from h = 0
     # a prime runs from the given state
     h0 = carried_state(walk)
-    from_carried = generate(walk.params, corpus.vocab, 50, np.random.default_rng(1), steps,
+    from_carried = generate(walk.params, corpus.vocab, 50, np.random.default_rng(1), reference,
                             prime="All:", h=h0)
-    by_hand = generate(walk.params, corpus.vocab, 50, np.random.default_rng(1), steps,
-                       h=steps.advance(walk.params, h0, corpus.vocab.encode("All")),
+    by_hand = generate(walk.params, corpus.vocab, 50, np.random.default_rng(1), reference,
+                       h=reference.advance(walk.params, h0, corpus.vocab.encode("All")),
                        x=corpus.vocab.index[":"])
     assert from_carried == by_hand

@@ -173,10 +173,11 @@ def test_compiled_run_resumes_exactly_and_checkpoints_serve_both_backends(tiny_t
         np.testing.assert_array_equal(a, getattr(split.params, name), err_msg=name)
 
     # the same checkpoint, sampled by either backend, gives the same text for the same seed
-    from charnn import SamplingOptions, generate, kernels, steps
+    from charnn import SamplingOptions, generate
+    from charnn.backends import compiled, reference
     texts = [generate(whole.params, corpus.vocab, 300, np.random.default_rng(5), backend,
                       SamplingOptions(temperature=0.9), prime="All:")
-             for backend in (kernels, steps)]
+             for backend in (compiled, reference)]
     assert texts[0] == texts[1]
     # and training continued by the numpy backend picks up where the compiled one stopped
     assert resume_trainer(tmp_path / "split", updates=320, backend="numpy").run().iteration == 320

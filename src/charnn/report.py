@@ -323,7 +323,7 @@ def run_gradcheck(corpus: Corpus, backend: str, announce=None,
         kwargs, whose = {}, "the numpy reference (model.py)"
         if resolve_backend(backend or "auto", model) == "compiled":
             kwargs["gradient_fn"] = get_backend("compiled", announce).loss_and_gradients
-            whose = "the compiled backend (kernels.py)"
+            whose = "the compiled backend (backends/compiled/)"
         step = GRADCHECK_STEP
         rows = check_gradients(params, inputs, targets, h_prev, step, GRADCHECK_THRESHOLD,
                                **kwargs)

@@ -191,7 +191,7 @@ class Trainer:
         self.best: TrainState | None = None
         self.stop_requested = False
         self._slice = 1                                  # updates per backend call, see _loop
-        # dropout masks are drawn from the seed and the update's number (steps.train_updates)
+        # dropout masks are drawn from the seed and the update's number (reference.train_updates)
         self._dropout = {"dropout": config.dropout, "dropout_seed": config.seed} \
             if config.dropout else {}
 

@@ -4,8 +4,8 @@ A backend is a module with the functions of the Backend protocol below and two t
 say what it runs: NETWORKS (names of charnn.networks) and DTYPES. The registry lists them
 fastest first; a new backend is one module plus one line in BACKENDS.
 
-    numpy      steps.py, the readable reference (model.py's math, a lane at a time)
-    compiled   kernels.py, the same functions compiled with numba, tested against steps.py
+    numpy      reference.py, the readable reference (the networks' math, a lane at a time)
+    compiled   compiled/, the same functions compiled with numba, tested against reference.py
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import numpy as np
 from ..errors import CharnnError
 
 # name -> module, fastest first
-BACKENDS = {"compiled": "charnn.kernels", "numpy": "charnn.steps"}
+BACKENDS = {"compiled": "charnn.backends.compiled", "numpy": "charnn.backends.reference"}
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the trainer, evaluation and sampling call; steps.py documents each function and
+    """What the trainer, evaluation and sampling call; reference.py documents each function and
     is the reference every other backend must equal."""
 
     NETWORKS: tuple[str, ...]

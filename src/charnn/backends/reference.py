@@ -1,6 +1,6 @@
 """The work a backend does, in numpy: many training updates, evaluation, and sampling.
 
-These functions are the reference the compiled kernels (kernels.py) must equal. Both take
+These functions are the reference the compiled kernels (backends/compiled/) must equal. Both take
 the same arguments and change the same arrays in place, so the trainer does not know which
 one runs. The text (data) is an array of character indices, uint8 or int32 (a memmap too).
 
@@ -18,11 +18,11 @@ import functools
 
 import numpy as np
 
-from . import optim
-from .model import Params, loss_and_gradients, softmax
-from .networks import network_of, state_shape
+from .. import optim
+from ..model import Params, loss_and_gradients, softmax
+from ..networks import network_of, state_shape
 
-# What this backend runs (see backends.py).
+# What this backend runs (see backends/__init__.py).
 NETWORKS = ("rnn", "lstm", "gru")
 DTYPES = ("float64", "float32")
 

@@ -1,0 +1,71 @@
+"""The compiled backend: the functions of backends/reference.py in numba (nopython, cached on
+disk), tested against the reference. Each function here takes the reference's arguments and
+hands them to the kernels of the parameters' network.
+
+    cache.py       where numba keeps the kernels; compiling them once per machine (imported
+                   first: it sets NUMBA_CACHE_DIR before any kernel file imports numba)
+    numerics.py    the jit settings, exp and tanh without a call per element, softmax rows,
+                   numpy's pairwise sum
+    products.py    dense products: loop kernels, register tiles (LLVM IR), _gemm
+    optimisers.py  clipping and AdaGrad / RMSProp / Adam fused per element
+    lanes.py       the text as the kernels read it, the lanes' windows, lane groups
+    rnn.py         the vanilla RNN (model.py): training, loss, evaluation, sampling
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
+from . import rnn
+from .cache import ensure_compiled
+from .lanes import lane_groups
+
+# What this backend runs (see backends/__init__.py).
+NETWORKS = ("rnn",)
+DTYPES = ("float64", "float32")
+
+
+def _kernels(params):
+    """The module of kernels for these parameters' network."""
+    if "W" in params:
+        return rnn
+    raise ValueError("the compiled backend runs the vanilla RNN only")
+
+
+def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_step: int,
+                  eta: float, clip: float, h: np.ndarray, data: np.ndarray, starts: np.ndarray,
+                  lengths: np.ndarray, resets: np.ndarray, first: int, last: int,
+                  dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
+    """reference.train_updates, compiled: updates first..last-1 in one call, in place. (The
+    vanilla RNN has one layer, so no dropout, as in the reference.)"""
+    return _kernels(params).train_updates(params, optimizer, opt_state, opt_step, eta, clip, h,
+                                          data, starts, lengths, resets, first, last)
+
+
+def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray):
+    """The network's loss_and_gradients over one sequence, compiled: (loss, grads, h_last)."""
+    return _kernels(params).loss_and_gradients(params, inputs, targets, h_prev)
+
+
+def total_loss(params, data: np.ndarray, segments: np.ndarray,
+               h0: np.ndarray | None = None) -> tuple[float, int]:
+    """reference.total_loss, compiled."""
+    return _kernels(params).total_loss(params, data, segments, h0)
+
+
+def advance(params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """reference.advance, compiled."""
+    return _kernels(params).advance(params, h, inputs)
+
+
+def sample_indices(params, h: np.ndarray, x: int, uniforms: np.ndarray,
+                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                   greedy: bool = False, stop_index: int = -1) -> np.ndarray:
+    """reference.sample_indices, compiled."""
+    return _kernels(params).sample_indices(params, h, x, uniforms, temperature, top_k, top_p,
+                                           greedy, stop_index)
+
+
+__all__ = ["DTYPES", "NETWORKS", "advance", "ensure_compiled", "lane_groups",
+           "loss_and_gradients", "sample_indices", "total_loss", "train_updates"]
