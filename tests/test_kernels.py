@@ -552,7 +552,7 @@ def test_every_registered_backend_speaks_the_backend_protocol():
         backend = importlib.import_module(module)
         assert isinstance(backend, Backend), name
         assert "rnn" in backend.NETWORKS and "float64" in backend.DTYPES
-    with pytest.raises(CharnnError, match="has no lstm yet"):
-        get_backend("compiled", network="lstm")
+    for network in ("lstm", "gru"):
+        assert get_backend("compiled", network=network).__name__ == "charnn.backends.compiled"
     with pytest.raises(CharnnError, match="unknown"):
         get_backend("cuda")

@@ -5,7 +5,8 @@ say what it runs: NETWORKS (names of charnn.networks) and DTYPES. The registry l
 fastest first; a new backend is one module plus one line in BACKENDS.
 
     numpy      reference.py, the readable reference (the networks' math, a lane at a time)
-    compiled   compiled/, the same functions compiled with numba, tested against reference.py
+    compiled   compiled/, the same functions compiled with numba for every network (RNN, LSTM,
+               GRU), tested against reference.py
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ class Backend(Protocol):
 
     def train_updates(self, params, optimizer: str, opt_state: dict, opt_step: int, eta: float,
                       clip: float, h: np.ndarray, data: np.ndarray, starts: np.ndarray,
-                      lengths: np.ndarray, resets: np.ndarray, first: int,
-                      last: int) -> np.ndarray: ...
+                      lengths: np.ndarray, resets: np.ndarray, first: int, last: int,
+                      dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray: ...
 
     def total_loss(self, params, data: np.ndarray, segments: np.ndarray,
                    h0: np.ndarray | None = None) -> tuple[float, int]: ...

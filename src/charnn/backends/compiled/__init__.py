@@ -10,6 +10,10 @@ hands them to the kernels of the parameters' network.
     optimisers.py  clipping and AdaGrad / RMSProp / Adam fused per element
     lanes.py       the text as the kernels read it, the lanes' windows, lane groups
     rnn.py         the vanilla RNN (model.py): training, loss, evaluation, sampling
+    lstm.py        the LSTM cell (networks/lstm.py): one step of one layer, forward, backward
+    gru.py         the GRU cell (networks/gru.py), the same
+    stack.py       what the LSTM and GRU share: layers over time, the output layer, dropout,
+                   the batch loop over lane groups, evaluation and sampling
 """
 
 from __future__ import annotations
@@ -17,20 +21,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
-from . import rnn
+from . import rnn, stack
 from .cache import ensure_compiled
 from .lanes import lane_groups
 
 # What this backend runs (see backends/__init__.py).
-NETWORKS = ("rnn",)
+NETWORKS = ("rnn", "lstm", "gru")
 DTYPES = ("float64", "float32")
 
 
 def _kernels(params):
     """The module of kernels for these parameters' network."""
-    if "W" in params:
-        return rnn
-    raise ValueError("the compiled backend runs the vanilla RNN only")
+    return rnn if "W" in params else stack
 
 
 def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_step: int,
@@ -39,13 +41,21 @@ def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_
                   dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
     """reference.train_updates, compiled: updates first..last-1 in one call, in place. (The
     vanilla RNN has one layer, so no dropout, as in the reference.)"""
-    return _kernels(params).train_updates(params, optimizer, opt_state, opt_step, eta, clip, h,
-                                          data, starts, lengths, resets, first, last)
+    if _kernels(params) is rnn:
+        return rnn.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h, data,
+                                 starts, lengths, resets, first, last)
+    return stack.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h, data,
+                               starts, lengths, resets, first, last, dropout, dropout_seed)
 
 
-def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray):
-    """The network's loss_and_gradients over one sequence, compiled: (loss, grads, h_last)."""
-    return _kernels(params).loss_and_gradients(params, inputs, targets, h_prev)
+def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,
+                       masks=None):
+    """The network's loss_and_gradients over one sequence, compiled: (loss, grads, h_last);
+    h_prev (m,) for the vanilla RNN (model.loss_and_gradients), a state (layers, S, m) and
+    the dropout masks (or None) for the LSTM and GRU (networks/stack.py)."""
+    if _kernels(params) is rnn:
+        return rnn.loss_and_gradients(params, inputs, targets, h_prev)
+    return stack.loss_and_gradients(params, inputs, targets, h_prev, masks)
 
 
 def total_loss(params, data: np.ndarray, segments: np.ndarray,

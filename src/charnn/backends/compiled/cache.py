@@ -15,6 +15,7 @@ import numpy as np
 
 from ... import optim, paths
 from ...model import Params
+from ...networks import NETWORKS
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba"))
 
@@ -99,6 +100,18 @@ def _exercise(dtype) -> None:
     sample_indices(params, np.zeros(m, dtype), 0, u)
     sample_indices(params, np.zeros(m, dtype), 0, u, temperature=0.5, top_k=2, top_p=0.9)
     sample_indices(params, np.zeros(m, dtype), 0, u, greedy=True)
+    for network in ("lstm", "gru"):                   # one set of kernels runs both
+        stacked = Params(NETWORKS[network].initial_params(K, m, 2, 0.1, rng, dtype))
+        h = np.zeros((2, 2, NETWORKS[network].STATE_VECTORS, m), dtype)
+        for optimizer in optim.OPTIMIZERS:
+            state = optim.initial_state(optimizer, stacked)
+            train_updates(stacked.copy(), optimizer, state, 0, 0.1, 5.0, h, data,
+                          np.zeros((1, 2), np.int64), np.full((1, 2), 3, np.int32),
+                          np.zeros((1, 2), np.uint8), 0, 1, dropout=0.1)
+        total_loss(stacked, data, np.array([[0, 10]]))
+        advance(stacked, h[0], data[:3])
+        sample_indices(stacked, h[0].copy(), 0, u, top_p=0.9)
+        loss_and_gradients(stacked, data[:3], data[1:4], h[0])
 
 
 def ensure_compiled(announce=print, dtypes=(np.float64, np.float32)) -> None:

@@ -266,3 +266,53 @@ def _pairwise_sum(a, lo, n):
             res += _block_sum(a, q, min(128, lo + n - q))
         return res
     return _halves2(a, lo, n2) + _halves2(a, lo + n2, n - n2)
+
+
+@njit(cache=True, error_model="numpy")
+def _draw(o, e, p, cdf, sorted_p, temperature, top_k, top_p, greedy, u):
+    """The next character from the logits o (K,): np.argmax(o) when greedy, else the inverse
+    CDF at u of softmax(o / T) restricted to top_k and top_p, as
+    reference.filtered_probabilities computes it operation by operation (no fastmath).
+    e (K,) in the logits' dtype, p, cdf and sorted_p (K,) float64: scratch."""
+    K = o.size
+    if greedy:                                    # np.argmax: the first NaN, if any
+        best = 0
+        for k in range(1, K):
+            if o[best] != o[best]:
+                break
+            if o[k] > o[best] or o[k] != o[k]:
+                best = k
+        x = best
+    else:
+        for k in range(K):                        # softmax(o / T) in the params' dtype
+            e[k] = o[k] / temperature
+        mx = e[0]
+        for k in range(1, K):
+            if e[k] > mx:
+                mx = e[k]
+        for k in range(K):
+            e[k] = np.exp(e[k] - mx)
+        s = _pairwise_sum(e, 0, K)                # in the params' dtype, as numpy does
+        for k in range(K):
+            p[k] = np.float64(e[k] / s)
+        keep = K
+        if (0 < top_k < keep) or top_p < 1.0:
+            order = np.argsort(-p, kind="mergesort")   # most likely first, stable
+            if 0 < top_k < keep:
+                keep = top_k
+            if top_p < 1.0:
+                for k in range(K):
+                    sorted_p[k] = p[order[k]]
+                reach = np.cumsum(sorted_p)
+                keep = min(keep, int(np.searchsorted(reach, top_p, side="left")) + 1)
+            for k in range(keep, K):
+                p[order[k]] = 0.0
+        total = _pairwise_sum(p, 0, K)
+        for k in range(K):
+            p[k] = p[k] / total
+        acc = 0.0
+        for k in range(K):
+            acc += p[k]
+            cdf[k] = acc
+        x = min(int(np.searchsorted(cdf, u * cdf[K - 1], side="right")), K - 1)
+    return x

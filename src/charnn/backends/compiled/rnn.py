@@ -42,7 +42,7 @@ from numba import njit, prange
 from ... import optim
 from ...model import Params
 from .lanes import _active_lanes, _char, _check_params, _gather_windows, _text, lane_groups
-from .numerics import _jit, _pairwise_sum, _softmax_rows, _vexp, _vtanh
+from .numerics import _draw, _jit, _softmax_rows, _vexp, _vtanh
 from .optimisers import (_C_CLIP, _C_EPS, _C_ETA, _C_ONE, _OPT_CODE, _adagrad,
                          _bias_corrections, _constants, _update_dense, _update_rows)
 from .products import (_aligned_zeros, _gemm, _matmul_nn, _matmul_nt, _matmul_tn,
@@ -666,7 +666,7 @@ def _advance(U, W, b, h, inputs, width):
 def _sample(U, W, V, b, c, h, x, uniforms, temperature, top_k, top_p, greedy, stop_index,
             out):
     """reference.sample_indices, compiled. Without fastmath: the filtering and the inverse CDF
-    follow reference.filtered_probabilities operation by operation."""
+    follow reference.filtered_probabilities operation by operation (numerics._draw)."""
     m, K = U.shape
     h2 = np.empty_like(h)
     o = np.empty(K, U.dtype)
@@ -684,46 +684,7 @@ def _sample(U, W, V, b, c, h, x, uniforms, temperature, top_k, top_p, greedy, st
             for j in range(m):
                 acc += vk[j] * h[j]
             o[k] = acc + c[k]
-        if greedy:                                    # np.argmax: the first NaN, if any
-            best = 0
-            for k in range(1, K):
-                if o[best] != o[best]:
-                    break
-                if o[k] > o[best] or o[k] != o[k]:
-                    best = k
-            x = best
-        else:
-            for k in range(K):                        # softmax(o / T) in the params' dtype
-                e[k] = o[k] / temperature
-            mx = e[0]
-            for k in range(1, K):
-                if e[k] > mx:
-                    mx = e[k]
-            for k in range(K):
-                e[k] = np.exp(e[k] - mx)
-            s = _pairwise_sum(e, 0, K)                # in the params' dtype, as numpy does
-            for k in range(K):
-                p[k] = np.float64(e[k] / s)
-            keep = K
-            if (0 < top_k < keep) or top_p < 1.0:
-                order = np.argsort(-p, kind="mergesort")   # most likely first, stable
-                if 0 < top_k < keep:
-                    keep = top_k
-                if top_p < 1.0:
-                    for k in range(K):
-                        sorted_p[k] = p[order[k]]
-                    reach = np.cumsum(sorted_p)
-                    keep = min(keep, int(np.searchsorted(reach, top_p, side="left")) + 1)
-                for k in range(keep, K):
-                    p[order[k]] = 0.0
-            total = _pairwise_sum(p, 0, K)
-            for k in range(K):
-                p[k] = p[k] / total
-            acc = 0.0
-            for k in range(K):
-                acc += p[k]
-                cdf[k] = acc
-            x = min(int(np.searchsorted(cdf, uniforms[q] * cdf[K - 1], side="right")), K - 1)
+        x = _draw(o, e, p, cdf, sorted_p, temperature, top_k, top_p, greedy, uniforms[q])
         out[n] = x
         n += 1
         if x == stop_index:
