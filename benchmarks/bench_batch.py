@@ -1,10 +1,12 @@
 """Training speed with several lanes (batch rows): characters per second of charnn's compiled
-kernels for B = 1, 8, 32, 128 at m = 100 and m = 256 (float32, seq_length 25, AdaGrad, the
-bundled corpus), beside PyTorch on the CPU with the same model and batch when torch is
-importable (nn.RNN(tanh) + nn.Linear + Adagrad, cross-entropy summed over time and averaged
-over the batch, 2 threads).
+kernels (float32, seq_length 25, AdaGrad, the bundled corpus) beside PyTorch on the CPU with
+the same model and batch when torch is importable (nn.RNN(tanh), nn.LSTM or nn.GRU, then
+nn.Linear, Adagrad, cross-entropy summed over time and averaged over the batch, 2 threads):
+the vanilla RNN for B = 1, 8, 32, 128 at m = 100 and m = 256; the LSTM and GRU at m = 256 for
+B = 8, 32, 128 with one layer and B = 32 with two.
 
-    python benchmarks/bench_batch.py [--repeats 5] [--seconds 0.5] [--json PATH]
+    python benchmarks/bench_batch.py [--networks rnn,lstm,gru] [--repeats 5] [--seconds 0.5]
+                                     [--json PATH]
 
 Each contender is warmed up and calibrated to a number of updates that takes about
 `seconds`; then the two are timed in turns, charnn, PyTorch, charnn, PyTorch, ... `repeats`
@@ -33,6 +35,7 @@ from charnn.config import TrainConfig
 from charnn.corpus import load_corpus
 from charnn.data import build_dataset, epoch_schedule
 from charnn.model import Params
+from charnn.networks import NETWORKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
@@ -40,6 +43,10 @@ from machine import machine  # noqa: E402
 TAU, ETA, CLIP = 25, 0.1, 5.0
 BATCHES = (1, 8, 32, 128)
 HIDDEN = (100, 256)
+# (network, layers, m, B) of each row
+ROWS = {"rnn": [("rnn", 1, m, B) for m in HIDDEN for B in BATCHES],
+        "lstm": [("lstm", 1, 256, B) for B in (8, 32, 128)] + [("lstm", 2, 256, 32)],
+        "gru": [("gru", 1, 256, B) for B in (8, 32, 128)] + [("gru", 2, 256, 32)]}
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_batch.json"
 
 
@@ -62,14 +69,21 @@ def rate(run, n: int) -> float:
     return chars / (time.perf_counter() - t0)
 
 
-def charnn_runner(corpus, B: int, m: int):
-    config = TrainConfig(batch_size=B, hidden=m, dtype="float32", seq_length=TAU)
+def charnn_runner(corpus, B: int, m: int, network: str = "rnn", layers: int = 1):
+    config = TrainConfig(batch_size=B, hidden=m, dtype="float32", seq_length=TAU,
+                         model=network, layers=layers)
     dataset = build_dataset(corpus, config)
     sched = epoch_schedule(dataset, config, 1)
     K = len(corpus.vocab)
-    params = Params.initial(m, K, config.sigma, np.random.default_rng(0), dtype=np.float32)
+    net = NETWORKS[network]
+    if network == "rnn":
+        params = Params.initial(m, K, config.sigma, np.random.default_rng(0), dtype=np.float32)
+        h = np.zeros((B, m), np.float32)
+    else:
+        params = Params(net.initial_params(K, m, layers, 1 / np.sqrt(m),
+                                           np.random.default_rng(0), np.float32))
+        h = np.zeros((B,) + net.zero_state(m, layers).shape, np.float32)
     state = optim.initial_state("adagrad", params)
-    h = np.zeros((B, m), np.float32)
     data = dataset.data                      # uint8, as training passes it
     total = len(sched.starts)
     pos = [0]
@@ -90,7 +104,7 @@ def charnn_runner(corpus, B: int, m: int):
     return run
 
 
-def torch_runner(corpus, B: int, m: int):
+def torch_runner(corpus, B: int, m: int, network: str = "rnn", layers: int = 1):
     import torch
     from torch import nn
     torch.set_num_threads(2)
@@ -98,19 +112,28 @@ def torch_runner(corpus, B: int, m: int):
     K = len(corpus.vocab)
     data = torch.from_numpy(np.asarray(corpus.encoded(), dtype=np.int64))
     stream = (len(data) - 1) // B
-    rnn = nn.RNN(K, m, nonlinearity="tanh", batch_first=True)
+    if network == "rnn":
+        rnn = nn.RNN(K, m, nonlinearity="tanh", batch_first=True)
+    else:
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[network](K, m, num_layers=layers,
+                                                         batch_first=True)
     out = nn.Linear(m, K)
     parameters = list(rnn.parameters()) + list(out.parameters())
     opt = torch.optim.Adagrad(parameters, lr=ETA)
     lossf = nn.CrossEntropyLoss(reduction="sum")
     offsets = torch.arange(B) * stream
-    state = {"h": torch.zeros(1, B, m), "pos": 0}
+
+    def zero_state():
+        h = torch.zeros(layers, B, m)
+        return (h, torch.zeros(layers, B, m)) if network == "lstm" else h
+
+    state = {"h": zero_state(), "pos": 0}
 
     def run(n):
         for _ in range(n):
             if state["pos"] + TAU + 1 > stream:
                 state["pos"] = 0
-                state["h"] = torch.zeros(1, B, m)
+                state["h"] = zero_state()
             idx = offsets[:, None] + state["pos"] + torch.arange(TAU)[None, :]
             x = nn.functional.one_hot(data[idx], K).float()
             y = data[idx + 1]
@@ -120,22 +143,24 @@ def torch_runner(corpus, B: int, m: int):
             loss.backward()
             torch.nn.utils.clip_grad_value_(parameters, CLIP)
             opt.step()
-            state["h"] = hn.detach()
+            state["h"] = tuple(a.detach() for a in hn) if network == "lstm" else hn.detach()
             state["pos"] += TAU
         return n * B * TAU
     return run
 
 
 def torch_worker() -> int:
-    """The child process: answers "setup m B seconds" with the calibrated n, "run n" with
+    """The child process: answers "setup network layers m B seconds" with the calibrated n,
+    "run n" with
     characters per second, one line each, until stdin closes."""
     corpus = load_corpus()
     run = None
     for line in sys.stdin:
         command, *args = line.split()
         if command == "setup":
-            m, B, seconds = int(args[0]), int(args[1]), float(args[2])
-            run = torch_runner(corpus, B, m)
+            network, layers, m, B = args[0], int(args[1]), int(args[2]), int(args[3])
+            seconds = float(args[4])
+            run = torch_runner(corpus, B, m, network, layers)
             print(calibrate(run, seconds), flush=True)
         elif command == "run":
             print(rate(run, int(args[0])), flush=True)
@@ -168,6 +193,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed turns of each row")
     parser.add_argument("--seconds", type=float, default=0.5,
                         help="about how long one timed turn runs")
+    parser.add_argument("--networks", default="rnn,lstm,gru",
+                        help="which networks' rows, comma-separated (default all)")
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -185,31 +212,35 @@ def main(argv=None) -> int:
             f"AdaGrad, K = {len(corpus.vocab)}; median of {args.repeats} alternating turns "
             f"of ~{args.seconds} s")
     print(head)
-    print(f"{'m':>5} {'B':>5} {'charnn chars/s':>16} {'PyTorch chars/s':>16} {'ratio':>7}"
-          f"   per-turn ratios", flush=True)
+    print(f"{'network':>10} {'m':>5} {'B':>5} {'charnn chars/s':>16} {'PyTorch chars/s':>16} "
+          f"{'ratio':>7}   per-turn ratios", flush=True)
     child = TorchChild() if torch_version else None
     rows = []
     try:
-        for m in HIDDEN:
-            for B in BATCHES:
-                run = charnn_runner(corpus, B, m)
-                n = calibrate(run, args.seconds)
-                n_torch = int(child.ask(f"setup {m} {B} {args.seconds}")) if child else 0
-                ours, theirs = [], []
-                for _ in range(args.repeats):
-                    ours.append(rate(run, n))
-                    if child:
-                        theirs.append(float(child.ask(f"run {n_torch}")))
-                mine = statistics.median(ours)
-                other = statistics.median(theirs) if theirs else None
-                turns = [a / b for a, b in zip(ours, theirs)]
-                ratio = statistics.median(turns) if turns else None
-                rows.append({"m": m, "B": B, "charnn_chars_per_s": mine,
-                             "pytorch_chars_per_s": other, "ratio": ratio,
-                             "turn_ratios": turns})
-                print(f"{m:>5} {B:>5} {mine:>16,.0f} {(f'{other:,.0f}' if other else '-'):>16} "
-                      f"{(f'{ratio:.2f}' if ratio else '-'):>7}   "
-                      + " ".join(f"{t:.2f}" for t in turns), flush=True)
+        for network, layers, m, B in [row for name in args.networks.split(",")
+                                      for row in ROWS[name]]:
+            run = charnn_runner(corpus, B, m, network, layers)
+            n = calibrate(run, args.seconds)
+            n_torch = int(child.ask(f"setup {network} {layers} {m} {B} {args.seconds}")) \
+                if child else 0
+            ours, theirs = [], []
+            for _ in range(args.repeats):
+                ours.append(rate(run, n))
+                if child:
+                    theirs.append(float(child.ask(f"run {n_torch}")))
+            mine = statistics.median(ours)
+            other = statistics.median(theirs) if theirs else None
+            turns = [a / b for a, b in zip(ours, theirs)]
+            ratio = statistics.median(turns) if turns else None
+            rows.append({"network": network, "layers": layers, "m": m, "B": B,
+                         "charnn_chars_per_s": mine,
+                         "pytorch_chars_per_s": other, "ratio": ratio,
+                         "turn_ratios": turns})
+            name = network if layers == 1 else f"{network} x{layers}"
+            print(f"{name:>10} {m:>5} {B:>5} {mine:>16,.0f} "
+                  f"{(f'{other:,.0f}' if other else '-'):>16} "
+                  f"{(f'{ratio:.2f}' if ratio else '-'):>7}   "
+                  + " ".join(f"{t:.2f}" for t in turns), flush=True)
     finally:
         if child:
             child.close()
