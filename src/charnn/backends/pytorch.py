@@ -41,9 +41,9 @@ summed by DistributedDataParallel's all-reduce (over every lane of the global ba
 by the number of lanes active in the whole batch, so the update is the one-process update), and
 sync() gathers every lane's state into each process's h, which a checkpoint holds whole.
 
-Sampling and advancing the state one character at a time run on the numpy reference: a
-character at a time is a chain of tiny steps, which a CPU takes faster than a round trip to a
-GPU.
+Sampling runs the network a character at a time on the device (where a big model's step is
+far faster than numpy's) and draws each character on the host with the reference's own
+filtering and inverse CDF, so that the same logits give the same draw.
 """
 
 from __future__ import annotations
@@ -124,21 +124,22 @@ def _synchronize(device: torch.device) -> None:
 
 class CharNet(nn.Module):
     """One of charnn's networks as PyTorch modules, its parameters reachable by charnn's names
-    (self.named[name]). forward(x, state, lengths, masks) runs a window: x (T, B) character
-    indices; state (B, layers, S, m) in charnn's layout; lengths None (every lane runs all T
+    (self.named[name]). run(x, state, lengths, masks) runs a window: x (T, B) character
+    indices; state (B, layers, S, m) in charnn's layout (forward: in PyTorch's); lengths None (every lane runs all T
     steps) or a CPU int64 tensor (B,) of each lane's steps (at least 1); masks None or
     layers - 1 tensors (T, B, m). Returns the logits (T, B, K), zero past a lane's length,
     and each lane's state after its own last step."""
 
-    def __init__(self, kind: str, K: int, m: int, layers: int, per_layer: bool):
+    def __init__(self, kind: str, K: int, m: int, layers: int, per_layer: bool, **where):
         super().__init__()
         self.kind, self.K, self.m, self.layers_count = kind, K, m, layers
         module = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
         if per_layer and layers > 1:
-            self.rnns = nn.ModuleList(module(K if l == 0 else m, m) for l in range(layers))
+            self.rnns = nn.ModuleList(module(K if l == 0 else m, m, **where)
+                                      for l in range(layers))
         else:
-            self.rnns = nn.ModuleList([module(K, m, num_layers=layers)])
-        self.out = nn.Linear(m, K)
+            self.rnns = nn.ModuleList([module(K, m, num_layers=layers, **where)])
+        self.out = nn.Linear(m, K, **where)
         self.named: dict[str, nn.Parameter] = {}
         if kind == "rnn":
             rnn = self.rnns[0]
@@ -158,8 +159,8 @@ class CharNet(nn.Module):
         network = network_of(params)
         kind = "rnn" if "W" in params else ("lstm" if network.STATE_VECTORS == 2 else "gru")
         layers = 1 if kind == "rnn" else sum(1 for n in params if n.startswith("W_hh"))
-        net = cls(kind, params.vocab_size, params.hidden_size, layers, per_layer)
-        net.to(device=device, dtype=_torch_dtype(params.dtype))
+        net = cls(kind, params.vocab_size, params.hidden_size, layers, per_layer, device=device,
+                  dtype=_torch_dtype(params.dtype))
         net.load(params)
         return net
 
@@ -175,34 +176,36 @@ class CharNet(nn.Module):
     def trainable(self, names) -> list[nn.Parameter]:
         return [self.named[name] for name in names]
 
-    def forward(self, x, state, lengths=None, masks=None):
+    def forward(self, x, hx, lengths=None, masks=None):
+        """The window in PyTorch's layout: hx a tuple of (layers, B, m) tensors, (h, c) for the
+        LSTM, (h,) otherwise; returns (logits, the new hx)."""
         T, B = x.shape
-        layers = self.layers_count
-        hx = state.transpose(0, 1)                            # (layers, B, S, m)
-        inp = F.one_hot(x, self.K).to(state.dtype)           # (T, B, K)
-        finals = []
+        inp = F.one_hot(x, self.K).to(hx[0].dtype)           # (T, B, K)
         if len(self.rnns) == 1:
             out, hn = self.rnns[0](self._pack(inp, lengths), self._hidden(hx))
-            finals.append(hn)
+            finals = [hn]
         else:
+            finals = []
             for l, rnn in enumerate(self.rnns):
-                out, hn = rnn(self._pack(inp, lengths), self._hidden(hx[l:l + 1]))
+                out, hn = rnn(self._pack(inp, lengths), self._hidden(tuple(t[l:l + 1]
+                                                                         for t in hx)))
                 finals.append(hn)
-                if l < layers - 1:
+                if l < self.layers_count - 1:
                     inp = self._unpack(out, T)
                     if masks is not None:
                         inp = inp * masks[l]                 # dropout between layers
         top = self._unpack(out, T)                           # (T, B, m), zero past a length
-        if self.kind == "lstm":
-            new = torch.cat([torch.stack(hc, dim=2) for hc in finals], dim=0)
-        else:
-            new = torch.cat(finals, dim=0).unsqueeze(2)      # (layers, B, 1, m)
-        return self.out(top), new.transpose(0, 1)
+        finals = [hn if isinstance(hn, tuple) else (hn,) for hn in finals]
+        new = tuple(torch.cat(parts, dim=0) for parts in zip(*finals))
+        return self.out(top), new
+
+    def run(self, x, state, lengths=None, masks=None):
+        """forward with states in charnn's layout (B, layers, S, m)."""
+        logits, hx = self(x, to_native(state), lengths, masks)
+        return logits, from_native(hx)
 
     def _hidden(self, hx):
-        if self.kind == "lstm":
-            return hx[:, :, 0].contiguous(), hx[:, :, 1].contiguous()
-        return hx[:, :, 0].contiguous()
+        return hx if self.kind == "lstm" else hx[0]
 
     @staticmethod
     def _pack(inp, lengths):
@@ -219,6 +222,15 @@ class CharNet(nn.Module):
 
 def _torch_dtype(dtype) -> torch.dtype:
     return {np.float64: torch.float64, np.float32: torch.float32}[np.dtype(dtype).type]
+
+
+def to_native(state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """States (B, layers, S, m) as PyTorch's modules hold them: S tensors (layers, B, m)."""
+    return tuple(state[:, :, s].transpose(0, 1).contiguous() for s in range(state.shape[2]))
+
+
+def from_native(hx) -> torch.Tensor:
+    return torch.stack(hx, dim=2).transpose(0, 1)
 
 
 def _state4(h: np.ndarray) -> np.ndarray:
@@ -339,8 +351,8 @@ class TorchSession:
         self.slots = {slot: [torch.from_numpy(np.ascontiguousarray(
             opt_state[f"{slot}_{name}"])).to(self.device) for name in self.names]
             for slot in optim.STATE_SLOTS[optimizer]}
-        self.state = torch.from_numpy(np.ascontiguousarray(
-            _state4(h)[self.lanes])).to(self.device)
+        self.hx = to_native(torch.from_numpy(np.ascontiguousarray(
+            _state4(h)[self.lanes])).to(self.device))
         self.model = self.net
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -355,55 +367,79 @@ class TorchSession:
         if params is not self.params or opt_state is not self.opt_state or h is not self.h \
                 or optimizer != self.optimizer:
             raise ValueError("a TorchSession trains the arrays it was opened on")
+        batch = self._upload(data, starts, lengths, resets, first, last)
         losses = []
-        for k, u in enumerate(range(first, last)):
-            loss, active = self.update_gradients(data, starts[u], lengths[u], resets[u],
-                                                 opt_step + k + 1, dropout, dropout_seed)
+        for k in range(last - first):
+            loss = self._forward_backward(batch, k, opt_step + k + 1, dropout, dropout_seed)
             clip_(self._grads(), clip)
             step_(optimizer, self.train_params, self._grads(), self.slots, eta,
                   opt_step + k + 1)
             for p in self.train_params:
                 p.grad = None
-            losses.append(loss / active)
+            losses.append(loss)
         if not losses:
             return np.empty(0)
         total = torch.stack(losses)
         if self.world > 1:                                  # every rank's lanes' losses
             torch.distributed.all_reduce(total, group=self.group)
-        return total.double().cpu().numpy()
+        return total.double().cpu().numpy() / batch["active"]
 
     def update_gradients(self, data, starts, lengths, resets, update, dropout=0.0,
                          dropout_seed=0):
-        """One update's forward and backward on this process's lanes: leaves the gradient
-        of the batch's loss (averaged over every active lane of the global batch, all
-        processes') in the parameters' .grad, carries the lanes' states, and returns (this
-        process's summed loss as a 0-d tensor, the number of active lanes in the batch)."""
-        active = int((lengths > 0).sum())
-        L = np.asarray(lengths)[self.lanes]
+        """One update's forward and backward (starts, lengths, resets: that update's rows):
+        leaves the gradient of the batch's loss in the parameters' .grad, carries the lanes'
+        states, and returns (this process's summed loss, the batch's active lanes)."""
+        batch = self._upload(data, np.asarray(starts)[None], np.asarray(lengths)[None],
+                             np.asarray(resets)[None], 0, 1)
+        return self._forward_backward(batch, 0, update, dropout, dropout_seed), \
+            int(batch["active"][0])
+
+    def _upload(self, data, starts, lengths, resets, first, last) -> dict:
+        """The windows of updates first..last-1 for this process's lanes, copied to the device
+        in one go (a copy per update would hold the host back until the device caught up)."""
+        every = np.asarray(lengths[first:last])
+        L = every[:, self.lanes]                                         # (n, lanes)
         T = max(int(L.max()) if L.size else 0, 1)
-        idx = np.minimum(np.asarray(starts)[self.lanes, None] + np.arange(T + 1),
+        idx = np.minimum(np.asarray(starts[first:last])[:, self.lanes, None] + np.arange(T + 1),
                          len(data) - 1)
-        window = torch.from_numpy(np.ascontiguousarray(data[idx])).to(self.device).long().T
-        runs = torch.from_numpy(L > 0).to(self.device).view(-1, 1, 1, 1)
-        reset = torch.from_numpy((np.asarray(resets)[self.lanes] != 0) & (L > 0))
-        state = torch.where(reset.to(self.device).view(-1, 1, 1, 1), 0, self.state)
+        resets = (np.asarray(resets[first:last])[:, self.lanes] != 0) & (L > 0)
+        windows = np.ascontiguousarray(data[idx], dtype=np.int64)      # (n, lanes, T + 1)
+        return {"L": L, "windows": torch.from_numpy(windows).to(self.device),
+                "any_reset": resets.any(axis=1),
+                "lengths": torch.from_numpy(L.astype(np.int64)).to(self.device),
+                "resets": torch.from_numpy(resets).to(self.device),
+                "active": np.maximum((every > 0).sum(axis=1), 1)}   # the whole batch's
+
+    def _forward_backward(self, batch, k: int, update: int, dropout: float, dropout_seed: int):
+        """Update k of the batch: the gradient of the loss summed over every active lane of
+        the global batch (all processes') and divided by their number, left in .grad; the
+        lanes' states carried; returns this process's summed loss (0-d, on the device)."""
+        L = batch["L"][k]
+        T = max(int(L.max()) if L.size else 0, 1)
+        window = batch["windows"][k, :, :T + 1].T                         # (T + 1, lanes)
+        hx = self.hx
+        if batch["any_reset"][k]:
+            hx = tuple(torch.where(batch["resets"][k].view(1, -1, 1), 0, t) for t in hx)
         full = bool((L == T).all())
-        lengths_t = None if full else torch.from_numpy(np.maximum(L, 1).astype(np.int64))
+        lengths = None if full else torch.from_numpy(np.maximum(L, 1).astype(np.int64))
         masks = dropout_masks(dropout, T, self.net.m, self.net.layers_count, dropout_seed,
-                              update, self.lanes_t, state.dtype) if dropout else None
-        logits, new_state = self.model(window[:-1], state, lengths_t, masks)
+                              update, self.lanes_t, hx[0].dtype) if dropout else None
+        logits, new = self.model(window[:-1], hx, lengths, masks)
         nll = F.cross_entropy(logits.reshape(-1, self.net.K), window[1:].reshape(-1),
                               reduction="none").view(T, -1)
-        if not full:
-            inside = torch.arange(T, device=self.device)[:, None] < \
-                torch.from_numpy(L).to(self.device)[None, :]
+        if not full:                                         # positions past a lane's window
+            inside = torch.arange(T, device=self.device)[:, None] < batch["lengths"][k][None, :]
             nll = torch.where(inside, nll, 0)
         loss = nll.sum()
         # DistributedDataParallel averages over the processes: scaled by their number, the
         # sum over every active lane of the batch divided by how many there are
-        (loss * (self.world / max(active, 1))).backward()
-        self.state = torch.where(runs, new_state.detach(), state)
-        return loss.detach(), max(active, 1)
+        (loss * (self.world / int(batch["active"][k]))).backward()
+        if (L > 0).all():
+            self.hx = tuple(t.detach() for t in new)
+        else:                                                # lanes sitting out keep theirs
+            runs = (batch["lengths"][k] > 0).view(1, -1, 1)
+            self.hx = tuple(torch.where(runs, t.detach(), old) for t, old in zip(new, hx))
+        return loss.detach()
 
     def sync(self) -> None:
         """Copy the parameters, the optimiser state and every lane's state (gathered from
@@ -414,7 +450,7 @@ class TorchSession:
             for slot, tensors in self.slots.items():
                 for name, t in zip(self.names, tensors):
                     np.copyto(self.opt_state[f"{slot}_{name}"], t.cpu().numpy())
-            state = self.state
+            state = from_native(self.hx)
             if self.world > 1:
                 full = torch.zeros((self.h.shape[0],) + tuple(state.shape[1:]),
                                    dtype=state.dtype, device=self.device)
@@ -435,6 +471,8 @@ class TorchSession:
         return bool(votes[0]), int(-votes[1])
 
     def close(self) -> None:
+        if self in _open_sessions:
+            _open_sessions.remove(self)
         _synchronize(self.device)
         distributed.destroy_process_group(self.group)
 
@@ -444,8 +482,26 @@ class TorchSession:
 
 def open_session(params: Params, optimizer: str, opt_state: dict, h: np.ndarray,
                  device: str = "auto", dropout: float = 0.0) -> TorchSession:
+    """A TorchSession on these arrays. While it is open, total_loss, advance and
+    sample_indices given these very params run on the session's device copy, which the
+    trainer syncs before it calls them, instead of copying the parameters over again."""
     use_device(device)
-    return TorchSession(params, optimizer, opt_state, h, device, dropout)
+    session = TorchSession(params, optimizer, opt_state, h, device, dropout)
+    _open_sessions.append(session)
+    return session
+
+
+_open_sessions: list[TorchSession] = []
+
+
+def _net_for(params: Params) -> tuple[CharNet, torch.device]:
+    """A CharNet of `params`: the open session's, when it holds these params, else a new one
+    on the module's device."""
+    for session in _open_sessions:
+        if session.params is params:
+            return session.net, session.device
+    device = resolve_device(_default_device, params.dtype.name)
+    return CharNet.of(params, per_layer=False, device=device), device
 
 
 # -- the Backend protocol's functions, on numpy arrays -----------------------------------------
@@ -472,8 +528,7 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
                h0: np.ndarray | None = None) -> tuple[float, int]:
     """The reference's total_loss: segments scored side by side, EVAL_LANES at a time, in
     chunks of EVAL_CHUNK characters that carry the state."""
-    device = resolve_device(_default_device, params.dtype.name)
-    net = CharNet.of(params, per_layer=False, device=device)
+    net, device = _net_for(params)
     shape = state_shape(params)
     segments = np.asarray(segments, np.int64).reshape(-1, 2)
     if h0 is not None:
@@ -504,7 +559,7 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
             window = torch.from_numpy(np.ascontiguousarray(data[idx])).to(device).long().T
             full = bool((L == T).all())
             lengths = None if full else torch.from_numpy(np.maximum(L, 1).astype(np.int64))
-            logits, new_state = net(window[:-1], state, lengths)
+            logits, new_state = net.run(window[:-1], state, lengths)
             nll = F.cross_entropy(logits.reshape(-1, net.K), window[1:].reshape(-1),
                                   reduction="none").view(T, -1)
             if not full:
@@ -527,7 +582,7 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     y = torch.from_numpy(np.asarray(targets, np.int64)).to(device)
     h_prev = np.asarray(h_prev, params.dtype)
     state = torch.from_numpy(np.ascontiguousarray(_state4(h_prev[None]))).to(device)
-    logits, last = net(x[:, None], state)
+    logits, last = net.run(x[:, None], state)
     loss = F.cross_entropy(logits[:, 0], y, reduction="sum")
     loss.backward()
     grads = Params({name: net.named[name].grad.detach().cpu().numpy().copy()
@@ -535,12 +590,43 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     return float(loss), grads, last.detach().cpu().numpy().reshape(h_prev.shape)
 
 
+def _device_state(h: np.ndarray, device) -> torch.Tensor:
+    h = np.asarray(h)
+    return torch.from_numpy(np.ascontiguousarray(_state4(h[None]))).to(device)
+
+
+@torch.no_grad()
 def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    return _reference().advance(params, h, inputs)
+    """The state after feeding `inputs` to the network from h (the reference's advance)."""
+    inputs = np.asarray(inputs, np.int64)
+    if not len(inputs):
+        return np.array(h, copy=True)
+    net, device = _net_for(params)
+    _, state = net.run(torch.from_numpy(inputs).to(device)[:, None], _device_state(h, device))
+    return state.cpu().numpy().reshape(np.shape(h)).astype(params.dtype)
 
 
+@torch.no_grad()
 def sample_indices(params: Params, h: np.ndarray, x: int, uniforms: np.ndarray,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                    greedy: bool = False, stop_index: int = -1) -> np.ndarray:
-    return _reference().sample_indices(params, h, x, uniforms, temperature, top_k, top_p,
-                                       greedy, stop_index)
+    """The reference's sample_indices: each step of the network on the device, the logits
+    filtered and drawn from on the host by the reference's own code (filtered_probabilities,
+    inverse CDF), so that a draw is the reference's draw from the same logits."""
+    reference = _reference()
+    net, device = _net_for(params)
+    state = _device_state(h, device)
+    drawn = []
+    for u in uniforms:
+        logits, state = net.run(torch.tensor([[x]], device=device), state)
+        o = logits[0, 0].cpu().numpy()
+        if greedy:
+            x = int(np.argmax(o))
+        else:
+            cdf = np.cumsum(reference.filtered_probabilities(o, temperature, top_k, top_p))
+            x = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(cdf) - 1)
+        drawn.append(x)
+        if x == stop_index:
+            break
+    h[...] = state.cpu().numpy().reshape(h.shape)
+    return np.array(drawn, dtype=np.int64)
