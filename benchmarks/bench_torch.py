@@ -118,7 +118,10 @@ def charnn_loop(model, m, layers, B, corpus, device_name, dtype, backend="torch"
                              device=device_name if backend == "torch" else "auto",
                              dtype=dtype)
         with tempfile.TemporaryDirectory() as folder:
-            state = Trainer(corpus, config, Path(folder) / "run").run()
+            trainer = Trainer(corpus, config, Path(folder) / "run")
+            state = trainer.run()
+        if trainer.stop_requested:          # (SIGHUP too: start it with nohup in a background)
+            raise SystemExit("a stop signal cut charnn's turn short; its time would be wrong")
         return state.elapsed
     return run
 

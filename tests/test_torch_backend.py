@@ -199,7 +199,9 @@ def test_runs_move_between_torch_and_the_cpu_backends(tiny_text_file, tmp_path, 
     Trainer(corpus, TrainConfig(**config, backend=other), tmp_path / "whole").run()
     for first, then in (("torch", other), (other, "torch")):
         run = tmp_path / f"{first}-{then}"
-        Trainer(corpus, TrainConfig(**dict(config, updates=20), backend=first), run).run()
+        device = "cpu" if first == "torch" else "auto"
+        Trainer(corpus, TrainConfig(**dict(config, updates=20), backend=first, device=device),
+                run).run()
         resume_trainer(run, updates=40, backend=then).run()
         whole, split = load_checkpoint(tmp_path / "whole"), load_checkpoint(run)
         assert split.meta["state"]["iteration"] == 40

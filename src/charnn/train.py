@@ -216,8 +216,7 @@ class Trainer:
             self._prepare_run_dir()
             s, c = self.state, self.config
             self.session = open_session(self.backend, s.params, c.optimizer, s.opt_state, s.h,
-                                        **({"device": c.device, "dropout": c.dropout}
-                                           if self.backend_name == "torch" else {}))
+                                        device=c.device, dropout=c.dropout)
             return self._loop()
         finally:
             if self.session is not None:
@@ -536,6 +535,8 @@ def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int |
         changes.update(updates=updates, epochs=epochs)
     if backend is not None:
         changes["backend"] = backend
+    if changes.get("backend") not in (None, "auto", "torch") and "device" not in changes:
+        changes["device"] = "auto"                       # a GPU run resumed on a CPU backend
     fixed = [name for name in changes if name not in RESUMABLE]
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)

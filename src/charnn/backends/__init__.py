@@ -91,11 +91,12 @@ class HostSession:
 
 
 def open_session(backend: ModuleType, params, optimizer: str, opt_state: dict, h: np.ndarray,
-                 **options) -> TrainingSession:
-    """The backend's own session when it has one (options: device, dropout), else a
-    HostSession."""
+                 device: str = "auto", dropout: float = 0.0) -> TrainingSession:
+    """The backend's own session when it has one (on `device`, with `dropout` between layers:
+    the choices it makes once), else a HostSession."""
     if hasattr(backend, "open_session"):
-        return backend.open_session(params, optimizer, opt_state, h, **options)
+        return backend.open_session(params, optimizer, opt_state, h, device=device,
+                                    dropout=dropout)
     return HostSession(backend)
 
 
