@@ -30,14 +30,19 @@ class _Parser(argparse.ArgumentParser):
 # -- train ----------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
+    from . import distributed
     from .train import Trainer
-    view = ProgressView(show_bar=not args.no_progress)
-    announce = lambda message: print(message, flush=True)  # noqa: E731
+    writer = distributed.is_writer()                     # under torchrun: rank 0 alone speaks
+    view = ProgressView(show_bar=not args.no_progress) if writer else (lambda event: None)
+    announce = (lambda message: print(message, flush=True)) if writer else (lambda m: None)
     if args.resume is not None:
         trainer = _resume(args, view, announce)
     else:
         config = config_from_args(args)
         corpus = load_training_corpus(args, config)
+        if distributed.world_size() > 1 and args.out is None and args.name is None:
+            raise CharnnError("several processes train one run: give it --out or --name, so "
+                              "that every process names the same run folder")
         run_dir = args.out or Path("runs") / (args.name or _default_run_name(corpus.name))
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
@@ -45,6 +50,8 @@ def cmd_train(args) -> int:
         trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
     state = trainer.run()
     run_dir = trainer.run_dir
+    if not writer:
+        return EXIT_INTERRUPTED if trainer.stop_requested else 0
     if trainer.stop_requested:
         print(f"stopped at update {state.iteration}; saved {run_dir / 'latest.npz'}; "
               f"continue with: charnn train --resume {run_dir}", file=sys.stderr)
@@ -98,8 +105,8 @@ def _resume(args, view, announce):
     shown = [f"--{g.replace('_', '-')} {getattr(trainer.config, g)} (was {getattr(saved, g)})"
              for g in changes if getattr(trainer.config, g) != getattr(saved, g)
              and changes[g] is not None]
-    print(f"resuming {trainer.run_dir} at update {trainer.state.iteration:,}"
-          + (f" with {', '.join(shown)}" if shown else ""), flush=True)
+    announce(f"resuming {trainer.run_dir} at update {trainer.state.iteration:,}"
+             + (f" with {', '.join(shown)}" if shown else ""))
     return trainer
 
 

@@ -14,13 +14,15 @@ from .optim import DEFAULT_ETA, OPTIMIZERS
 BACKENDS = ("auto",) + tuple(BACKEND_MODULES)  # auto: the fastest that runs the network
 DTYPES = ("float64", "float32")
 ORDERS = ("sequential", "shuffled")
+# Where --backend torch runs (auto: a CUDA GPU when PyTorch sees one, else the CPU).
+DEVICES = ("auto", "cpu", "cuda", "mps")
 # How long a run is when neither --epochs nor --updates is given: the span of the report's
 # samples (iter 0 .. 100,000).
 DEFAULT_UPDATES = 100_000
 # The settings a resumed run may change: its length, the step, and what is reported when.
 # Every other one shapes the network or the data order, which a checkpoint fixes.
 RESUMABLE = ("updates", "epochs", "eta", "clip", "sample_every", "sample_length", "log_every",
-             "eval_every", "eval_chars", "checkpoint_every", "backend")
+             "eval_every", "eval_chars", "checkpoint_every", "backend", "device")
 
 
 @dataclass
@@ -57,6 +59,7 @@ class TrainConfig:
     # machinery
     seed: int = 0
     backend: str = "auto"
+    device: str = "auto"           # for --backend torch: cpu, cuda or mps
 
     def __post_init__(self):
         if self.eta is None:
@@ -95,6 +98,10 @@ class TrainConfig:
              f"--optimizer {self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
         need(self.backend in BACKENDS,
              f"--backend {self.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+        need(self.device in DEVICES,
+             f"--device {self.device!r} is unknown; choose one of {', '.join(DEVICES)}")
+        need(self.device in ("auto", "cpu") or self.backend in ("auto", "torch"),
+             f"--device {self.device} runs on PyTorch; give --backend torch (or auto)")
         need(self.dtype in DTYPES, f"--dtype {self.dtype!r} is unknown; choose float64 or float32")
         need(self.order in ORDERS, f"--order {self.order!r} is unknown; choose sequential or shuffled")
         need(math.isfinite(self.eta) and self.eta > 0,

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from .config import BACKENDS, DTYPES, ORDERS, TrainConfig
+from .config import BACKENDS, DEVICES, DTYPES, ORDERS, TrainConfig
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
 
@@ -88,8 +88,11 @@ REPORTING = {
 }
 RUN = {
     "seed": ("random seed", {"type": seed_number}),
-    "backend": ("auto (the fastest that runs the network), compiled (numba) or numpy (the "
-                "readable reference)", {"choices": BACKENDS}),
+    "backend": ("auto (the fastest that runs the network; torch with --device cuda or mps, "
+                "or under torchrun), compiled (numba), numpy (the readable reference) or torch "
+                "(PyTorch: pip install -e \".[torch]\")", {"choices": BACKENDS}),
+    "device": ("where --backend torch runs: auto (a CUDA GPU when there is one, else the "
+               "CPU), cpu, cuda or mps", {"choices": DEVICES}),
 }
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 

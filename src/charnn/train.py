@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__, optim
-from .backends import get_backend, resolve_backend
+from . import __version__, distributed, optim
+from .backends import get_backend, open_session, resolve_backend
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
@@ -178,10 +178,12 @@ class Trainer:
                  announce: Callable[[str], None] | None = None):
         self.corpus, self.config = corpus, config.validate()
         self.run_dir = Path(run_dir)
-        self.folder = RunFolder(self.run_dir)
+        # several processes (torchrun) train one model; rank 0 alone writes the run folder
+        self.writer = distributed.is_writer()
+        self.folder = RunFolder(self.run_dir) if self.writer else distributed.NoFolder(run_dir)
         self.on_event = on_event or (lambda event: None)
         check_memory(config, len(corpus.vocab))
-        self.backend_name = resolve_backend(config.backend, config.model, config.dtype)
+        self.backend_name = choose_backend(config)
         self.backend = get_backend(self.backend_name, announce, config.dtype, config.model)
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None
@@ -191,6 +193,7 @@ class Trainer:
         self.best: TrainState | None = None
         self.stop_requested = False
         self._slice = 1                                  # updates per backend call, see _loop
+        self.session = None                              # the backend's, while run() trains
         # dropout masks are drawn from the seed and the update's number (reference.train_updates)
         self._dropout = {"dropout": config.dropout, "dropout_seed": config.seed} \
             if config.dropout else {}
@@ -211,8 +214,14 @@ class Trainer:
         handlers = self._install_signal_handlers()
         try:
             self._prepare_run_dir()
+            s, c = self.state, self.config
+            self.session = open_session(self.backend, s.params, c.optimizer, s.opt_state, s.h,
+                                        device=c.device, dropout=c.dropout)
             return self._loop()
         finally:
+            if self.session is not None:
+                self.session.close()
+                self.session = None
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             self.folder.release()
@@ -239,7 +248,12 @@ class Trainer:
         started = time.perf_counter()
         elapsed_before, first_iteration = s.elapsed, s.iteration
         window_start, window_updates, window_chars = started, 0, 0
-        while s.iteration < total and not self.stop_requested:
+        while s.iteration < total:
+            # every process stops together and runs the same number of updates per call
+            self.stop_requested, self._slice = self.session.agree(self.stop_requested,
+                                                                  self._slice)
+            if self.stop_requested:
+                break
             if s.position >= len(self.schedule):
                 s.epoch += 1
                 s.position = 0
@@ -249,7 +263,7 @@ class Trainer:
                       (c.log_every, c.sample_every, c.eval_every, c.checkpoint_every)))
             first, last = s.position, s.position + n
             call_started = time.perf_counter()
-            losses = self.backend.train_updates(
+            losses = self.session.train_updates(
                 s.params, c.optimizer, s.opt_state, s.opt_step, c.eta, c.clip, s.h,
                 self.dataset.data, self.schedule.starts, self.schedule.lengths,
                 self.schedule.resets, first, last, **self._dropout)
@@ -294,6 +308,11 @@ class Trainer:
     # -- pieces ------------------------------------------------------------------------------
 
     def _backend_reason(self) -> str:
+        if self.backend_name == "torch":
+            where = f"torch on {getattr(self.session, 'device', self.config.device)}"
+            if distributed.world_size() > 1:
+                where += f", {distributed.world_size()} processes"
+            return where + (" (auto)" if self.config.backend == "auto" else "")
         if self.config.backend == "auto":
             return (f"{self.backend_name} (auto: the fastest backend that runs "
                     f"{self.config.model} in {self.config.dtype})")
@@ -336,6 +355,7 @@ class Trainer:
         s = self.state
         if value < s.best_value:
             s.best_value, s.best_iteration = value, s.iteration
+            self.session.sync()
             self.best = s.snapshot()
 
     def validation_score(self, params: Params | None = None, h: np.ndarray | None = None):
@@ -351,6 +371,7 @@ class Trainer:
     def _evaluate(self) -> None:
         s = self.state
         started = time.perf_counter()
+        self.session.sync()
         score = self.validation_score()
         if not math.isfinite(score.nats):
             self._diverged(s.iteration, score.nats)
@@ -362,6 +383,7 @@ class Trainer:
 
     def _sample(self) -> None:
         s, c = self.state, self.config
+        self.session.sync()
         row = min(s.position, len(self.schedule) - 1)
         x = int(self.dataset.data[self.schedule.starts[row, 0]])
         h = s.h[0] if s.iteration else np.zeros_like(s.h[0])
@@ -373,6 +395,9 @@ class Trainer:
 
     def _save(self) -> None:
         s = self.state
+        self.session.sync()                              # (every process: it gathers h)
+        if not self.writer:
+            return
         save_checkpoint(self.run_dir / LATEST, state_to_checkpoint(
             s, self.config, self.corpus, s.sample_rng.bit_generator.state))
         if self.best is not None:
@@ -386,6 +411,8 @@ class Trainer:
 
     def _plot(self) -> None:
         from .plot import plot_run
+        if not self.writer:
+            return
         try:
             plot_run(self.run_dir)
         except Exception as exc:                          # a plot is never worth a lost run
@@ -428,6 +455,19 @@ class Trainer:
             except ValueError:                           # not the main thread
                 pass
         return previous
+
+
+def choose_backend(config: TrainConfig) -> str:
+    """The backend that trains: --backend's, where 'auto' is the fastest CPU backend that runs
+    the network, except on a GPU (--device cuda or mps) and under torchrun, where only the
+    torch backend runs."""
+    several = distributed.world_size() > 1
+    if config.backend == "auto" and (config.device in ("cuda", "mps") or several):
+        return "torch"
+    if several and config.backend != "torch":
+        raise CharnnError(f"{distributed.world_size()} processes (torchrun) train together "
+                          f"only on --backend torch, not {config.backend}; give --backend torch")
+    return resolve_backend(config.backend, config.model, config.dtype)
 
 
 def describe_network(config: TrainConfig) -> str:
@@ -495,6 +535,8 @@ def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int |
         changes.update(updates=updates, epochs=epochs)
     if backend is not None:
         changes["backend"] = backend
+    if changes.get("backend") not in (None, "auto", "torch") and "device" not in changes:
+        changes["device"] = "auto"                       # a GPU run resumed on a CPU backend
     fixed = [name for name in changes if name not in RESUMABLE]
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)

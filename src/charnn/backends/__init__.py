@@ -7,6 +7,15 @@ fastest first; a new backend is one module plus one line in BACKENDS.
     numpy      reference.py, the readable reference (the networks' math, a lane at a time)
     compiled   compiled/, the same functions compiled with numba for every network (RNN, LSTM,
                GRU), tested against reference.py
+    torch      backends/pytorch.py, PyTorch's RNN modules on a CPU, a GPU (cuDNN) or several
+               processes (torch.distributed); optional (pip install -e ".[torch]"), and last,
+               so that 'auto' picks it only where nothing else runs: --device cuda or mps, or
+               several processes (train.py)
+
+A training run talks to its backend through a session (open_session): for the backends that
+work on the trainer's numpy arrays in place it is a thin wrapper; the torch backend keeps the
+parameters, optimiser state and lanes' states on its device between calls and copies them back
+only when the trainer syncs (before it evaluates, samples, saves or keeps a best model).
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ import numpy as np
 from ..errors import CharnnError
 
 # name -> module, fastest first
-BACKENDS = {"compiled": "charnn.backends.compiled", "numpy": "charnn.backends.reference"}
+BACKENDS = {"compiled": "charnn.backends.compiled", "numpy": "charnn.backends.reference",
+            "torch": "charnn.backends.pytorch"}
+# Backends that need an optional extra: the one-line hint when it is missing.
+EXTRAS = {"torch": ('torch', 'pip install -e ".[torch]"')}
 
 
 @runtime_checkable
@@ -49,13 +61,69 @@ class Backend(Protocol):
                            h_prev: np.ndarray): ...
 
 
+class TrainingSession(Protocol):
+    """What a training run holds while it trains (open_session): train_updates with the
+    backend's arguments, on the arrays the session was opened on; sync() brings those arrays
+    up to date (a backend that keeps them elsewhere, such as on a GPU, copies them back);
+    agree(stop, updates) -> (stop, updates) makes every process of a multi-process run take the
+    same decision; close() lets go of the device and the processes."""
+
+    def train_updates(self, *args, **kwargs) -> np.ndarray: ...
+    def sync(self) -> None: ...
+    def agree(self, stop: bool, updates: int) -> tuple[bool, int]: ...
+    def close(self) -> None: ...
+
+
+class HostSession:
+    """The session of a backend that changes the trainer's numpy arrays in place: nothing to
+    copy, one process."""
+
+    def __init__(self, backend: ModuleType):
+        self.train_updates = backend.train_updates
+
+    def sync(self) -> None:
+        pass
+
+    def agree(self, stop: bool, updates: int) -> tuple[bool, int]:
+        return stop, updates
+
+    def close(self) -> None:
+        pass
+
+
+def open_session(backend: ModuleType, params, optimizer: str, opt_state: dict, h: np.ndarray,
+                 device: str = "auto", dropout: float = 0.0) -> TrainingSession:
+    """The backend's own session when it has one (on `device`, with `dropout` between layers:
+    the choices it makes once), else a HostSession."""
+    if hasattr(backend, "open_session"):
+        return backend.open_session(params, optimizer, opt_state, h, device=device,
+                                    dropout=dropout)
+    return HostSession(backend)
+
+
+def import_backend(name: str) -> ModuleType:
+    """The module of backend `name`; a CharnnError naming the extra to install when the
+    backend needs a package that is missing."""
+    try:
+        return importlib.import_module(BACKENDS[name])
+    except ImportError as exc:
+        if name in EXTRAS and exc.name == EXTRAS[name][0]:
+            package, command = EXTRAS[name]
+            raise CharnnError(f"--backend {name} needs {package}, which is not installed; "
+                              f"install it with: {command}") from None
+        raise
+
+
 def resolve_backend(name: str, network: str = "rnn", dtype: str = "float64") -> str:
     """The backend `name` stands for: itself, or for 'auto' the fastest one that runs
     `network` in `dtype`."""
     if name != "auto":
         return name
-    for candidate, module in BACKENDS.items():
-        backend = importlib.import_module(module)
+    for candidate in BACKENDS:
+        try:
+            backend = import_backend(candidate)
+        except CharnnError:                              # an optional backend not installed
+            continue
         if network in backend.NETWORKS and np.dtype(dtype).name in backend.DTYPES:
             return candidate
     raise CharnnError(f"no backend runs {network} in {dtype}")
@@ -70,9 +138,9 @@ def get_backend(name: str, announce=None, dtype: str = "float64",
     if name not in BACKENDS:
         raise CharnnError(f"--backend {name!r} is unknown; choose auto, "
                           f"{' or '.join(BACKENDS)}")
-    module = importlib.import_module(BACKENDS[name])
+    module = import_backend(name)
     if network not in module.NETWORKS:
-        runs = [b for b in BACKENDS if network in importlib.import_module(BACKENDS[b]).NETWORKS]
+        runs = [b for b in BACKENDS if b not in EXTRAS and network in import_backend(b).NETWORKS]
         raise CharnnError(f"--backend {name} has no {network} yet; use --backend "
                           f"{' or '.join(runs) or 'another'}")
     if np.dtype(dtype).name not in module.DTYPES:
