@@ -95,6 +95,11 @@ def resolve_device(name: str = "auto", dtype: str = "float64") -> torch.device:
             build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
             raise CharnnError(f"--device cuda: PyTorch {torch.__version__} sees no CUDA GPU "
                               f"({build}); give --device cpu, or install PyTorch's CUDA build")
+        # float32 means float32: cuDNN's RNNs would otherwise round their products' inputs to
+        # TF32 (a 10-bit mantissa), which put 30 updates of an LSTM 5e-3 away from the same
+        # run in float32 on a CPU
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         index = distributed.local_rank() % torch.cuda.device_count()
         return torch.device("cuda", index)
     if name == "mps":
