@@ -15,6 +15,7 @@ from .errors import CharnnError
 from .options import (add_train_arguments, config_from_args, load_training_corpus, number,
                       seed_number, unescape, whole_number)
 from .progress import ProgressView
+from .schedule import format_duration
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -37,6 +38,7 @@ def cmd_train(args) -> int:
         trainer = _resume(args, view, announce)
     else:
         config = config_from_args(args)
+        print(describe_settings(config, args.preset), flush=True)
         corpus = load_training_corpus(args, config)
         run_dir = args.out or Path("runs") / (args.name or _default_run_name(corpus.name))
         if (run_dir / "latest.npz").exists():
@@ -49,6 +51,10 @@ def cmd_train(args) -> int:
         print(f"stopped at update {state.iteration}; saved {run_dir / 'latest.npz'}; "
               f"continue with: charnn train --resume {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if trainer.time_up:
+        print(f"the time limit ({format_duration(trainer.config.time_limit)}) passed at update "
+              f"{state.iteration:,} of {trainer.total_updates:,}; the rest of the run can "
+              f"follow with: charnn train --resume {run_dir}", flush=True)
     if trainer.dataset.val_chars:
         best = (f"best validation loss {state.best_value:.4f} nats/char "
                 f"({state.best_value / math.log(2):.4f} bits/char)")
@@ -61,6 +67,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def describe_settings(config, preset: str) -> str:
+    """Every setting of a new run, as the flags that give it."""
+    from .presets import as_flags
+    values = config.to_dict()
+    if values["time_limit"] is not None:
+        values["time_limit"] = format_duration(values["time_limit"]).replace(" ", "")
+    return f"settings (preset {preset}, then the flags given): {as_flags(values)}"
+
+
 def _resume(args, view, announce):
     """A trainer for `charnn train --resume RUN`: the run's own settings, with the length,
     the step and the reporting intervals the command line gives; any flag that would change
@@ -70,6 +85,10 @@ def _resume(args, view, announce):
     from .corpus import load_corpus
     from .train import resume_trainer
     given = args.given
+    if given & {"preset", "time_limit"}:
+        raise CharnnError("a resumed run keeps its settings and its length (a time limit "
+                          "fixed it when the run began); leave out --preset and --time-limit, "
+                          "or give --updates to change the length")
     if given & {"out", "name"}:
         raise CharnnError(f"a resumed run stays in its folder {args.resume}; leave out "
                           f"{' and '.join('--' + g for g in sorted(given & {'out', 'name'}))}")

@@ -25,7 +25,11 @@ BACKENDS = {"compiled": "charnn.kernels", "numpy": "charnn.steps"}
 @runtime_checkable
 class Backend(Protocol):
     """What the trainer, evaluation and sampling call; steps.py documents each function and
-    is the reference every other backend must equal."""
+    is the reference every other backend must equal.
+
+    train_updates applies one learning rate, eta, to every update of the call: the trainer
+    ends a call wherever the learning-rate schedule changes eta (schedule.py), so a backend
+    never sees a schedule."""
 
     NETWORKS: tuple[str, ...]
     DTYPES: tuple[str, ...]
