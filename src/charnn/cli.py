@@ -157,6 +157,11 @@ def cmd_sample(args) -> int:
     options = _sampling_options(args)
     if args.count < 1:
         raise CharnnError(f"--count is {args.count}; give at least 1")
+    if args.checkpoint is None:
+        from .bundled import DEFAULT_MODEL
+        args.checkpoint = DEFAULT_MODEL
+        print(f"charnn: no run folder given: sampling from the pretrained model "
+              f"{DEFAULT_MODEL!r}", file=sys.stderr, flush=True)
     model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
     prime = read_text(args.prime_file) if args.prime_file else (args.prime or "")
     if args.beam is not None:
@@ -343,7 +348,9 @@ def cmd_serve(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .bundled import pretrained_names
     from .evaluation import WARMUP
+    PRETRAINED = ", ".join(pretrained_names()) or "none installed"  # noqa: N806
     parser = _Parser(prog="charnn", description="Character-level recurrent language models: the vanilla RNN, LSTM and GRU.")
     parser.add_argument("--version", action="version", version=f"charnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -354,8 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="generate text from a checkpoint",
-                       description="Generate text from a checkpoint file or run folder.")
-    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its best.npz)")
+                       description="Generate text from a checkpoint file, a run folder or a "
+                                   "pretrained model (default: shakespeare).")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help=f"a checkpoint file (.npz), a run folder (its best.npz) or a pretrained "
+                        f"model's name (default: the pretrained {PRETRAINED})")
     g = p.add_argument_group("what to generate")
     g.add_argument("-n", type=whole_number, default=1000, help="characters (default 1000)")
     g.add_argument("--prime", default="", help="text the sample starts from")
@@ -412,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="the loss of a model on a text, in bits per character",
                        description="Print the loss of a checkpoint's model on a text.")
-    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its best.npz)")
+    p.add_argument("checkpoint", help=f"a checkpoint file (.npz), a run folder (its best.npz) "
+                                      f"or a pretrained model's name ({PRETRAINED})")
     p.add_argument("text", help="the text to evaluate on")
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--skip-unknown", action="store_true",
@@ -451,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve a local web page over run folders: their loss "
                                    "curves (live), text generation, beam search, and the "
                                    "hidden units (needs pip install \"charnn[serve]\").")
-    p.add_argument("runs", nargs="*", help="run folders to show (besides those in --runs-dir)")
+    p.add_argument("runs", nargs="*", help=f"run folders or pretrained models ({PRETRAINED}) "
+                                          "to show (besides those in --runs-dir)")
     p.add_argument("--runs-dir", default="runs",
                    help="a folder whose run folders are shown (default runs)")
     p.add_argument("--host", default="127.0.0.1",

@@ -11,8 +11,8 @@ from __future__ import annotations
 PRESETS: dict[str, dict] = {
     "assignment": {},
     "best-cpu": {
-        "model": "rnn", "hidden": 256, "dtype": "float32", "optimizer": "adam", "eta": 0.002,
-        "lr_schedule": "cosine", "warmup_updates": 100, "min_eta": 0.0002,
+        "model": "rnn", "hidden": 256, "dtype": "float32", "optimizer": "adam", "eta": 0.003,
+        "lr_schedule": "cosine", "warmup_updates": 100, "min_eta": 0.0003,
         "seq_length": 50, "batch_size": 32,
     },
 }

@@ -361,7 +361,7 @@ class Trainer:
                                        self.schedule.lengths, self.schedule.resets, first,
                                        last, **self._dropout)
             took = time.perf_counter() - before
-            if done:
+            if done or took >= seconds:              # a first call that slow is the measure
                 timed, spent = timed + last - first, spent + took
             done += last - first
             # calls grow until each takes about a quarter of the measuring time
