@@ -378,3 +378,14 @@ def test_resuming_with_a_wrong_shaped_optimiser_state_is_refused_not_crashed(run
     assert result.stderr.startswith("charnn: error:") and result.stderr.count("\n") == 1
     assert "opt_m_W has shape (3, 3)" in result.stderr
     assert (run / LATEST).read_bytes() == before
+
+
+def test_a_state_a_rounding_above_one_loads_but_not_more(runs, tmp_path):
+    """The compiled float32 tanh may round a saturated unit a few ulp above 1; that is still
+    tanh's output, a value clearly outside [-1, 1] is not."""
+    eps = np.finfo(np.float64).eps
+    near = damaged(runs, tmp_path / "near", setitem("h", with_value("h", (0, 0), 1 + 2 * eps)))
+    assert load_checkpoint(near).h[0, 0] > 1
+    far = damaged(runs, tmp_path / "far", setitem("h", with_value("h", (0, 0), 1 + 1e-6)))
+    with pytest.raises(CharnnError, match="outside"):
+        load_checkpoint(far)

@@ -15,6 +15,7 @@ from .errors import CharnnError
 from .options import (add_train_arguments, config_from_args, load_training_corpus, number,
                       seed_number, unescape, whole_number)
 from .progress import ProgressView
+from .schedule import format_duration
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -39,6 +40,7 @@ def cmd_train(args) -> int:
         trainer = _resume(args, view, announce)
     else:
         config = config_from_args(args)
+        announce(describe_settings(config, args.preset))
         corpus = load_training_corpus(args, config)
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
@@ -56,6 +58,10 @@ def cmd_train(args) -> int:
         print(f"stopped at update {state.iteration}; saved {run_dir / 'latest.npz'}; "
               f"continue with: charnn train --resume {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if trainer.time_up:
+        print(f"the time limit ({format_duration(trainer.config.time_limit)}) passed at update "
+              f"{state.iteration:,} of {trainer.total_updates:,}; the rest of the run can "
+              f"follow with: charnn train --resume {run_dir}", flush=True)
     if trainer.dataset.val_chars:
         best = (f"best validation loss {state.best_value:.4f} nats/char "
                 f"({state.best_value / math.log(2):.4f} bits/char)")
@@ -68,6 +74,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def describe_settings(config, preset: str) -> str:
+    """Every setting of a new run, as the flags that give it."""
+    from .presets import as_flags
+    values = config.to_dict()
+    if values["time_limit"] is not None:
+        values["time_limit"] = format_duration(values["time_limit"]).replace(" ", "")
+    return f"settings (preset {preset}, then the flags given): {as_flags(values)}"
+
+
 def _resume(args, view, announce):
     """A trainer for `charnn train --resume RUN`: the run's own settings, with the length,
     the step and the reporting intervals the command line gives; any flag that would change
@@ -77,6 +92,10 @@ def _resume(args, view, announce):
     from .corpus import load_corpus
     from .train import resume_trainer
     given = args.given
+    if given & {"preset", "time_limit"}:
+        raise CharnnError("a resumed run keeps its settings and its length (a time limit "
+                          "fixed it when the run began); leave out --preset and --time-limit, "
+                          "or give --updates to change the length")
     if given & {"out", "name"}:
         raise CharnnError(f"a resumed run stays in its folder {args.resume}; leave out "
                           f"{' and '.join('--' + g for g in sorted(given & {'out', 'name'}))}")
@@ -145,6 +164,11 @@ def cmd_sample(args) -> int:
     options = _sampling_options(args)
     if args.count < 1:
         raise CharnnError(f"--count is {args.count}; give at least 1")
+    if args.checkpoint is None:
+        from .bundled import DEFAULT_MODEL
+        args.checkpoint = DEFAULT_MODEL
+        print(f"charnn: no run folder given: sampling from the pretrained model "
+              f"{DEFAULT_MODEL!r}", file=sys.stderr, flush=True)
     model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
     prime = read_text(args.prime_file) if args.prime_file else (args.prime or "")
     if args.beam is not None:
@@ -331,7 +355,9 @@ def cmd_serve(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .bundled import pretrained_names
     from .evaluation import WARMUP
+    PRETRAINED = ", ".join(pretrained_names()) or "none installed"  # noqa: N806
     parser = _Parser(prog="charnn", description="Character-level recurrent language models: the vanilla RNN, LSTM and GRU.")
     parser.add_argument("--version", action="version", version=f"charnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -342,8 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="generate text from a checkpoint",
-                       description="Generate text from a checkpoint file or run folder.")
-    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its best.npz)")
+                       description="Generate text from a checkpoint file, a run folder or a "
+                                   "pretrained model (default: shakespeare).")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help=f"a checkpoint file (.npz), a run folder (its best.npz) or a pretrained "
+                        f"model's name (default: the pretrained {PRETRAINED})")
     g = p.add_argument_group("what to generate")
     g.add_argument("-n", type=whole_number, default=1000, help="characters (default 1000)")
     g.add_argument("--prime", default="", help="text the sample starts from")
@@ -400,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="the loss of a model on a text, in bits per character",
                        description="Print the loss of a checkpoint's model on a text.")
-    p.add_argument("checkpoint", help="a checkpoint file (.npz) or a run folder (its best.npz)")
+    p.add_argument("checkpoint", help=f"a checkpoint file (.npz), a run folder (its best.npz) "
+                                      f"or a pretrained model's name ({PRETRAINED})")
     p.add_argument("text", help="the text to evaluate on")
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--skip-unknown", action="store_true",
@@ -439,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve a local web page over run folders: their loss "
                                    "curves (live), text generation, beam search, and the "
                                    "hidden units (needs pip install \"charnn[serve]\").")
-    p.add_argument("runs", nargs="*", help="run folders to show (besides those in --runs-dir)")
+    p.add_argument("runs", nargs="*", help=f"run folders or pretrained models ({PRETRAINED}) "
+                                          "to show (besides those in --runs-dir)")
     p.add_argument("--runs-dir", default="runs",
                    help="a folder whose run folders are shown (default runs)")
     p.add_argument("--host", default="127.0.0.1",

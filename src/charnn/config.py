@@ -10,6 +10,7 @@ from .errors import CharnnError
 from .evaluation import MAX_CHARS
 from .networks import NETWORKS
 from .optim import DEFAULT_ETA, OPTIMIZERS
+from .schedule import SCHEDULES
 
 BACKENDS = ("auto",) + tuple(BACKEND_MODULES)  # auto: the fastest that runs the network
 DTYPES = ("float64", "float32")
@@ -21,8 +22,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_UPDATES = 100_000
 # The settings a resumed run may change: its length, the step, and what is reported when.
 # Every other one shapes the network or the data order, which a checkpoint fixes.
-RESUMABLE = ("updates", "epochs", "eta", "clip", "sample_every", "sample_length", "log_every",
-             "eval_every", "eval_chars", "checkpoint_every", "backend", "device")
+RESUMABLE = ("updates", "epochs", "eta", "lr_schedule", "warmup_updates", "min_eta", "clip",
+             "sample_every", "sample_length", "log_every", "eval_every", "eval_chars",
+             "checkpoint_every", "backend", "device")
 
 
 @dataclass
@@ -37,12 +39,17 @@ class TrainConfig:
     # optimisation
     optimizer: str = "adagrad"
     eta: float | None = None       # learning rate; None: the optimizer's default (0.1 for AdaGrad)
+    lr_schedule: str = "constant"  # constant, or cosine from eta down to min_eta (schedule.py)
+    warmup_updates: int = 0        # eta rises linearly over the first N updates
+    min_eta: float = 0.0           # where the cosine schedule ends
     clip: float = 5.0              # gradients clipped elementwise to [-clip, clip]
     seq_length: int = 25           # tau, characters per update and lane
     batch_size: int = 1            # B, lanes trained side by side
-    # length: at most one of the two; neither means DEFAULT_UPDATES updates
+    # length: at most one of epochs and updates; neither means DEFAULT_UPDATES updates, or,
+    # with time_limit, the updates that fit in it (the trainer measures and records them)
     epochs: float | None = None
     updates: int | None = None
+    time_limit: float | None = None  # seconds a session trains at most
     # data
     order: str = "sequential"      # sequential: the pointer walk; shuffled: chunks in random order
     chunk_length: int = 1000       # characters per chunk when order is shuffled
@@ -114,6 +121,17 @@ class TrainConfig:
              f"--val-frac is {self.val_frac}; give a fraction from 0 up to (not including) 1")
         need(not (self.epochs is not None and self.updates is not None),
              "--epochs and --updates both given; give one of them")
+        need(self.lr_schedule in SCHEDULES,
+             f"--lr-schedule {self.lr_schedule!r} is unknown; choose one of "
+             f"{', '.join(SCHEDULES)}")
+        need(isinstance(self.warmup_updates, int) and self.warmup_updates >= 0,
+             f"--warmup-updates is {self.warmup_updates}; give a whole number of at least 0")
+        need(math.isfinite(self.min_eta) and 0 <= self.min_eta <= self.eta,
+             f"--min-eta is {self.min_eta}; give a learning rate from 0 up to --eta "
+             f"({self.eta:g})")
+        need(self.time_limit is None or (math.isfinite(self.time_limit)
+                                         and self.time_limit > 0),
+             f"--time-limit is {self.time_limit}; give a duration greater than 0, such as 10m")
         need(self.epochs is None or (math.isfinite(self.epochs) and self.epochs > 0),
              f"--epochs is {self.epochs}; give a number of epochs greater than 0")
         need(self.updates is None or self.updates > 0,

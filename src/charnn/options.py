@@ -14,6 +14,8 @@ from pathlib import Path
 from .config import BACKENDS, DEVICES, DTYPES, ORDERS, TrainConfig
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
+from .presets import PRESETS, describe_presets
+from .schedule import SCHEDULES, parse_duration
 
 
 def whole_number(text: str) -> int:
@@ -37,6 +39,13 @@ def seed_number(text: str) -> int:
     return value
 
 
+def duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def unescape(text: str) -> str:
     """Let a shell user write a newline or a tab as \\n or \\t."""
     return text.replace("\\n", "\n").replace("\\t", "\t")
@@ -58,6 +67,10 @@ OPTIMISATION = {
     "optimizer": ("update rule (adagrad is the assignment's)", {"choices": OPTIMIZERS}),
     "eta": ("learning rate (default 0.1 for adagrad, 0.005 for rmsprop and adam)",
             {"type": number}),
+    "lr_schedule": ("constant eta, or cosine: from eta down to --min-eta over the run",
+                    {"choices": SCHEDULES}),
+    "warmup_updates": ("eta rises linearly over the first N updates", {"type": whole_number}),
+    "min_eta": ("where --lr-schedule cosine ends", {"type": number}),
     "clip": ("clip gradients elementwise to [-clip, clip]", {"type": number}),
     "seq_length": ("characters per update and lane", {"type": whole_number}),
     "batch_size": ("lanes (sequences) per update; loss summed over time, averaged over lanes",
@@ -66,6 +79,10 @@ OPTIMISATION = {
 LENGTH = {
     "epochs": ("passes over the text", {"type": number}),
     "updates": ("parameter updates", {"type": whole_number}),
+    "time_limit": ("train for a wall-clock budget such as 90s, 10m or 1h30m: alone, the "
+                   "speed of the first seconds fixes (and prints) the updates that fit, so "
+                   "--updates N repeats the run exactly; with --updates or --epochs, a cap "
+                   "that stops the run early", {"type": duration, "metavar": "DURATION"}),
 }
 DATA = {
     "order": ("sequential: the assignment's pointer walk; shuffled: chunks in a new random "
@@ -122,8 +139,12 @@ def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> No
     p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default utf-8)")
     add_config_flags(p.add_argument_group("model"), MODEL)
     add_config_flags(p.add_argument_group("optimisation"), OPTIMISATION)
-    add_config_flags(p.add_argument_group("length (one of them; default 100,000 updates)"),
-                     LENGTH)
+    if with_run:
+        p.add_argument("--preset", choices=tuple(PRESETS), default="assignment",
+                       help="start from a named set of settings, which the flags given "
+                            "override: " + describe_presets())
+    add_config_flags(p.add_argument_group("length (--epochs or --updates; default 100,000 "
+                                          "updates)"), LENGTH)
     add_config_flags(p.add_argument_group("data"), DATA)
     if not with_run:
         return
@@ -140,8 +161,14 @@ def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> No
 
 
 def config_from_args(args) -> TrainConfig:
-    """The TrainConfig of parsed flags: every field a flag gave, the rest its default."""
+    """The TrainConfig of parsed flags: every field a flag gave, then the preset's (--preset),
+    the rest its default. args.given names the flags the command line gave (cli.py);
+    without it every flag counts as given."""
     values = {name: getattr(args, name) for name in _DEFAULTS if hasattr(args, name)}
+    given = getattr(args, "given", None)
+    for name, value in PRESETS[getattr(args, "preset", None) or "assignment"].items():
+        if given is not None and name not in given:
+            values[name] = value
     values["record_separator"] = unescape(values.get("record_separator", "\n"))
     return TrainConfig(**values).validate()
 

@@ -32,11 +32,22 @@ from .model import Params
 from .networks import NETWORKS, state_shape
 from .run_folder import RunFolder, sample_block
 from .sampling import generate
+from .schedule import format_duration, learning_rate
 
 SMOOTHING = 0.999
 # One backend call runs at most about this long, so that a stop request (Ctrl-C, SIGTERM,
 # SIGHUP) is honoured within a second even when Python would wait for thousands of updates.
 SLICE_SECONDS = 0.25
+# A run given only a time limit first trains a copy of the model for about this share of it
+# (between CALIBRATION_SECONDS' bounds) to measure its speed, then fixes its length.
+CALIBRATION_SHARE = 0.03
+CALIBRATION_SECONDS = (0.5, 5.0)
+# The share of the remaining time the fixed length aims to fill: the rest absorbs the noise
+# of the measured speed (a run that is slower still stops at the time limit).
+BUDGET_FILL = 0.97
+# What the processes agree on before each backend call (TrainingSession.agree): go on, the
+# time limit has passed, or a stop was asked for.
+TIME_UP, STOP_REQUESTED = 1, 2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + \
     ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
@@ -182,6 +193,7 @@ class Trainer:
         self.writer = distributed.is_writer()
         self.folder = RunFolder(self.run_dir) if self.writer else distributed.NoFolder(run_dir)
         self.on_event = on_event or (lambda event: None)
+        self.announce = announce or (lambda message: None)
         check_memory(config, len(corpus.vocab))
         self.backend_name = choose_backend(config)
         self.backend = get_backend(self.backend_name, announce, config.dtype, config.model)
@@ -192,6 +204,8 @@ class Trainer:
         self.updates_per_epoch = epoch_updates(self.dataset, config, 1)
         self.best: TrainState | None = None
         self.stop_requested = False
+        self.time_up = False                             # stopped by config.time_limit
+        self._deadline = math.inf
         self._slice = 1                                  # updates per backend call, see _loop
         self.session = None                              # the backend's, while run() trains
         # dropout masks are drawn from the seed and the update's number (reference.train_updates)
@@ -210,9 +224,21 @@ class Trainer:
         return DEFAULT_UPDATES
 
     def run(self) -> TrainState:
+        """Train to the run's length, or until config.time_limit has passed in this session
+        (time_up), or until a stop is requested."""
         self.folder.acquire()
         handlers = self._install_signal_handlers()
         try:
+            if self.config.time_limit is not None:
+                self._deadline = time.perf_counter() + self.config.time_limit
+                c = self.config
+                if c.updates is None and c.epochs is None and not self.resumed:
+                    if distributed.world_size() > 1:
+                        # each process would measure its own speed and fix its own length
+                        raise CharnnError("--time-limit alone fixes the run's length from a "
+                                          "speed measured by one process; under torchrun give "
+                                          "--updates N or --epochs E with it")
+                    self._fix_length()
             self._prepare_run_dir()
             s, c = self.state, self.config
             self.session = open_session(self.backend, s.params, c.optimizer, s.opt_state, s.h,
@@ -249,22 +275,31 @@ class Trainer:
         elapsed_before, first_iteration = s.elapsed, s.iteration
         window_start, window_updates, window_chars = started, 0, 0
         while s.iteration < total:
-            # every process stops together and runs the same number of updates per call
-            self.stop_requested, self._slice = self.session.agree(self.stop_requested,
-                                                                  self._slice)
-            if self.stop_requested:
+            # every process stops together and runs the same number of updates per call; a
+            # stop request anywhere outranks the time limit (read on each process's clock)
+            time_up = time.perf_counter() >= self._deadline
+            verdict, self._slice = self.session.agree(
+                STOP_REQUESTED if self.stop_requested else TIME_UP if time_up else 0,
+                self._slice)
+            self.stop_requested = verdict == STOP_REQUESTED
+            self.time_up = verdict == TIME_UP
+            if verdict:
                 break
             if s.position >= len(self.schedule):
                 s.epoch += 1
                 s.position = 0
                 self.schedule = epoch_schedule(self.dataset, c, s.epoch)
-            n = min(total - s.iteration, len(self.schedule) - s.position, self._slice,
+            # one eta per call: the call ends where the schedule changes it
+            eta, eta_until = learning_rate(c.lr_schedule, c.eta, c.min_eta, c.warmup_updates,
+                                           s.iteration, total)
+            n = min(total - s.iteration, eta_until - s.iteration,
+                    len(self.schedule) - s.position, self._slice,
                     *(every - s.iteration % every for every in
                       (c.log_every, c.sample_every, c.eval_every, c.checkpoint_every)))
             first, last = s.position, s.position + n
             call_started = time.perf_counter()
             losses = self.session.train_updates(
-                s.params, c.optimizer, s.opt_state, s.opt_step, c.eta, c.clip, s.h,
+                s.params, c.optimizer, s.opt_state, s.opt_step, eta, c.clip, s.h,
                 self.dataset.data, self.schedule.starts, self.schedule.lengths,
                 self.schedule.resets, first, last, **self._dropout)
             self._fit_slice(n, time.perf_counter() - call_started)
@@ -306,6 +341,56 @@ class Trainer:
         return s
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def _fix_length(self) -> None:
+        """A run given only a time limit: measure the speed of training (on a copy of the
+        model, so that the run itself is exactly the run of --updates N) and of one
+        evaluation, then fix config.updates to what fits in the time left, so that the
+        learning-rate schedule spans the run and the run can be repeated and resumed."""
+        c, started = self.config, time.perf_counter()
+        seconds = min(max(CALIBRATION_SHARE * c.time_limit, CALIBRATION_SECONDS[0]),
+                      CALIBRATION_SECONDS[1])
+        rate = self._measure_speed(seconds)
+        per_update, eval_seconds = 1 / rate, 0.0
+        if self.dataset.val_chars:
+            before = time.perf_counter()
+            self.validation_score()
+            eval_seconds = time.perf_counter() - before
+            per_update += eval_seconds / c.eval_every
+        # what is left once the speed is known, less the first evaluation and sample
+        left = self._deadline - time.perf_counter() - eval_seconds
+        c.updates = max(1, int(BUDGET_FILL * left / per_update))
+        limit = format_duration(c.time_limit)
+        self.announce(f"time limit {limit}: {rate:,.0f} updates/s measured in "
+                      f"{time.perf_counter() - started:.1f} s (on a copy of the model), so "
+                      f"this run is {c.updates:,} updates (--updates {c.updates} in place of "
+                      f"--time-limit repeats it exactly), stopped early if {limit} pass first")
+
+    def _measure_speed(self, seconds: float) -> float:
+        """Updates per second of backend calls on copies of the model, its optimiser state
+        and hidden state, over about `seconds` (the first call, which warms caches, not
+        counted)."""
+        s, c = self.state, self.config
+        params = s.params.copy()
+        opt_state = {k: a.copy() for k, a in s.opt_state.items()}
+        h = s.h.copy()
+        rows = len(self.schedule)
+        done, timed, spent, n = 0, 0, 0.0, 1
+        while spent < seconds:
+            first = done % rows
+            last = min(first + n, rows)
+            before = time.perf_counter()
+            self.backend.train_updates(params, c.optimizer, opt_state, done, c.eta, c.clip, h,
+                                       self.dataset.data, self.schedule.starts,
+                                       self.schedule.lengths, self.schedule.resets, first,
+                                       last, **self._dropout)
+            took = time.perf_counter() - before
+            if done or took >= seconds:              # a first call that slow is the measure
+                timed, spent = timed + last - first, spent + took
+            done += last - first
+            # calls grow until each takes about a quarter of the measuring time
+            n = max(1, min(2 * n, int((timed or 1) / max(spent, 1e-9) * seconds / 4)))
+        return timed / spent
 
     def _backend_reason(self) -> str:
         if self.backend_name == "torch":

@@ -191,9 +191,11 @@ class TrainedModel:
 def load(source: str | Path, backend: str = "auto",
          announce: Callable[[str], None] | None = None) -> TrainedModel:
     """A trained model from a run folder (its best checkpoint) or a checkpoint file, on the
-    fastest backend that runs its network ('auto'), or the one named ('compiled', 'numpy')."""
+    fastest backend that runs its network ('auto'), or the one named ('compiled', 'numpy').
+    `source` may also name a pretrained model that charnn ships: load("shakespeare")."""
     from .backends import get_backend
-    ckpt = load_checkpoint(source, prefer=BEST)
+    from .bundled import resolve_model
+    ckpt = load_checkpoint(resolve_model(source), prefer=BEST)
     config = dict(ckpt.meta.get("config", {}))
     return TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),
                         config=config, carried=carried_state(ckpt),

@@ -38,7 +38,11 @@ EXTRAS = {"torch": ('torch', 'pip install -e ".[torch]"')}
 @runtime_checkable
 class Backend(Protocol):
     """What the trainer, evaluation and sampling call; reference.py documents each function and
-    is the reference every other backend must equal."""
+    is the reference every other backend must equal.
+
+    train_updates applies one learning rate, eta, to every update of the call: the trainer
+    ends a call wherever the learning-rate schedule changes eta (schedule.py), so a backend
+    never sees a schedule."""
 
     NETWORKS: tuple[str, ...]
     DTYPES: tuple[str, ...]
@@ -70,7 +74,7 @@ class TrainingSession(Protocol):
 
     def train_updates(self, *args, **kwargs) -> np.ndarray: ...
     def sync(self) -> None: ...
-    def agree(self, stop: bool, updates: int) -> tuple[bool, int]: ...
+    def agree(self, stop: int, updates: int) -> tuple[int, int]: ...
     def close(self) -> None: ...
 
 
@@ -84,7 +88,7 @@ class HostSession:
     def sync(self) -> None:
         pass
 
-    def agree(self, stop: bool, updates: int) -> tuple[bool, int]:
+    def agree(self, stop: int, updates: int) -> tuple[int, int]:
         return stop, updates
 
     def close(self) -> None:

@@ -464,16 +464,17 @@ class TorchSession:
                 state = full
             np.copyto(self.h, state.cpu().numpy().reshape(self.h.shape))
 
-    def agree(self, stop: bool, updates: int) -> tuple[bool, int]:
-        """What every process does next: stop if any was asked to, and the fewest updates
-        any proposes for the next call (the processes step in lockstep)."""
+    def agree(self, stop: int, updates: int) -> tuple[int, int]:
+        """What every process does next: the largest stop verdict any gives (0 go on; the
+        trainer's TIME_UP and STOP_REQUESTED), and the fewest updates any proposes for the
+        next call (the processes step in lockstep)."""
         if self.world == 1:
             return stop, updates
         where = self.device if self.device.type == "cuda" else torch.device("cpu")
         votes = torch.tensor([int(stop), -updates], dtype=torch.int64, device=where)
         torch.distributed.all_reduce(votes, op=torch.distributed.ReduceOp.MAX,
                                      group=self.group)
-        return bool(votes[0]), int(-votes[1])
+        return int(votes[0]), int(-votes[1])
 
     def close(self) -> None:
         if self in _open_sessions:

@@ -113,7 +113,8 @@ class RunTable:
     again at every listing, so that a run started later appears)."""
 
     def __init__(self, runs: list[str | Path] = (), runs_dir: str | Path | None = "runs"):
-        self.given = [Path(r).resolve() for r in runs]
+        from ..bundled import resolve_model
+        self.given = [resolve_model(r).resolve() for r in runs]
         for path in self.given:
             if not is_run_folder(path):
                 raise CharnnError(f"{path} is not a run folder (it has no {CONFIG}); give a "
