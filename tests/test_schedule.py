@@ -154,6 +154,23 @@ def test_with_updates_a_time_limit_is_a_cap(tiny_text_file, tmp_path):
     assert trainer.config.updates == 10**9                 # the length is the one given
 
 
+def test_a_run_stopped_by_its_time_limit_is_scored_where_it_stopped(tiny_text_file, tmp_path):
+    # eval_every is far away: without a last evaluation the best checkpoint would be the
+    # untrained model of update 0
+    config = TrainConfig(updates=10**9, time_limit=1.0, backend="numpy", val_frac=0.1, **FAST)
+    trainer = Trainer(corpus(tiny_text_file), config, tmp_path / "capped")
+    state = trainer.run()
+    assert trainer.time_up and state.iteration > 0
+    rows = (tmp_path / "capped" / "log.csv").read_text().splitlines()
+    header, last_scored = rows[0].split(","), None
+    for row in rows[1:]:
+        values = dict(zip(header, row.split(",")))
+        if values.get("val_loss"):
+            last_scored = int(values["iteration"])
+    assert last_scored == state.iteration
+    assert state.best_iteration > 0
+
+
 # -- the command line --------------------------------------------------------------------------
 
 CLI_FAST = ["--backend", "numpy", "--sample-every", "1000", "--log-every", "10",
@@ -168,10 +185,15 @@ def test_time_limit_on_the_command_line(tiny_text_file, tmp_path, capsys):
     n = json.loads((run / "config.json").read_text())["config"]["updates"]
     assert f"this run is {n:,} updates (--updates {n} in place of --time-limit" in out
     assert "--time-limit 2s" in out.splitlines()[0]        # the settings line
-    # the run's length is fixed: resuming may not set another limit
-    assert main(["train", "--resume", str(run), "--time-limit", "5s"]) == 2
+    # the run's length is fixed; a preset may not change it, but a resumed session can go
+    # further and be capped by a time limit of its own
+    assert main(["train", "--resume", str(run), "--preset", "best-cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--time-limit" in err
+    assert err.count("\n") == 1 and "--preset" in err
+    assert main(["train", "--resume", str(run), "--updates", str(n + 5), "--time-limit", "1m",
+                 "--no-progress"]) == 0
+    meta = load_checkpoint(run).meta
+    assert meta["state"]["iteration"] == n + 5 and meta["config"]["updates"] == n + 5
 
 
 @pytest.mark.parametrize("flags, word", [
@@ -183,11 +205,13 @@ def test_time_limit_on_the_command_line(tiny_text_file, tmp_path, capsys):
     (["--preset", "fastest"], "--preset"),
 ])
 def test_bad_schedule_flags_are_one_line(tiny_text_file, tmp_path, capsys, flags, word):
-    with pytest.raises(SystemExit) as exit_:
-        main(["train", str(tiny_text_file), "--out", str(tmp_path / "r"), *CLI_FAST, *flags])
-        raise SystemExit(2)
+    try:                                  # argparse exits; a CharnnError is main's status
+        status = main(["train", str(tiny_text_file), "--out", str(tmp_path / "r"), *CLI_FAST,
+                       *flags])
+    except SystemExit as exit_:
+        status = exit_.code
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.count("\n") == 1 and word in err, err
+    assert status == 2 and err.count("\n") == 1 and word in err, err
 
 
 def test_a_preset_gives_its_settings_and_flags_override_them(tiny_text_file, tmp_path, capsys):
@@ -203,6 +227,16 @@ def test_a_preset_gives_its_settings_and_flags_override_them(tiny_text_file, tmp
             assert f"--{name.replace('_', '-')} {value}" in first
     assert saved["hidden"] == 16 and "--hidden 16 " in first
     assert first.startswith("settings (preset best-cpu")
+
+
+def test_a_new_eta_keeps_the_presets_schedule_in_proportion(tiny_text_file, tmp_path):
+    run, longer = tmp_path / "run", tmp_path / "longer.txt"
+    longer.write_text(tiny_text_file.read_text() * 20)
+    preset = PRESETS["best-cpu"]
+    assert main(["train", str(longer), "--preset", "best-cpu", "--hidden", "8", "--eta",
+                 "0.0001", "--updates", "2", "--out", str(run), *CLI_FAST]) == 0
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["min_eta"] == pytest.approx(0.0001 * preset["min_eta"] / preset["eta"])
 
 
 def test_the_assignment_preset_is_the_defaults(tiny_text_file, tmp_path, capsys):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason='PyTorch is not installed (pip install -e ".[torch]")')
+pytestmark = pytest.mark.slow                 # torchrun starts processes: seconds each
 
 from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus, resume_trainer  # noqa: E402
 from charnn.errors import CharnnError  # noqa: E402
@@ -129,3 +130,13 @@ def test_more_processes_than_lanes_or_a_cpu_backend_under_torchrun_are_refused(
     with pytest.raises(CharnnError, match="only on --backend torch"):
         Trainer(corpus, TrainConfig(**dict(RUN, backend="numpy", device="auto"), updates=5),
                 tmp_path / "b")
+
+
+def test_a_time_limit_alone_is_refused_under_torchrun(tiny_text_file, tmp_path, monkeypatch):
+    # each process would time itself and fix a length of its own
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    trainer = Trainer(load_corpus(tiny_text_file), TrainConfig(**RUN, time_limit=60.0),
+                      tmp_path / "run")
+    with pytest.raises(CharnnError, match="under torchrun give --updates N or --epochs E"):
+        trainer.run()

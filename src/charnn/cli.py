@@ -92,10 +92,9 @@ def _resume(args, view, announce):
     from .corpus import load_corpus
     from .train import resume_trainer
     given = args.given
-    if given & {"preset", "time_limit"}:
-        raise CharnnError("a resumed run keeps its settings and its length (a time limit "
-                          "fixed it when the run began); leave out --preset and --time-limit, "
-                          "or give --updates to change the length")
+    if "preset" in given:
+        raise CharnnError("a resumed run keeps its settings; leave out --preset (give "
+                          "--updates to change its length, --time-limit to cap this session)")
     if given & {"out", "name"}:
         raise CharnnError(f"a resumed run stays in its folder {args.resume}; leave out "
                           f"{' and '.join('--' + g for g in sorted(given & {'out', 'name'}))}")
@@ -109,6 +108,9 @@ def _resume(args, view, announce):
         raise CharnnError(f"{shown}: a resumed run keeps its network and data order; leave "
                           f"{'it' if len(fixed) == 1 else 'them'} out, or start a new run")
     changes = {g: getattr(args, g) for g in RESUMABLE if g in given}
+    # a time limit fixed the run's length when it began (in updates, saved); it caps only a
+    # session that asks for it again
+    changes.setdefault("time_limit", None)
     if "updates" in changes:
         changes["epochs"] = None
     elif "epochs" in changes:

@@ -24,7 +24,7 @@ DEFAULT_UPDATES = 100_000
 # Every other one shapes the network or the data order, which a checkpoint fixes.
 RESUMABLE = ("updates", "epochs", "eta", "lr_schedule", "warmup_updates", "min_eta", "clip",
              "sample_every", "sample_length", "log_every", "eval_every", "eval_chars",
-             "checkpoint_every", "backend", "device")
+             "checkpoint_every", "backend", "device", "time_limit")
 
 
 @dataclass

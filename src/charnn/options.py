@@ -166,9 +166,13 @@ def config_from_args(args) -> TrainConfig:
     without it every flag counts as given."""
     values = {name: getattr(args, name) for name in _DEFAULTS if hasattr(args, name)}
     given = getattr(args, "given", None)
-    for name, value in PRESETS[getattr(args, "preset", None) or "assignment"].items():
+    preset = PRESETS[getattr(args, "preset", None) or "assignment"]
+    for name, value in preset.items():
         if given is not None and name not in given:
             values[name] = value
+    if given is not None and "eta" in given and "min_eta" not in given and "min_eta" in preset:
+        # the preset's schedule ends at a fraction of its eta: keep that fraction of the new one
+        values["min_eta"] = values["eta"] * preset["min_eta"] / preset["eta"]
     values["record_separator"] = unescape(values.get("record_separator", "\n"))
     return TrainConfig(**values).validate()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 PRESETS: dict[str, dict] = {
     "assignment": {},
     "best-cpu": {
-        "model": "rnn", "hidden": 256, "dtype": "float32", "optimizer": "adam", "eta": 0.003,
-        "lr_schedule": "cosine", "warmup_updates": 100, "min_eta": 0.0003,
+        "model": "gru", "layers": 2, "hidden": 256, "dtype": "float32", "optimizer": "adam",
+        "eta": 0.004, "lr_schedule": "cosine", "warmup_updates": 100, "min_eta": 0.0004,
         "seq_length": 50, "batch_size": 32,
     },
 }

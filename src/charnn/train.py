@@ -32,7 +32,7 @@ from .model import Params
 from .networks import NETWORKS, state_shape
 from .run_folder import RunFolder, sample_block
 from .sampling import generate
-from .schedule import format_duration, learning_rate
+from .schedule import MIN_STEP_UPDATES, format_duration, learning_rate
 
 SMOOTHING = 0.999
 # One backend call runs at most about this long, so that a stop request (Ctrl-C, SIGTERM,
@@ -208,6 +208,8 @@ class Trainer:
         self._deadline = math.inf
         self._slice = 1                                  # updates per backend call, see _loop
         self.session = None                              # the backend's, while run() trains
+        self._synced_at = -1                             # the update of the last session sync
+        self._evaluated_at = -1                          # and of the last evaluation
         # dropout masks are drawn from the seed and the update's number (reference.train_updates)
         self._dropout = {"dropout": config.dropout, "dropout_seed": config.seed} \
             if config.dropout else {}
@@ -332,6 +334,8 @@ class Trainer:
                 self._sample()
             if it % c.checkpoint_every == 0 and it < total:
                 self._save()
+        if self.time_up and self.dataset.val_chars and self._evaluated_at != s.iteration:
+            self._evaluate()          # the best checkpoint must not predate the last stretch
         if s.iteration == total and total % c.sample_every and s.iteration > first_iteration:
             self._sample()                               # the final model's text
         self._save()
@@ -375,21 +379,31 @@ class Trainer:
         opt_state = {k: a.copy() for k, a in s.opt_state.items()}
         h = s.h.copy()
         rows = len(self.schedule)
+        # the loop's calls end at every log row and at every step of a cosine schedule, and a
+        # call has a fixed cost (a compiled LSTM's about 19 ms): time calls no longer than those
+        longest = min(c.log_every, MIN_STEP_UPDATES if c.lr_schedule == "cosine" else c.log_every)
+        # on the run's device, as the run will train (a session keeps the model there)
+        session = open_session(self.backend, params, c.optimizer, opt_state, h,
+                               device=c.device, dropout=c.dropout)
         done, timed, spent, n = 0, 0, 0.0, 1
-        while spent < seconds:
-            first = done % rows
-            last = min(first + n, rows)
-            before = time.perf_counter()
-            self.backend.train_updates(params, c.optimizer, opt_state, done, c.eta, c.clip, h,
-                                       self.dataset.data, self.schedule.starts,
-                                       self.schedule.lengths, self.schedule.resets, first,
-                                       last, **self._dropout)
-            took = time.perf_counter() - before
-            if done or took >= seconds:              # a first call that slow is the measure
-                timed, spent = timed + last - first, spent + took
-            done += last - first
-            # calls grow until each takes about a quarter of the measuring time
-            n = max(1, min(2 * n, int((timed or 1) / max(spent, 1e-9) * seconds / 4)))
+        try:
+            while spent < seconds:
+                first = done % rows
+                last = min(first + n, rows)
+                before = time.perf_counter()
+                session.train_updates(params, c.optimizer, opt_state, done, c.eta, c.clip, h,
+                                      self.dataset.data, self.schedule.starts,
+                                      self.schedule.lengths, self.schedule.resets, first,
+                                      last, **self._dropout)
+                took = time.perf_counter() - before
+                if done or took >= seconds:          # a first call that slow is the measure
+                    timed, spent = timed + last - first, spent + took
+                done += last - first
+                # calls grow until each takes about a quarter of the measuring time
+                n = max(1, min(2 * n, longest,
+                               int((timed or 1) / max(spent, 1e-9) * seconds / 4)))
+        finally:
+            session.close()
         return timed / spent
 
     def _backend_reason(self) -> str:
@@ -436,11 +450,20 @@ class Trainer:
         total, _ = self.backend.total_loss(self.state.params, self.dataset.data, spans)
         return total / len(starts)
 
+    def _sync(self) -> None:
+        """Bring the trainer's arrays up to date with the session's, once per update: under
+        torchrun a sync is a collective that every process must make at the same update, so
+        it never waits on a decision one process takes alone (such as a better held-out
+        score, which each process computes on its own and may round differently)."""
+        if self._synced_at != self.state.iteration:
+            self.session.sync()
+            self._synced_at = self.state.iteration
+
     def _track_best(self, value: float) -> None:
         s = self.state
         if value < s.best_value:
             s.best_value, s.best_iteration = value, s.iteration
-            self.session.sync()
+            self._sync()
             self.best = s.snapshot()
 
     def validation_score(self, params: Params | None = None, h: np.ndarray | None = None):
@@ -456,8 +479,9 @@ class Trainer:
     def _evaluate(self) -> None:
         s = self.state
         started = time.perf_counter()
-        self.session.sync()
+        self._sync()
         score = self.validation_score()
+        self._evaluated_at = s.iteration
         if not math.isfinite(score.nats):
             self._diverged(s.iteration, score.nats)
         s.last_val = score.bits
@@ -468,7 +492,7 @@ class Trainer:
 
     def _sample(self) -> None:
         s, c = self.state, self.config
-        self.session.sync()
+        self._sync()
         row = min(s.position, len(self.schedule) - 1)
         x = int(self.dataset.data[self.schedule.starts[row, 0]])
         h = s.h[0] if s.iteration else np.zeros_like(s.h[0])
@@ -480,7 +504,7 @@ class Trainer:
 
     def _save(self) -> None:
         s = self.state
-        self.session.sync()                              # (every process: it gathers h)
+        self._sync()                                     # (every process: it gathers h)
         if not self.writer:
             return
         save_checkpoint(self.run_dir / LATEST, state_to_checkpoint(

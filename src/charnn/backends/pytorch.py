@@ -264,9 +264,9 @@ def _fmix32(h: torch.Tensor) -> torch.Tensor:
 def _mix(a, b) -> torch.Tensor:
     """dropout.mix: fmix32(a xor (b * golden + offset)), a and b tensors or ints."""
     if isinstance(b, torch.Tensor):
-        b = (_mul32(b, int(charnn_dropout._GOLDEN)) + int(charnn_dropout._OFFSET)) & _M32
+        b = (_mul32(b, int(charnn_dropout.GOLDEN)) + int(charnn_dropout.OFFSET)) & _M32
     else:
-        b = (b * int(charnn_dropout._GOLDEN) + int(charnn_dropout._OFFSET)) & _M32
+        b = (b * int(charnn_dropout.GOLDEN) + int(charnn_dropout.OFFSET)) & _M32
     return _fmix32(a ^ b) if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor) \
         else int(charnn_dropout.fmix32(a ^ b))
 

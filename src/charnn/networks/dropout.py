@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_GOLDEN = np.uint32(0x9E3779B9)
-_OFFSET = np.uint32(0x7F4A7C15)
+GOLDEN = np.uint32(0x9E3779B9)       # the counter's multiplier (2^32 / the golden ratio)
+OFFSET = np.uint32(0x7F4A7C15)
 _M32 = 0xFFFFFFFF
 
 
@@ -35,7 +35,7 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 def mix(a, b) -> np.ndarray:
     """One link of the hash chain: a (the key so far) combined with the counter b."""
     with np.errstate(over="ignore"):
-        return fmix32(np.asarray(a, np.uint32) ^ (np.asarray(b, np.uint32) * _GOLDEN + _OFFSET))
+        return fmix32(np.asarray(a, np.uint32) ^ (np.asarray(b, np.uint32) * GOLDEN + OFFSET))
 
 
 def lane_key(seed: int, update: int, lane: int, layer: int) -> np.uint32:
