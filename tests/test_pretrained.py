@@ -95,3 +95,23 @@ def test_the_script_trains_and_shrinks_a_model(tiny_text_file, tmp_path):
     assert all(not a.any() for a in shipped.checkpoint.opt_state.values())
     assert (tmp_path / "tiny" / "log.csv").is_file()
     assert shipped.generate(50, seed=1)
+
+
+@pytest.mark.slow
+def test_the_shipped_models_figure_is_what_eval_says_of_it():
+    # the held-out loss the shipped checkpoint records (its training's last 10%, scored as
+    # validation scores it) is what charnn's evaluation of the same weights on the same text
+    # gives: the README quotes it
+    from charnn import TrainConfig, load_corpus
+    from charnn.backends import get_backend
+    from charnn.data import build_dataset
+    from charnn.evaluation import carries_state, score_held_out
+    ckpt = charnn.load_checkpoint(PRETRAINED_DIR / DEFAULT_MODEL / "best.npz")
+    config = TrainConfig.from_dict(ckpt.meta["config"])
+    dataset = build_dataset(load_corpus(None), config)
+    start = ckpt.h[0] if carries_state(config.to_dict()) else None
+    score = score_held_out(ckpt.params, dataset.data, dataset.val, get_backend("auto",
+                           dtype="float32", network=config.model), records=config.records,
+                           h_start=start, max_chars=config.eval_chars)
+    assert score.count > 0.99 * dataset.val_chars            # every character after a warm-up
+    assert score.nats == pytest.approx(ckpt.meta["state"]["best_value"], rel=1e-9)
