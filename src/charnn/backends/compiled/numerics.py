@@ -180,21 +180,26 @@ def _softmax_rows(O, L):
 
     A NaN in a row is passed over by the max but carried by the sum, so the whole row becomes
     NaN, as numpy's softmax makes it (there the max is NaN)."""
-    K = O.shape[1]
     for t in range(L):
-        o = O[t]
-        mx = o[0]
-        for k in range(1, K):
-            if o[k] > mx:
-                mx = o[k]
-        for k in range(K):
-            o[k] -= mx
-        _vexp(o, K)
-        s = mx - mx
-        for k in range(K):
-            s += o[k]
-        for k in range(K):
-            o[k] = o[k] / s
+        _softmax_row(O[t])
+
+
+@_jit
+def _softmax_row(o):
+    """o (K,) becomes softmax(o) in place, as _softmax_rows does each row."""
+    K = o.size
+    mx = o[0]
+    for k in range(1, K):
+        if o[k] > mx:
+            mx = o[k]
+    for k in range(K):
+        o[k] -= mx
+    _vexp(o, K)
+    s = mx - mx
+    for k in range(K):
+        s += o[k]
+    for k in range(K):
+        o[k] = o[k] / s
 
 
 @njit(cache=True)

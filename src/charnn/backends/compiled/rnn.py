@@ -42,7 +42,7 @@ from numba import njit, prange
 from ... import optim
 from ...model import Params
 from .lanes import _active_lanes, _char, _check_params, _gather_windows, _text, lane_groups
-from .numerics import _draw, _jit, _softmax_rows, _vexp, _vtanh
+from .numerics import _draw, _jit, _softmax_row, _softmax_rows, _vexp, _vtanh
 from .optimisers import (_C_CLIP, _C_EPS, _C_ETA, _C_ONE, _OPT_CODE, _adagrad,
                          _bias_corrections, _constants, _update_dense, _update_rows)
 from .products import (_aligned_zeros, _gemm, _matmul_nn, _matmul_nt, _matmul_tn,
@@ -398,18 +398,7 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
         for r in range(n):
             o = O[t, r]
             if t < Ls[r]:
-                mx = o[0]
-                for k in range(1, K):
-                    if o[k] > mx:
-                        mx = o[k]
-                for k in range(K):
-                    o[k] -= mx
-                _vexp(o, K)
-                s = mx - mx
-                for k in range(K):
-                    s += o[k]
-                for k in range(K):
-                    o[k] = o[k] / s
+                _softmax_row(o)
                 y = data[st[lo + r] + t + 1]
                 loss -= math.log(np.float64(o[y]))
                 o[y] -= one

@@ -35,7 +35,7 @@ from ... import optim
 from ...networks import dropout as dropout_hash
 from . import gru, lstm
 from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
-from .numerics import _draw, _jit, _vexp
+from .numerics import _draw, _jit, _softmax_row, _vexp
 from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _constants, _update_rows
 from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
 
@@ -205,18 +205,7 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
         for r in range(n):
             o = O[t, r]
             if t < Ls[r]:
-                mx = o[0]
-                for k in range(1, K):
-                    if o[k] > mx:
-                        mx = o[k]
-                for k in range(K):
-                    o[k] -= mx
-                _vexp(o, K)
-                s = mx - mx
-                for k in range(K):
-                    s += o[k]
-                for k in range(K):
-                    o[k] = o[k] / s
+                _softmax_row(o)
                 y = ys[yst[lo + r] + t]
                 loss -= math.log(np.float64(o[y]))
                 o[y] -= one
