@@ -283,7 +283,8 @@ class Trainer:
             verdict, self._slice = self.session.agree(
                 STOP_REQUESTED if self.stop_requested else TIME_UP if time_up else 0,
                 self._slice)
-            self.stop_requested = verdict == STOP_REQUESTED
+            # (a signal that lands during agree() is kept for the next round, never dropped)
+            self.stop_requested = self.stop_requested or verdict == STOP_REQUESTED
             self.time_up = verdict == TIME_UP
             if verdict:
                 break
