@@ -382,7 +382,7 @@ class Trainer:
         rows = len(self.schedule)
         # the loop's calls end at every log row and at every step of a cosine schedule, and a
         # call has a fixed cost (a compiled LSTM's about 19 ms): time calls no longer than those
-        longest = min(c.log_every, MIN_STEP_UPDATES if c.lr_schedule == "cosine" else c.log_every)
+        longest = min(c.log_every, MIN_STEP_UPDATES) if c.lr_schedule == "cosine" else c.log_every
         # on the run's device, as the run will train (a session keeps the model there)
         session = open_session(self.backend, params, c.optimizer, opt_state, h,
                                device=c.device, dropout=c.dropout)

@@ -187,6 +187,15 @@ def _softmax_rows(O, L):
 @_jit
 def _softmax_row(o):
     """o (K,) becomes softmax(o) in place, as _softmax_rows does each row."""
+    s = _shifted_exp(o)
+    for k in range(o.size):
+        o[k] = o[k] / s
+
+
+@_jit
+def _shifted_exp(o):
+    """o (K,) becomes exp(o - max(o)) in place (so exp cannot overflow); returns their sum,
+    softmax's denominator: -log p[y] = -log(o[y] / sum) afterwards."""
     K = o.size
     mx = o[0]
     for k in range(1, K):
@@ -198,8 +207,7 @@ def _softmax_row(o):
     s = mx - mx
     for k in range(K):
         s += o[k]
-    for k in range(K):
-        o[k] = o[k] / s
+    return s
 
 
 @njit(cache=True)

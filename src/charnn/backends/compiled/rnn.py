@@ -42,7 +42,7 @@ from numba import njit, prange
 from ... import optim
 from ...model import Params
 from .lanes import _active_lanes, _char, _check_params, _gather_windows, _text, lane_groups
-from .numerics import _draw, _jit, _softmax_row, _softmax_rows, _vexp, _vtanh
+from .numerics import _draw, _jit, _shifted_exp, _softmax_row, _softmax_rows, _vtanh
 from .optimisers import (_C_CLIP, _C_EPS, _C_ETA, _C_ONE, _OPT_CODE, _adagrad,
                          _bias_corrections, _constants, _update_dense, _update_rows)
 from .products import (_aligned_zeros, _gemm, _matmul_nn, _matmul_nt, _matmul_tn,
@@ -602,23 +602,13 @@ def _segment_loss(U, W, V, b, c, data, width, start, end, h, h2, o):
         _step_hidden(W, U, b, _char(data, width, t), h, h2)
         h[:] = h2
         y = _char(data, width, t + 1)
-        mx = c[0] - c[0]
         for k in range(K):                            # o = V h + c
             acc = c[k] - c[k]
             vk = V[k]
             for j in range(h.size):
                 acc += vk[j] * h[j]
             o[k] = acc + c[k]
-        mx = o[0]
-        for k in range(1, K):
-            if o[k] > mx:
-                mx = o[k]
-        for k in range(K):
-            o[k] -= mx
-        _vexp(o, K)
-        s = mx - mx
-        for k in range(K):
-            s += o[k]
+        s = _shifted_exp(o)
         total -= math.log(np.float64(o[y] / s))
     return total
 

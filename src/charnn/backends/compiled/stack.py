@@ -35,7 +35,7 @@ from ... import optim
 from ...networks import dropout as dropout_hash
 from . import gru, lstm
 from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
-from .numerics import _draw, _jit, _softmax_row, _vexp
+from .numerics import _draw, _jit, _shifted_exp, _softmax_row
 from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _constants, _update_rows
 from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
 
@@ -452,16 +452,7 @@ def _total_loss(kind, layers, m, K, Gm, theta, off, WT, offT, data, width, segme
                           AX1, AH1, Z1, TC1, Ls1)
                 _logits(theta, off, layers, Hst[layers - 1, 0], o)
                 y = _char(data, width, t + 1)
-                mx = o[0]
-                for k in range(1, K):
-                    if o[k] > mx:
-                        mx = o[k]
-                for k in range(K):
-                    o[k] -= mx
-                _vexp(o, K)
-                s = mx - mx
-                for k in range(K):
-                    s += o[k]
+                s = _shifted_exp(o)
                 total -= math.log(np.float64(o[y] / s))
             out[q] = total
 
