@@ -223,9 +223,6 @@ def cmd_gradcheck(args) -> int:
     if args.model == "rnn" and args.layers != 1:
         raise CharnnError("the vanilla RNN has one layer; give --layers 1, or --model lstm "
                           "or gru for stacked layers")
-    if args.backend == "compiled" and args.model != "rnn":
-        raise CharnnError(f"--backend compiled has no {args.model} yet; check it with "
-                          "--backend numpy")
     corpus = load_corpus(args.corpus or args.text, encoding=args.encoding)
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
     if len(data) < args.batch_size + 1:
@@ -237,18 +234,20 @@ def cmd_gradcheck(args) -> int:
     params, inputs, targets, states = gradcheck_problem(
         data, len(corpus.vocab), args.hidden, args.seq_length, sigma, args.seed,
         args.batch_size, args.model, args.layers)
+    gradient_fn = None                                   # the numpy reference's
     if args.backend == "compiled":
         from .backends import get_backend
+        gradient_fn = get_backend("compiled", print, network=args.model).loss_and_gradients
+    if gradient_fn is not None and args.model == "rnn":  # the kernel takes h (m,) alone
         rows = check_gradients(params, inputs, targets, states, args.step, args.threshold,
-                               get_backend("compiled", print).loss_and_gradients,
-                               elements=args.elements, seed=args.seed)
+                               gradient_fn, elements=args.elements, seed=args.seed)
     else:
         masks = [network.dropout_masks(args.dropout, inputs.shape[-1], args.hidden,
                                        args.layers, (args.seed, 1, lane))
                  for lane in range(args.batch_size)]
         rows = check_network_gradients(network, params, inputs, targets, states, args.step,
-                                       args.threshold, elements=args.elements, seed=args.seed,
-                                       masks=masks)
+                                       args.threshold, gradient_fn, elements=args.elements,
+                                       seed=args.seed, masks=masks)
     lanes = f", batch {args.batch_size} (loss averaged over lanes)" if args.batch_size > 1 else ""
     checked = f", {args.elements} random elements per parameter" if args.elements else ""
     stack = f" x {args.layers} layers" if args.layers > 1 else ""
