@@ -224,9 +224,20 @@ def test_a_preset_gives_its_settings_and_flags_override_them(tiny_text_file, tmp
     for name, value in PRESETS["best-cpu"].items():
         if name != "hidden":
             assert saved[name] == value, name
-            assert f"--{name.replace('_', '-')} {value}" in first
-    assert saved["hidden"] == 16 and "--hidden 16 " in first
-    assert first.startswith("settings (preset best-cpu")
+            assert f"--{name.replace('_', '-')} " not in first      # the preset's own: quiet
+    assert saved["hidden"] == 16
+    # only what differs from the preset, and where every setting is
+    assert first == (f"settings: preset best-cpu with --hidden 16 --updates 20 --sample-every "
+                     f"1000 --log-every 10 --backend numpy (every setting: {run / 'config.json'})")
+
+
+def test_the_default_run_says_its_preset_in_a_short_line(tiny_text_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_text_file), "--updates", "3", "--out", str(run),
+                 "--no-progress", "--backend", "numpy"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (f"settings: preset assignment with --updates 3 --backend numpy "
+                     f"(every setting: {run / 'config.json'})")
 
 
 def test_a_new_eta_keeps_the_presets_schedule_in_proportion(tiny_text_file, tmp_path):

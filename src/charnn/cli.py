@@ -40,7 +40,6 @@ def cmd_train(args) -> int:
         trainer = _resume(args, view, announce)
     else:
         config = config_from_args(args)
-        announce(describe_settings(config, args.preset))
         corpus = load_training_corpus(args, config)
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
@@ -49,6 +48,7 @@ def cmd_train(args) -> int:
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir}, or give another --name or --out")
+        announce(describe_settings(config, args.preset, Path(run_dir) / "config.json"))
         trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
     state = trainer.run()
     run_dir = trainer.run_dir
@@ -74,13 +74,18 @@ def cmd_train(args) -> int:
     return 0
 
 
-def describe_settings(config, preset: str) -> str:
-    """Every setting of a new run, as the flags that give it."""
-    from .presets import as_flags
-    values = config.to_dict()
-    if values["time_limit"] is not None:
-        values["time_limit"] = format_duration(values["time_limit"]).replace(" ", "")
-    return f"settings (preset {preset}, then the flags given): {as_flags(values)}"
+def describe_settings(config, preset: str, every: Path) -> str:
+    """A new run's settings in one line: the preset, the settings that differ from it (as the
+    flags that give them), and where all of them are written."""
+    from .config import TrainConfig
+    from .presets import PRESETS, as_flags
+    values, base = config.to_dict(), TrainConfig(**PRESETS[preset]).to_dict()
+    changed = {name: value for name, value in values.items() if value != base[name]}
+    if changed.get("time_limit") is not None:
+        changed["time_limit"] = format_duration(changed["time_limit"]).replace(" ", "")
+    flags = as_flags(changed)
+    return (f"settings: preset {preset}" + (f" with {flags}" if flags else " as it is")
+            + f" (every setting: {every})")
 
 
 def _resume(args, view, announce):
@@ -171,8 +176,10 @@ def cmd_sample(args) -> int:
         args.checkpoint = DEFAULT_MODEL
         print(f"charnn: no run folder given: sampling from the pretrained model "
               f"{DEFAULT_MODEL!r}", file=sys.stderr, flush=True)
-    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True),
+                 jobs=("sample",))
     prime = read_text(args.prime_file) if args.prime_file else (args.prime or "")
+    model.check_known(prime, "the prime text")        # before anything is written to stdout
     if args.beam is not None:
         return _print_beams(model, prime, args)
     records = model.is_record_model
@@ -237,7 +244,8 @@ def cmd_gradcheck(args) -> int:
     gradient_fn = None                                   # the numpy reference's
     if args.backend == "compiled":
         from .backends import get_backend
-        gradient_fn = get_backend("compiled", print, network=args.model).loss_and_gradients
+        gradient_fn = get_backend("compiled", print, network=args.model,
+                                  jobs=("gradients",)).loss_and_gradients
     if gradient_fn is not None and args.model == "rnn":  # the kernel takes h (m,) alone
         rows = check_gradients(params, inputs, targets, states, args.step, args.threshold,
                                gradient_fn, elements=args.elements, seed=args.seed)
@@ -275,7 +283,8 @@ def cmd_eval(args) -> int:
     from .trained import load
     if args.warmup < 0 or args.max_chars < 0:
         raise CharnnError("--warmup and --max-chars must be 0 or more")
-    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    announce = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    model = load(args.checkpoint, args.backend, announce, jobs=("evaluate", "sample"))
     text = read_text(args.text, args.encoding)
     unknown = model.vocab.unknown(text.replace(model.config.get("record_separator", "\n"), "")
                                   if model.is_record_model else text)
@@ -286,6 +295,7 @@ def cmd_eval(args) -> int:
         text = "".join(ch for ch in text if ch not in set(unknown))
     if len(text) < 2:
         raise CharnnError(f"{args.text} has fewer than 2 known characters; give a longer text")
+    model.prefer_compiled(min(len(text), args.max_chars or len(text)), announce)
     score = model.evaluate(text, warmup=args.warmup, max_chars=args.max_chars)
     skipped = f" ({len(unknown)} unknown character kinds skipped)" if unknown else ""
     if model.is_record_model:
@@ -305,7 +315,8 @@ def cmd_inspect(args) -> int:
     from .corpus import read_text
     from .insight import FEATURES, default_text, find_units, inspect_html
     from .trained import load
-    model = load(args.run, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    model = load(args.run, args.backend, lambda m: print(m, file=sys.stderr, flush=True),
+                 jobs=("sample",))
     if args.text:
         text, source = read_text(args.text, args.encoding), args.text
     else:

@@ -322,7 +322,8 @@ def run_gradcheck(corpus: Corpus, backend: str, announce=None,
                                                             seq_length)
         kwargs, whose = {}, "the numpy reference (model.py)"
         if resolve_backend(backend or "auto", model) == "compiled":
-            kwargs["gradient_fn"] = get_backend("compiled", announce).loss_and_gradients
+            kwargs["gradient_fn"] = get_backend("compiled", announce, network=model,
+                                                jobs=("gradients",)).loss_and_gradients
             whose = "the compiled backend (backends/compiled/)"
         step = GRADCHECK_STEP
         rows = check_gradients(params, inputs, targets, h_prev, step, GRADCHECK_THRESHOLD,
@@ -484,7 +485,7 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
         best = latest
         notes.append(f"{run_dir.name} has no {BEST}; the final model stands in for the best one.")
     backend = get_backend(backend_name, lambda m: print(m, flush=True), config.dtype,
-                          config.model)
+                          config.model, jobs=("evaluate", "sample"))
     samples = [SampleBlock(**block) for block in RunFolder(run_dir).read_samples()]
     held = held_out_loss(corpus, config, backend, latest, best)
     inside = look_inside(corpus, config, best, backend)

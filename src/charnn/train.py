@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, distributed, optim
-from .backends import get_backend, open_session, resolve_backend
+from .backends import get_backend, open_session, resolve_backend, training_jobs
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
@@ -196,7 +196,8 @@ class Trainer:
         self.announce = announce or (lambda message: None)
         check_memory(config, len(corpus.vocab))
         self.backend_name = choose_backend(config)
-        self.backend = get_backend(self.backend_name, announce, config.dtype, config.model)
+        self.backend = get_backend(self.backend_name, announce, config.dtype, config.model,
+                                   jobs=training_jobs(config.batch_size))
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None
         self.state = state or initial_state(config, len(corpus.vocab))
@@ -338,7 +339,10 @@ class Trainer:
         if self.time_up and self.dataset.val_chars and self._evaluated_at != s.iteration:
             self._evaluate()          # the best checkpoint must not predate the last stretch
         if s.iteration == total and total % c.sample_every and s.iteration > first_iteration:
-            self._sample()                               # the final model's text
+            # the final model's text, off the --sample-every grid: drawn from a generator of
+            # its own, so that the grid's samples of a run extended past here are those of a
+            # straight run
+            self._sample(np.random.default_rng([c.seed, 2, s.iteration]))
         self._save()
         self._plot()
         self.on_event(Finished(s.iteration, self.stop_requested, s.best_iteration,
@@ -491,14 +495,16 @@ class Trainer:
                                 time.perf_counter() - started))
         self._track_best(score.nats)
 
-    def _sample(self) -> None:
+    def _sample(self, rng: np.random.Generator | None = None) -> None:
+        """A sample block from the model as it is: drawn from the run's sampling stream (the
+        samples on the --sample-every grid), or from `rng`."""
         s, c = self.state, self.config
         self._sync()
         row = min(s.position, len(self.schedule) - 1)
         x = int(self.dataset.data[self.schedule.starts[row, 0]])
         h = s.h[0] if s.iteration else np.zeros_like(s.h[0])
-        text = generate(s.params, self.corpus.vocab, c.sample_length, s.sample_rng,
-                        self.backend, h=h, x=x)
+        text = generate(s.params, self.corpus.vocab, c.sample_length,
+                        s.sample_rng if rng is None else rng, self.backend, h=h, x=x)
         event = Sampled(s.iteration, s.epoch, s.smooth_loss, text)
         self.folder.append_sample(s.iteration, s.epoch, s.smooth_loss, text)
         self.on_event(event)

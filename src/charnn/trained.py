@@ -15,6 +15,7 @@ stay for those who want to drive them by hand.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,10 @@ from .evaluation import WARMUP, Score, score_records, score_stream
 from .model import Params
 from .networks import state_shape
 from .sampling import SamplingOptions, carried_state, generate, start_state
+
+# A job that the numpy reference would finish in about this many seconds runs there rather
+# than wait for the compiled kernels' first compile (TrainedModel.prefer_compiled).
+NUMPY_SECONDS = 10.0
 
 
 @dataclass
@@ -53,6 +58,8 @@ class TrainedModel:
     carried: np.ndarray | None   # where sampling and evaluation start; None: zeros
     backend: object              # the module that runs the math (backends.get_backend)
     checkpoint: Checkpoint
+    backend_name: str = ""
+    auto: bool = False           # the backend was chosen by load (backend='auto')
 
     @property
     def is_record_model(self) -> bool:
@@ -70,7 +77,7 @@ class TrainedModel:
         options = SamplingOptions(temperature, top_k, top_p, greedy).validate()
         if length < 1:
             raise CharnnError(f"length is {length}; give a number of characters of at least 1")
-        self._check_known(prime, "the prime text")
+        self.check_known(prime, "the prime text")
         rng = rng if rng is not None else np.random.default_rng(seed)
         return generate(self.params, self.vocab, length, rng, self.backend, options,
                         prime=prime, h=None if zero_state else self.carried, stop_at=stop_at,
@@ -86,7 +93,7 @@ class TrainedModel:
             data, segments = self.frame_records(text, separator)
             score = score_records(self.params, data, segments, self.backend, max_chars)
         else:
-            self._check_known(text, "the text")
+            self.check_known(text, "the text")
             if len(text) < 2:
                 raise CharnnError("the text has fewer than 2 characters; give a longer text")
             data = self.vocab.encode(text)
@@ -101,7 +108,7 @@ class TrainedModel:
         """The state after reading each character of `text`, from the carried state (or
         zeros): (len(text), m) for the vanilla RNN, (len(text), layers, S, m) for a stacked
         network (S = 2 for the LSTM: h, then the cell c)."""
-        self._check_known(text, "the text")
+        self.check_known(text, "the text")
         shape = state_shape(self.params)
         h = np.zeros(shape, self.params.dtype) if zero_state or self.carried is None else \
             self.carried.astype(self.params.dtype)
@@ -116,7 +123,7 @@ class TrainedModel:
         """The `width` most likely continuations of `length` characters after `prime`, best
         first, each with its total log-probability (beam.py)."""
         from .beam import beam_search
-        self._check_known(prime, "the prime text")
+        self.check_known(prime, "the prime text")
         return beam_search(self, length, width, prime, zero_state)
 
     def analyse(self, text: str, zero_state: bool = False, k: int = 5) -> Analysis:
@@ -163,6 +170,35 @@ class TrainedModel:
         from .beam import log_softmax
         return log_softmax(self.logits(h))
 
+    # -- the backend ----------------------------------------------------------------------------
+
+    def use_backend(self, name: str, announce=None, jobs=("sample", "evaluate")) -> None:
+        """Run the math on backend `name` from now on (compiling its kernels for `jobs`,
+        announced, where they are not compiled yet)."""
+        from .backends import get_backend
+        self.backend = get_backend(name, announce, self.params.dtype.name,
+                                   self.config.get("model", "rnn"), jobs=jobs)
+        self.backend_name = name
+
+    def prefer_compiled(self, chars: int, announce=None, jobs=("evaluate", "sample")) -> None:
+        """For a job over `chars` characters: if load chose the numpy reference only because
+        the compiled kernels were not built yet, and the reference would take longer than
+        a compile costs (NUMPY_SECONDS, timed on this machine), compile them and use them."""
+        from .backends import resolve_backend
+        fastest = resolve_backend("auto", self.config.get("model", "rnn"),
+                                  self.params.dtype.name)
+        if not self.auto or self.backend_name != "numpy" or fastest == "numpy":
+            return
+        probe = np.zeros(min(chars, 200) + 1, np.int32)
+        started = time.perf_counter()
+        self.backend.total_loss(self.params, probe, np.array([[0, len(probe)]]))
+        per_char = (time.perf_counter() - started) / len(probe)
+        if per_char * chars > NUMPY_SECONDS:
+            if announce:
+                announce(f"backend {fastest}: the numpy reference would take about "
+                         f"{per_char * chars:,.0f} s for {chars:,} characters")
+            self.use_backend(fastest, announce, jobs)
+
     # -- helpers --------------------------------------------------------------------------------
 
     def frame_records(self, text: str, separator: str | None = None):
@@ -172,7 +208,7 @@ class TrainedModel:
         records = [r for r in text.split(separator) if r.strip()]
         if not records:
             raise CharnnError("the text has no records; check the record separator")
-        self._check_known("".join(records), "the text")
+        self.check_known("".join(records), "the text")
         eor = self.vocab.index[END_OF_RECORD]
         pieces, edges, pos = [], [], 0
         for record in records:
@@ -181,7 +217,8 @@ class TrainedModel:
             pos += len(record) + 2
         return np.concatenate(pieces).astype(np.int32), np.array(edges, np.int64)
 
-    def _check_known(self, text: str, what: str) -> None:
+    def check_known(self, text: str, what: str) -> None:
+        """Refuse a text with characters outside the model's vocabulary, naming them."""
         unknown = self.vocab.unknown(text)
         if unknown:
             raise CharnnError(f"{what} has characters {''.join(unknown[:10])!r} that the model "
@@ -189,17 +226,26 @@ class TrainedModel:
 
 
 def load(source: str | Path, backend: str = "auto",
-         announce: Callable[[str], None] | None = None) -> TrainedModel:
+         announce: Callable[[str], None] | None = None,
+         jobs: tuple[str, ...] = ("sample", "evaluate")) -> TrainedModel:
     """A trained model from a run folder (its best checkpoint) or a checkpoint file, on the
-    fastest backend that runs its network ('auto'), or the one named ('compiled', 'numpy').
-    `source` may also name a pretrained model that charnn ships: load("shakespeare")."""
-    from .backends import get_backend
+    backend named ('compiled', 'numpy'), or for 'auto' on the fastest one whose kernels for
+    `jobs` are ready on this machine: a model loaded to sample or to score a short text never
+    waits for a compile (announce says so when the numpy reference stands in; see
+    TrainedModel.prefer_compiled for long jobs). `source` may also name a pretrained model
+    that charnn ships: load("shakespeare")."""
+    from .backends import ready_backend
     from .bundled import resolve_model
     ckpt = load_checkpoint(resolve_model(source), prefer=BEST)
     config = dict(ckpt.meta.get("config", {}))
-    return TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),
-                        config=config, carried=carried_state(ckpt),
-                        backend=get_backend(backend, announce, ckpt.params.dtype.name,
-                                            config.get("model", "rnn")),
-                        checkpoint=ckpt)
+    network, dtype = config.get("model", "rnn"), ckpt.params.dtype.name
+    name, why = ready_backend(backend, network, dtype, jobs)
+    if backend == "auto" and name == "numpy" and announce:
+        announce(f"backend {why}")
+    model = TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),
+                         config=config, carried=carried_state(ckpt), backend=None,
+                         checkpoint=ckpt)
+    model.use_backend(name, announce, jobs)
+    model.auto = backend == "auto"
+    return model
 

@@ -230,7 +230,7 @@ def _validated(options: SamplingOptions) -> None:
 
 def _check_known(model, text: str, what: str) -> None:
     try:
-        model._check_known(text, what)
+        model.check_known(text, what)
     except CharnnError as exc:
         raise BadRequest(str(exc)) from None
 
