@@ -27,7 +27,7 @@ from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
 from .data import Dataset, Schedule, build_dataset, epoch_schedule, epoch_updates
 from .errors import CharnnError
-from .evaluation import carries_state, score_held_out
+from .evaluation import WARMUP, carries_state, score_held_out
 from .model import Params
 from .networks import NETWORKS, state_shape
 from .run_folder import RunFolder, sample_block
@@ -40,11 +40,18 @@ SMOOTHING = 0.999
 SLICE_SECONDS = 0.25
 # A run given only a time limit first trains a copy of the model for about this share of it
 # (between CALIBRATION_SECONDS' bounds) to measure its speed, then fixes its length.
-CALIBRATION_SHARE = 0.03
-CALIBRATION_SECONDS = (0.5, 5.0)
+CALIBRATION_SHARE = 0.04
+CALIBRATION_SECONDS = (0.5, 8.0)
 # The share of the remaining time the fixed length aims to fill: the rest absorbs the noise
 # of the measured speed (a run that is slower still stops at the time limit).
-BUDGET_FILL = 0.97
+BUDGET_FILL = 0.98
+# Under a time limit, all held-out evaluations together take at most this share of it: each
+# scores at most the characters that fit (--eval-chars is lowered, and says so), at least
+# MIN_EVAL_CHARS of them.
+EVAL_SHARE = 0.10
+MIN_EVAL_CHARS = 1_000
+# A time limit that leaves fewer updates than this is refused before the run starts.
+MIN_UPDATES = 10
 # What the processes agree on before each backend call (TrainingSession.agree): go on, the
 # time limit has passed, or a stop was asked for.
 TIME_UP, STOP_REQUESTED = 1, 2
@@ -186,8 +193,10 @@ class Trainer:
     def __init__(self, corpus: Corpus, config: TrainConfig, run_dir: str | Path,
                  state: TrainState | None = None,
                  on_event: Callable[[object], None] | None = None,
-                 announce: Callable[[str], None] | None = None):
+                 announce: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.corpus, self.config = corpus, config.validate()
+        self.clock = clock                               # seconds; the time limit's clock
         self.run_dir = Path(run_dir)
         # several processes (torchrun) train one model; rank 0 alone writes the run folder
         self.writer = distributed.is_writer()
@@ -207,6 +216,9 @@ class Trainer:
         self.stop_requested = False
         self.time_up = False                             # stopped by config.time_limit
         self._deadline = math.inf
+        # what the run must leave before its deadline to end on time: the last measured
+        # evaluation, checkpoint save and plot (see _time_left)
+        self._eval_seconds = self._save_seconds = self._plot_seconds = 0.0
         self._slice = 1                                  # updates per backend call, see _loop
         self.session = None                              # the backend's, while run() trains
         self._synced_at = -1                             # the update of the last session sync
@@ -233,8 +245,9 @@ class Trainer:
         handlers = self._install_signal_handlers()
         try:
             if self.config.time_limit is not None:
-                self._deadline = time.perf_counter() + self.config.time_limit
+                self._deadline = self.clock() + self.config.time_limit
                 c = self.config
+                self._plot_seconds = self._time_plot()
                 if c.updates is None and c.epochs is None and not self.resumed:
                     if distributed.world_size() > 1:
                         # each process would measure its own speed and fix its own length
@@ -274,13 +287,13 @@ class Trainer:
             if self.dataset.val_chars:
                 self._evaluate()
             self._sample()
-        started = time.perf_counter()
+        started = self.clock()
         elapsed_before, first_iteration = s.elapsed, s.iteration
         window_start, window_updates, window_chars = started, 0, 0
         while s.iteration < total:
             # every process stops together and runs the same number of updates per call; a
             # stop request anywhere outranks the time limit (read on each process's clock)
-            time_up = time.perf_counter() >= self._deadline
+            time_up = self._time_left() <= 0
             verdict, self._slice = self.session.agree(
                 STOP_REQUESTED if self.stop_requested else TIME_UP if time_up else 0,
                 self._slice)
@@ -301,12 +314,12 @@ class Trainer:
                     *(every - s.iteration % every for every in
                       (c.log_every, c.sample_every, c.eval_every, c.checkpoint_every)))
             first, last = s.position, s.position + n
-            call_started = time.perf_counter()
+            call_started = self.clock()
             losses = self.session.train_updates(
                 s.params, c.optimizer, s.opt_state, s.opt_step, eta, c.clip, s.h,
                 self.dataset.data, self.schedule.starts, self.schedule.lengths,
                 self.schedule.resets, first, last, **self._dropout)
-            self._fit_slice(n, time.perf_counter() - call_started)
+            self._fit_slice(n, self.clock() - call_started)
             smooth = s.smooth_loss
             for loss in losses:                          # smooth <- 0.999 smooth + 0.001 loss
                 smooth = SMOOTHING * smooth + (1 - SMOOTHING) * loss
@@ -317,12 +330,12 @@ class Trainer:
             s.opt_step += n
             s.position = last
             s.iteration += n
-            s.elapsed = elapsed_before + time.perf_counter() - started
+            s.elapsed = elapsed_before + self.clock() - started
             window_updates += n
             window_chars += int(self.schedule.lengths[first:last].sum())
             it = s.iteration
             if it % c.log_every == 0 or it == total:
-                now = time.perf_counter()
+                now = self.clock()
                 span = max(now - window_start, 1e-9)
                 self._log_row(it, float(losses[-1]))
                 self.on_event(Progress(it, s.epoch, float(losses[-1]), s.smooth_loss,
@@ -351,38 +364,164 @@ class Trainer:
 
     # -- pieces ------------------------------------------------------------------------------
 
+    def _time_left(self) -> float:
+        """Seconds of training left before the time limit, less what the run needs after its
+        last call to end on time: that call (at most a slice), a last evaluation, the
+        checkpoints and the plot, each as long as it last took."""
+        if self._deadline == math.inf:
+            return math.inf
+        after = SLICE_SECONDS + 2 * self._save_seconds + self._plot_seconds
+        if self.dataset.val_chars:
+            after += self._eval_seconds
+        return self._deadline - self.clock() - after
+
     def _fix_length(self) -> None:
-        """A run given only a time limit: measure the speed of training (on a copy of the
-        model, so that the run itself is exactly the run of --updates N) and of one
-        evaluation, then fix config.updates to what fits in the time left, so that the
-        learning-rate schedule spans the run and the run can be repeated and resumed."""
-        c, started = self.config, time.perf_counter()
+        """A run given only a time limit: measure (on copies of the model, so that the run
+        itself is exactly the run of --updates N) the speed of training, of the held-out
+        evaluation, of a sample and of a checkpoint save; bound the evaluations to
+        EVAL_SHARE of the budget; then fix config.updates to what fits in the time left, so
+        that the learning-rate schedule spans the run and the run can be repeated and
+        resumed. The compile happened before (Trainer's backend) and is not counted."""
+        c, started = self.config, self.clock()
+        limit = format_duration(c.time_limit)
         seconds = min(max(CALIBRATION_SHARE * c.time_limit, CALIBRATION_SECONDS[0]),
                       CALIBRATION_SECONDS[1])
         rate = self._measure_speed(seconds)
-        per_update, eval_seconds = 1 / rate, 0.0
-        if self.dataset.val_chars:
-            before = time.perf_counter()
-            self.validation_score()
-            eval_seconds = time.perf_counter() - before
-            per_update += eval_seconds / c.eval_every
-        # what is left once the speed is known, less the first evaluation and sample
-        left = self._deadline - time.perf_counter() - eval_seconds
-        c.updates = max(1, int(BUDGET_FILL * left / per_update))
-        limit = format_duration(c.time_limit)
-        self.announce(f"time limit {limit}: {rate:,.0f} updates/s measured in "
-                      f"{time.perf_counter() - started:.1f} s (on a copy of the model), so "
-                      f"this run is {c.updates:,} updates (--updates {c.updates} in place of "
-                      f"--time-limit repeats it exactly), stopped early if {limit} pass first")
+        sample_seconds = self._time_copy(lambda params, h: generate(
+            params, self.corpus.vocab, c.sample_length, np.random.default_rng(0),
+            self.backend, h=h[0], x=0))
+        self._save_seconds = self._time_save()
+        eval_rate = self._measure_evaluation() if self.dataset.val_chars else 0.0
+        warm = WARMUP if not c.records else 0
+
+        def plan(updates: int) -> tuple[int, int, float, int]:
+            """(evaluations, characters each, their seconds, updates between them) for a run
+            of `updates`: at update 0, every eval_every and at the end, each of as many
+            characters as EVAL_SHARE of the budget allows, but at least MIN_EVAL_CHARS; where
+            even that is too much, fewer evaluations (a longer eval_every)."""
+            if not self.dataset.val_chars:
+                return 0, 0, 0.0, c.eval_every
+            budget, every = EVAL_SHARE * c.time_limit, c.eval_every
+            least = (min(MIN_EVAL_CHARS, self.dataset.val_chars) + warm) / eval_rate
+            count = 1 + math.ceil(updates / every)
+            if count > 2 and count * least > budget:
+                allowed = max(2, int(budget / least))
+                every = max(every, math.ceil(updates / (allowed - 1)))
+                count = 1 + math.ceil(updates / every)
+            fit = int(budget * eval_rate / count) - warm
+            chars = min(c.eval_chars, self.dataset.val_chars, max(MIN_EVAL_CHARS, fit))
+            return count, chars, count * (chars + warm) / eval_rate, every
+
+        def fits(updates: int) -> int:
+            """The updates that fit once `updates`' evaluations, samples and saves are paid."""
+            eval_total = plan(updates)[2]
+            samples = 1 + updates // c.sample_every + 1
+            saves = updates // c.checkpoint_every + 2
+            fixed = (eval_total + samples * sample_seconds + saves * self._save_seconds
+                     + self._plot_seconds + SLICE_SECONDS)
+            left = self._deadline - self.clock() - fixed
+            return int(BUDGET_FILL * left * rate)
+
+        # the most updates that still fit once their own evaluations are paid (fits falls as
+        # the run grows: each eval_every updates more add an evaluation)
+        low, high = 0, max(1, int(rate * c.time_limit))
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) >= middle else (low, middle - 1)
+        updates = low
+        count, chars, eval_total, every = plan(max(updates, 1))
+        spent = self.clock() - started
+        if updates < MIN_UPDATES:
+            per_update = 1 / rate
+            need = spent + eval_total + 2 * sample_seconds + MIN_UPDATES * per_update / \
+                BUDGET_FILL + 2 * self._save_seconds + self._plot_seconds + SLICE_SECONDS
+            raise CharnnError(
+                f"--time-limit {limit} is too short to train this network: measuring it took "
+                f"{spent:.1f} s, it runs {rate:,.1f} updates/s, and its held-out evaluations "
+                f"and checkpoints take {eval_total + 2 * self._save_seconds:.1f} s, which "
+                f"leaves fewer than {MIN_UPDATES} updates; give a --time-limit of at least "
+                f"{format_duration(math.ceil(1.2 * need))}, or a smaller network")
+        c.updates = updates
+        repeat = f"--updates {c.updates}"
+        evaluation = ""
+        if count:
+            if chars < c.eval_chars and chars < self.dataset.val_chars:
+                c.eval_chars = chars
+                repeat += f" --eval-chars {chars}"
+            if every != c.eval_every:
+                c.eval_every = every
+                repeat += f" --eval-every {every}"
+            share = eval_total / c.time_limit
+            evaluation = (f"; {count} held-out evaluation{'s' * (count > 1)} of "
+                          f"{min(c.eval_chars, self.dataset.val_chars):,} characters "
+                          f"(about {eval_total:.1f} s, {share:.0%} of the budget)")
+        self.announce(f"time limit {limit}: {rate:,.1f} updates/s measured in {spent:.1f} s "
+                      f"(on a copy of the model){evaluation}; so this run is {c.updates:,} "
+                      f"updates ({repeat} in place of --time-limit repeats it exactly), "
+                      f"stopped early if {limit} pass first")
+
+    def _copies(self):
+        """Copies of the model, its optimiser state and the lanes' states."""
+        s = self.state
+        return s.params.copy(), {k: a.copy() for k, a in s.opt_state.items()}, s.h.copy()
+
+    def _time_copy(self, job) -> float:
+        """Seconds that job(params, h) takes on copies of the model."""
+        params, _, h = self._copies()
+        before = self.clock()
+        job(params, h)
+        return self.clock() - before
+
+    def _measure_evaluation(self) -> float:
+        """Held-out characters scored per second (with the warm-up read before them), timed
+        on up to 2% of the budget's worth of the held-out part: a probe that doubles until
+        it takes that long or covers the part."""
+        c = self.config
+        params, _, h = self._copies()
+        probe, rate = 256, 0.0
+        while True:
+            chars = min(probe, self.dataset.val_chars)
+            before = self.clock()
+            score = self.validation_score(params, h, max_chars=chars)
+            took = max(self.clock() - before, 1e-9)
+            rate = (score.count + score.warmup) / took
+            if chars >= self.dataset.val_chars or took >= 0.02 * c.time_limit or took >= 1.0:
+                return rate
+            probe *= 4
+
+    def _time_save(self) -> float:
+        """Seconds a checkpoint save of this model takes (written to a temporary folder)."""
+        import tempfile
+        s = self.state
+        with tempfile.TemporaryDirectory() as folder:
+            before = self.clock()
+            save_checkpoint(Path(folder) / LATEST, state_to_checkpoint(
+                s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+            return self.clock() - before
+
+    def _time_plot(self) -> float:
+        """Seconds that drawing loss.png costs, about: the plotting library's first import
+        and an empty figure (paid here, inside the budget, rather than at the end)."""
+        before = self.clock()
+        try:
+            import io
+
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            figure = plt.figure(figsize=(8, 4.5))
+            figure.savefig(io.BytesIO(), format="png")
+            plt.close(figure)
+        except Exception:                                 # the plot itself will say why
+            pass
+        return self.clock() - before
 
     def _measure_speed(self, seconds: float) -> float:
         """Updates per second of backend calls on copies of the model, its optimiser state
         and hidden state, over about `seconds` (the first call, which warms caches, not
         counted)."""
-        s, c = self.state, self.config
-        params = s.params.copy()
-        opt_state = {k: a.copy() for k, a in s.opt_state.items()}
-        h = s.h.copy()
+        c = self.config
+        params, opt_state, h = self._copies()
         rows = len(self.schedule)
         # the loop's calls end at every log row and at every step of a cosine schedule, and a
         # call has a fixed cost (a compiled LSTM's about 19 ms): time calls no longer than those
@@ -395,12 +534,12 @@ class Trainer:
             while spent < seconds:
                 first = done % rows
                 last = min(first + n, rows)
-                before = time.perf_counter()
+                before = self.clock()
                 session.train_updates(params, c.optimizer, opt_state, done, c.eta, c.clip, h,
                                       self.dataset.data, self.schedule.starts,
                                       self.schedule.lengths, self.schedule.resets, first,
                                       last, **self._dropout)
-                took = time.perf_counter() - before
+                took = self.clock() - before
                 if done or took >= seconds:          # a first call that slow is the measure
                     timed, spent = timed + last - first, spent + took
                 done += last - first
@@ -471,28 +610,32 @@ class Trainer:
             self._sync()
             self.best = s.snapshot()
 
-    def validation_score(self, params: Params | None = None, h: np.ndarray | None = None):
+    def validation_score(self, params: Params | None = None, h: np.ndarray | None = None,
+                         max_chars: int | None = None):
         """The held-out part scored as `charnn eval` scores it (evaluation.py): from the
-        state lane 0 carries (pointer walk) or zeros, after a warm-up."""
+        state lane 0 carries (pointer walk) or zeros, after a warm-up; at most max_chars
+        characters (default --eval-chars)."""
         s, c = self.state, self.config
         params = s.params if params is None else params
         h = s.h if h is None else h
         start = np.asarray(h)[0] if carries_state(c.to_dict()) else None
         return score_held_out(params, self.dataset.data, self.dataset.val, self.backend,
-                              records=c.records, h_start=start, max_chars=c.eval_chars)
+                              records=c.records, h_start=start,
+                              max_chars=c.eval_chars if max_chars is None else max_chars)
 
     def _evaluate(self) -> None:
         s = self.state
-        started = time.perf_counter()
+        started = self.clock()
         self._sync()
         score = self.validation_score()
+        self._eval_seconds = self.clock() - started
         self._evaluated_at = s.iteration
         if not math.isfinite(score.nats):
             self._diverged(s.iteration, score.nats)
         s.last_val = score.bits
         self._log_row(s.iteration, None, score.nats)
         self.on_event(Evaluated(s.iteration, s.epoch, score.nats, score.bits, score.count,
-                                time.perf_counter() - started))
+                                self._eval_seconds))
         self._track_best(score.nats)
 
     def _sample(self, rng: np.random.Generator | None = None) -> None:
@@ -514,8 +657,10 @@ class Trainer:
         self._sync()                                     # (every process: it gathers h)
         if not self.writer:
             return
+        started = self.clock()
         save_checkpoint(self.run_dir / LATEST, state_to_checkpoint(
             s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+        self._save_seconds = self.clock() - started
         if self.best is not None:
             # the best snapshot resumes with the RNG as it is now: its own was not kept
             save_checkpoint(self.run_dir / BEST, state_to_checkpoint(
