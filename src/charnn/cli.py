@@ -80,6 +80,12 @@ def describe_settings(config, preset: str, every: Path) -> str:
     from .config import TrainConfig
     from .presets import PRESETS, as_flags
     values, base = config.to_dict(), TrainConfig(**PRESETS[preset]).to_dict()
+    # sigma and eta left out default to values that follow other settings (the width, the
+    # optimiser): they differ from the preset's only where they were given
+    follows = TrainConfig(**{**values, "sigma": None, "eta": None}).to_dict()
+    for name in ("sigma", "eta"):
+        if name not in PRESETS[preset]:
+            base[name] = follows[name]
     changed = {name: value for name, value in values.items() if value != base[name]}
     if changed.get("time_limit") is not None:
         changed["time_limit"] = format_duration(changed["time_limit"]).replace(" ", "")
