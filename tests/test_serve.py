@@ -1,5 +1,7 @@
 """charnn serve over HTTP: the run list, the log, generation as server-sent events, beam
-search, look-inside, and every bad request answered with a 4xx and a JSON message."""
+search, look-inside, and every bad request answered with a 4xx and a JSON message; bodies
+and model work bounded, and only this machine's own page (or a browser with the token)
+answered."""
 
 from __future__ import annotations
 
@@ -263,15 +265,8 @@ def test_serve_command_prints_the_url_and_stops_on_ctrl_c(runs_dir, tmp_path):
     try:
         line = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line and "small" in line
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                doc = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs",
-                                                       timeout=5))
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        # the banner comes once the server listens: the first request is answered
+        doc = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=15))
         assert [r["name"] for r in doc["runs"]] == ["small"]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
         assert "app.js" in page and "http" not in page.replace("http-equiv", "")
@@ -356,6 +351,7 @@ def test_a_declared_body_over_the_limit_is_refused_before_a_byte_is_read(app):
         app, "POST", "/api/runs/small/analyse",
         {"content-type": "application/json", "content-length": str(1 << 30)}, never())
     assert status == 413 and pulled == 0 and "1,073,741,824 bytes" in doc["error"]
+    assert headers["connection"] == "close"     # the rest is never read to keep the connection
 
 
 def test_a_chunked_body_is_counted_and_cut_off_just_past_the_limit(app):
@@ -363,9 +359,11 @@ def test_a_chunked_body_is_counted_and_cut_off_just_past_the_limit(app):
         while True:
             yield b" " * 16384
 
-    status, _, doc, pulled = call_asgi(app, "POST", "/api/runs/small/analyse",
-                                       {"content-type": "application/json"}, endless())
+    status, headers, doc, pulled = call_asgi(app, "POST", "/api/runs/small/analyse",
+                                             {"content-type": "application/json",
+                                              "transfer-encoding": "chunked"}, endless())
     assert status == 413 and "more than 65,536 bytes" in doc["error"]
+    assert headers["connection"] == "close"     # the rest is never read to keep the connection
     assert pulled == MAX_BODY // 16384 + 1      # it stopped at the first chunk past the limit
 
 
@@ -400,6 +398,7 @@ def test_model_requests_must_be_json(client, what, content_type):
     headers = {} if content_type is None else {"Content-Type": content_type}
     r = client.post(f"/api/runs/small/{what}", content=b'{"text": "He"}', headers=headers)
     assert r.status_code == 415 and "application/json" in r.json()["error"]
+    assert r.headers["connection"] == "close"   # its body was left unread
 
 
 def test_generate_and_beam_are_not_gets(client):
@@ -647,10 +646,11 @@ def test_serving_every_address_warns_and_prints_a_token_url(runs_dir, tmp_path):
     try:
         warning = proc.stderr.readline()
         assert "warning: listening on 0.0.0.0" in warning and "token" in warning
+        assert "this machine's address" in warning and warning.count("\n") == 1
         banner = proc.stdout.readline()          # printed once it listens: no retry needed
         url = banner.split()[2]
-        assert url.startswith("http://0.0.0.0:") and "/?token=" in url
-        port, token = url.removeprefix("http://0.0.0.0:").split("/?token=")
+        assert url.startswith("http://127.0.0.1:") and "/?token=" in url
+        port, token = url.removeprefix("http://127.0.0.1:").split("/?token=")
         assert len(token) >= 32
         api = f"http://127.0.0.1:{port}/api/runs"
         with pytest.raises(urllib.error.HTTPError) as refused:

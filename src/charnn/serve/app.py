@@ -140,17 +140,21 @@ class AccessPolicy:
         except ValueError:
             return False
         if port is None:
-            port = 80
+            port = 80                                   # what a browser leaves out
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
             ip = None
+
+        def port_fits(wanted: int | None) -> bool:
+            wanted = wanted or server_port              # a unix socket's server has no port
+            return wanted is None or port == wanted
+
         if ip is not None and self.any_ip:
-            return server_port is None or port == server_port
+            return port_fits(None)
         allowed = self.ips if ip is not None else self.names
         key = ip if ip is not None else host
-        return any(name == key and port == (want or server_port or port)
-                   for name, want in allowed)
+        return any(name == key and port_fits(wanted) for name, wanted in allowed)
 
 
 def split_host(text: str) -> tuple[str, int | None]:
@@ -256,6 +260,7 @@ async def _json_body(request: Request, max_body: int = MAX_BODY) -> dict:
             chunks.append(chunk)
     except ClientDisconnect:
         raise Cancelled("the client went away") from None
+    request.state.body_read = True
     try:
         body = json.loads(b"".join(chunks).decode("utf-8")) if size else {}
     except RecursionError:
@@ -274,6 +279,12 @@ class _Status(CharnnError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def _body_left_unread(request: Request) -> bool:
+    has_body = request.headers.get("content-length", "0") != "0" or \
+        "transfer-encoding" in request.headers
+    return has_body and not getattr(request.state, "body_read", False)
 
 
 def _json_kind(value) -> str:
@@ -585,6 +596,9 @@ def create_app(table: RunTable, backend: str = "compiled", *,
             status = getattr(exc, "status", 400)
         if isinstance(exc, Busy):
             headers["Retry-After"] = str(RETRY_AFTER_S)
+        if _body_left_unread(request):
+            # Else the server would read the rest (however long) to keep the connection.
+            headers["Connection"] = "close"
         return JSONResponse({"error": table.without_paths(str(exc))}, status, headers)
 
     async def internal(request: Request, exc: Exception):
@@ -803,12 +817,18 @@ def serve(runs: list[str | Path], runs_dir: str | Path | None, host: str, port: 
     token = None if loopback else secrets.token_urlsafe(24)
     policy = AccessPolicy.for_address(address, allow_hosts, token, given_name)
     app = create_app(table, backend, policy=policy)
+    wildcard = ipaddress.ip_address(address).is_unspecified
+    if wildcard:                  # every address: this machine's own one opens the page here
+        host = "::1" if ":" in address else "127.0.0.1"
     shown = f"[{host}]" if ":" in host else host
     names = ", ".join(r.name for r in table.refresh()) or "none yet"
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     if not loopback:
-        warn(f"charnn serve: warning: listening on {host}, so other machines can reach this "
-             "server; each browser needs the token in the address below (keep it private)")
+        elsewhere = (f"; other machines open it with this machine's address (or a name given "
+                     f"with --allow-host) in place of {shown}" if wildcard else "")
+        warn(f"charnn serve: warning: listening on {address}, so other machines can reach "
+             "this server; each browser needs the token in the address below (keep it "
+             f"private){elsewhere}")
 
     class AnnouncingServer(uvicorn.Server):
         async def startup(self, sockets=None):
