@@ -192,14 +192,33 @@ class RequestGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        refusal = self.refusal(scope, Headers(scope=scope))
+        headers = Headers(scope=scope)
+        refusal = self.refusal(scope, headers)
         if refusal is not None:
             status, message = refusal
-            # The body is left unread; the server closes the connection after the answer.
             response = JSONResponse({"error": message}, status,
-                                    headers={"Connection": "close"})
+                                    headers={"Connection": "close"})   # the body: unread
             return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+        body_read = headers.get("content-length", "0") == "0" and \
+            "transfer-encoding" not in headers
+
+        async def noting_receive():
+            nonlocal body_read
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def closing_send(message):
+            if message["type"] == "http.response.start" and not body_read:
+                # An answer given before the whole body came (a refusal, a route that takes
+                # none): closing stops the server from reading the rest, however long, to
+                # keep the connection.
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"connection", b"close")]}
+            await send(message)
+
+        return await self.app(scope, noting_receive, closing_send)
 
     def refusal(self, scope, headers: Headers) -> tuple[int, str] | None:
         server_port = (scope.get("server") or (None, None))[1]
@@ -260,7 +279,6 @@ async def _json_body(request: Request, max_body: int = MAX_BODY) -> dict:
             chunks.append(chunk)
     except ClientDisconnect:
         raise Cancelled("the client went away") from None
-    request.state.body_read = True
     try:
         body = json.loads(b"".join(chunks).decode("utf-8")) if size else {}
     except RecursionError:
@@ -279,12 +297,6 @@ class _Status(CharnnError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-def _body_left_unread(request: Request) -> bool:
-    has_body = request.headers.get("content-length", "0") != "0" or \
-        "transfer-encoding" in request.headers
-    return has_body and not getattr(request.state, "body_read", False)
 
 
 def _json_kind(value) -> str:
@@ -596,9 +608,6 @@ def create_app(table: RunTable, backend: str = "compiled", *,
             status = getattr(exc, "status", 400)
         if isinstance(exc, Busy):
             headers["Retry-After"] = str(RETRY_AFTER_S)
-        if _body_left_unread(request):
-            # Else the server would read the rest (however long) to keep the connection.
-            headers["Connection"] = "close"
         return JSONResponse({"error": table.without_paths(str(exc))}, status, headers)
 
     async def internal(request: Request, exc: Exception):
