@@ -340,12 +340,20 @@ def cmd_inspect(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import require_extra
     require_extra()
-    from .serve.app import serve
+    from .serve.app import serve, split_host
     if not 0 <= args.port <= 65535:
-        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535")
+        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535 (0: any free "
+                          "one)")
+    for name in args.allow_host:
+        try:
+            split_host(name)
+        except ValueError:
+            raise CharnnError(f"--allow-host is {name!r}; give a host name such as "
+                              "mybox.local, or NAME:PORT") from None
     try:
         serve(args.runs, args.runs_dir, args.host, args.port, args.backend,
-              announce=lambda message: print(message, flush=True))
+              allow_hosts=args.allow_host, announce=lambda message: print(message, flush=True),
+              warn=lambda message: print(message, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         pass
     print("charnn serve: stopped", flush=True)
@@ -475,8 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs",
                    help="a folder whose run folders are shown (default runs)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="default 8000")
+                   help="address to listen on (default 127.0.0.1: this machine only; any "
+                        "other address needs the token the server prints)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000 (0: any free port)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name (or NAME:PORT) the browser may use to reach the server, "
+                        "besides 127.0.0.1, localhost and [::1]; repeatable")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_serve)
     return parser

@@ -112,12 +112,13 @@ class TrainedModel:
         return states
 
     def beam_search(self, length: int, width: int = 5, prime: str = "",
-                    zero_state: bool = False):
+                    zero_state: bool = False, on_step: Callable[[int], None] | None = None):
         """The `width` most likely continuations of `length` characters after `prime`, best
-        first, each with its total log-probability (beam.py)."""
+        first, each with its total log-probability (beam.py). on_step(step) is called before
+        each step; an exception it raises stops the search."""
         from .beam import beam_search
         self._check_known(prime, "the prime text")
-        return beam_search(self, length, width, prime, zero_state)
+        return beam_search(self, length, width, prime, zero_state, on_step)
 
     def analyse(self, text: str, zero_state: bool = False, k: int = 5) -> Analysis:
         """Run `text` through the model from the carried state (or zeros): the hidden states,
