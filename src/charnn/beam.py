@@ -21,6 +21,9 @@ from .corpus import END_OF_RECORD
 from .errors import CharnnError
 
 MAX_WIDTH = 100
+# Beams print only when the search ends, and each character costs a step of every beam in
+# Python: past this many characters the search would run for hours without a word.
+MAX_LENGTH = 100_000
 
 
 @dataclass
@@ -40,8 +43,9 @@ def beam_search(model, length: int, width: int = 5, prime: str = "",
                 zero_state: bool = False) -> list[Beam]:
     """The `width` most likely continuations of `length` characters after `prime` (from the
     carried state unless zero_state), best first. `model` is a TrainedModel."""
-    if length < 1:
-        raise CharnnError(f"length is {length}; give a number of characters of at least 1")
+    if not 1 <= length <= MAX_LENGTH:
+        raise CharnnError(f"a beam search of {length} characters: give a length (-n) from 1 "
+                          f"to {MAX_LENGTH:,}")
     if not 1 <= width <= MAX_WIDTH:
         raise CharnnError(f"--beam is {width}; give a width from 1 to {MAX_WIDTH}")
     h, x = model.start_state(prime, zero_state)

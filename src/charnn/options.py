@@ -11,7 +11,8 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from .config import BACKENDS, DEVICES, DTYPES, ORDERS, TrainConfig
+from .config import (BACKENDS, DEVICES, DTYPES, MAX_TIME_LIMIT, ORDERS, WHOLE_LIMITS,
+                     TrainConfig)
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
 from .presets import PRESETS, describe_presets
@@ -32,18 +33,36 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
-def seed_number(text: str) -> int:
-    value = whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; give a seed of 0 or more")
-    return value
+def limited(name: str):
+    """The argparse type of a whole-number flag bounded as config.WHOLE_LIMITS[name] bounds
+    it, so that the command line refuses what TrainConfig.validate and the checkpoint
+    loader would refuse later."""
+    least, most = WHOLE_LIMITS[name]
+
+    def parse(text: str) -> int:
+        value = whole_number(text)
+        if least <= value <= most:
+            return value
+        shown = text if len(text) <= 30 else f"a number of {len(text.strip())} digits"
+        why = "is too large" if value > most else "is negative" if value < 0 else "is too small"
+        raise argparse.ArgumentTypeError(f"{shown!r} {why}; give a whole number from "
+                                         f"{least:,} to {most:,}")
+    parse.__name__ = f"whole number ({name})"
+    return parse
+
+
+seed_number = limited("seed")
 
 
 def duration(text: str) -> float:
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds > MAX_TIME_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than ten years; give a shorter "
+                                         "duration, such as 10m")
+    return seconds
 
 
 def unescape(text: str) -> str:
@@ -120,6 +139,8 @@ def add_config_flags(group, flags: dict, defaults: dict | None = None) -> None:
     for name, (help_text, keywords) in flags.items():
         default = (defaults or {}).get(name, _DEFAULTS[name])
         shown = "" if "default" in help_text else _shown(default)
+        if name in WHOLE_LIMITS:
+            keywords = dict(keywords, type=limited(name))
         group.add_argument("--" + name.replace("_", "-"), dest=name, default=default,
                            help=help_text + shown, **keywords)
 

@@ -39,8 +39,8 @@ from .corpus import END_OF_RECORD, Corpus, load_corpus
 from .data import build_dataset, epoch_schedule
 from .errors import CharnnError
 from .evaluation import WARMUP, carries_state, score_held_out, warmup_length
-from .options import (add_train_arguments, config_from_args, load_training_corpus,
-                      seed_number, whole_number)
+from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
+                      seed_number)
 from .progress import ProgressView
 from .run_folder import RunFolder, parse_sample_blocks
 from .train import describe_network
@@ -172,9 +172,9 @@ def add_report_parser(sub) -> None:
                    help="the report folder (default report/); training goes into OUT/run/")
     g.add_argument("--force", action="store_true",
                    help="train again even if OUT/run already holds a run (it is replaced)")
-    g.add_argument("--sample-every", type=whole_number, default=10_000,
+    g.add_argument("--sample-every", type=limited("sample_every"), default=10_000,
                    help="a 200-character sample every N updates, and at update 0 (default 10000)")
-    g.add_argument("--eval-every", type=whole_number, default=10_000,
+    g.add_argument("--eval-every", type=limited("eval_every"), default=10_000,
                    help="the held-out loss every N updates (default 10000)")
     g.add_argument("--seed", type=seed_number, default=0,
                    help="random seed of the training and of the best model's text (default 0)")
