@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -75,6 +76,11 @@ STATE_WHOLE = ("opt_step", "iteration", "epoch", "position", "best_iteration")
 STATE_REAL = ("smooth_loss", "best_value", "elapsed", "last_val")
 # Optimiser state that sums squares, so it is never negative.
 NON_NEGATIVE_SLOTS = {("adagrad", "m"), ("rmsprop", "m"), ("adam", "v")}
+# The largest weight a checkpoint may hold. Training moves a weight by about eta per update
+# (the gradients are clipped), so no run comes near it; below it, with at most a million units
+# (config.WHOLE_LIMITS), the logits stay under 1e21 and o / T under 1e24 at the lowest
+# temperature, far inside float32's 3e38, so sampling and beam search never overflow.
+MAX_WEIGHT = 1e15
 
 
 @dataclass
@@ -122,6 +128,20 @@ def resolve_checkpoint_path(source: str | Path, prefer: str = LATEST) -> Path:
     if not path.exists():
         raise CharnnError(f"{path}: no such checkpoint or run folder; check the path")
     return path
+
+
+def _require_regular_file(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: opening a FIFO waits forever for
+    a writer, and a device can be read forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CharnnError(f"cannot read {path} ({exc.strerror}); check the path") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode) \
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        raise CharnnError(f"{path} is {kind}, not a checkpoint file; give a run folder or a "
+                          ".npz file written by charnn train")
 
 
 def load_checkpoint(source: str | Path, prefer: str = LATEST) -> Checkpoint:
@@ -189,6 +209,7 @@ class _Member:
 def _open_archive(path: Path) -> zipfile.ZipFile:
     """The checkpoint's zip archive, opened after checking that it is one: a text, a bare
     array or any other file is named for what it is, not misread."""
+    _require_regular_file(path)
     try:
         with open(path, "rb") as f:
             head = f.read(len(_NPY_MAGIC))
@@ -335,6 +356,10 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, _Member]) -> Checkpoint:
         c.need(not bad, f"the model's {name} holds {bad}: the model diverged before this "
                         "checkpoint was saved", "use an earlier checkpoint or train again with "
                                                 "a lower --eta")
+        c.need(not (np.abs(a) > MAX_WEIGHT).any(),
+               f"the model's {name} holds weights of magnitude {float(np.abs(a).max()):.3g}, "
+               f"past any a run reaches ({MAX_WEIGHT:g}), where its outputs would overflow",
+               "use an earlier checkpoint or train again with a lower --eta")
         params[name] = a
 
     opt_state = {}
@@ -426,6 +451,9 @@ def _check_vocab(c: _Checker, vocab) -> str:
         vocab = "".join(vocab)
     c.need(isinstance(vocab, str), f"its vocabulary is {_show(vocab)}, not a string of characters")
     c.need(len(vocab) > 0, "its vocabulary is empty")
+    lone = next((ch for ch in vocab if "\ud800" <= ch <= "\udfff"), None)
+    c.need(lone is None, f"its vocabulary holds {lone!r}, half of a UTF-16 surrogate pair and "
+                         "no character, which no text gives and no terminal can print")
     seen = set()
     for ch in vocab:
         c.need(ch not in seen, f"its vocabulary holds {ch!r} twice")

@@ -13,7 +13,7 @@ import numpy as np
 from .config import BACKENDS
 from .errors import CharnnError
 from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
-                      number, seed_number, unescape, whole_number)
+                      number, seed_number, text_source, unescape, whole_number)
 from .progress import ProgressView
 from .schedule import format_duration
 
@@ -45,7 +45,8 @@ def cmd_train(args) -> int:
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
                               "that every process names the same run folder")
-        run_dir = args.out or Path("runs") / (args.name or _default_run_name(corpus.name))
+        run_dir = args.out or Path("runs") / (_plain_name(args.name) if args.name else
+                                              _default_run_name(corpus.name))
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir}, or give another --name or --out")
@@ -117,7 +118,7 @@ def _resume(args, view, announce):
         changes["updates"] = None
     corpus = None
     if args.text or args.corpus:
-        corpus = load_corpus(args.corpus or args.text, encoding=args.encoding,
+        corpus = load_corpus(text_source(args), encoding=args.encoding,
                              records=saved.records, record_separator=saved.record_separator)
     trainer = resume_trainer(run, corpus, changes=changes, on_event=view, announce=announce)
     if trainer.state.iteration >= trainer.total_updates:
@@ -129,6 +130,14 @@ def _resume(args, view, announce):
     announce(f"resuming {trainer.run_dir} at update {trainer.state.iteration:,}"
              + (f" with {', '.join(shown)}" if shown else ""))
     return trainer
+
+
+def _plain_name(name: str) -> str:
+    """A --name that keeps the run inside runs/: one folder name, not a path."""
+    if name in ("", ".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise CharnnError(f"--name {name!r} is not a plain folder name (runs go in runs/NAME); "
+                          "give a name without / or .., or --out for a folder elsewhere")
+    return name
 
 
 def _default_run_name(corpus_name: str) -> str:
@@ -223,7 +232,7 @@ def cmd_gradcheck(args) -> int:
     if args.model == "rnn" and args.layers != 1:
         raise CharnnError("the vanilla RNN has one layer; give --layers 1, or --model lstm "
                           "or gru for stacked layers")
-    corpus = load_corpus(args.corpus or args.text, encoding=args.encoding)
+    corpus = load_corpus(text_source(args), encoding=args.encoding)
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
     if len(data) < args.batch_size + 1:
         raise CharnnError(f"{corpus.name} is too short for {args.batch_size} lanes; give a "
@@ -330,7 +339,8 @@ def cmd_inspect(args) -> int:
     if args.html:
         page = inspect_html(analysis, units, unit, args.layer, f"{Path(args.run).name}: "
                             f"unit {unit}", source)
-        Path(args.html).write_text(page, encoding="utf-8")
+        from .run_folder import write_atomically     # a full disk leaves no empty page
+        write_atomically(Path(args.html), page)
         print(f"wrote {args.html} (unit {unit})")
     return 0
 
@@ -493,6 +503,16 @@ def given_options(argv) -> set[str]:
     return set(vars(parser.parse_args(argv)))
 
 
+def _out_of_memory() -> str:
+    from .memory import address_space_left
+    limit = address_space_left()
+    if limit is not None:
+        # the usual cause under a limit is the limit: it counts address space, not memory used
+        return ("out of memory under the address-space limit (ulimit -v); raise it (ulimit -v "
+                "unlimited), or give a smaller --hidden, --batch-size or text")
+    return "out of memory; give a smaller --hidden, --batch-size or text"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -510,8 +530,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 0
     except MemoryError:
-        print("charnn: error: out of memory; give a smaller --hidden, --batch-size or text",
-              file=sys.stderr)
+        print(f"charnn: error: {_out_of_memory()}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

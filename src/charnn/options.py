@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import (BACKENDS, DEVICES, DTYPES, MAX_TIME_LIMIT, ORDERS, WHOLE_LIMITS,
                      TrainConfig)
+from .errors import CharnnError
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
 from .presets import PRESETS, describe_presets
@@ -194,11 +195,25 @@ def config_from_args(args) -> TrainConfig:
     if given is not None and "eta" in given and "min_eta" not in given and "min_eta" in preset:
         # the preset's schedule ends at a fraction of its eta: keep that fraction of the new one
         values["min_eta"] = values["eta"] * preset["min_eta"] / preset["eta"]
+    separator_given = "record_separator" in given if given is not None else \
+        values.get("record_separator", "\n") != _DEFAULTS["record_separator"]
+    if separator_given and not values.get("records"):
+        raise CharnnError("--record-separator splits a text into records, which only --records "
+                          "trains on; give --records too, or leave --record-separator out")
     values["record_separator"] = unescape(values.get("record_separator", "\n"))
     return TrainConfig(**values).validate()
 
 
+def text_source(args):
+    """The text a command reads: the file given, or the bundled corpus (--corpus); both at
+    once would leave one of them unread."""
+    if args.text and args.corpus:
+        raise CharnnError(f"both a text file ({args.text}) and --corpus {args.corpus} given; "
+                          "give one of them")
+    return args.corpus or args.text
+
+
 def load_training_corpus(args, config: TrainConfig):
     from .corpus import load_corpus
-    return load_corpus(args.corpus or args.text, encoding=args.encoding, records=config.records,
+    return load_corpus(text_source(args), encoding=args.encoding, records=config.records,
                        record_separator=config.record_separator)
