@@ -3,6 +3,11 @@ problem and the fix, exit status 2, and never a traceback, a hang or a run that 
 resumed."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -190,3 +195,160 @@ def test_huge_metadata_is_refused_unread(run, tmp_path, capsys):
     np.savez_compressed(tmp_path / "meta.npz", **arrays)
     refused(capsys, ["sample", str(tmp_path / "meta.npz"), "--backend", "numpy"],
             "corrupt metadata")
+
+
+# -- 9: tracebacks left ----------------------------------------------------------------------
+
+def test_a_vocabulary_holding_a_lone_surrogate_is_refused(run, tmp_path, capsys):
+    def surrogate(meta):
+        meta["vocab"] = "\ud800" + meta["vocab"][1:]
+    path = save_with_meta(tmp_path / "surrogate.npz", arrays_of(run / "latest.npz"), surrogate)
+    refused(capsys, ["sample", str(path), "--backend", "numpy"], "surrogate")
+    refused(capsys, ["inspect", str(path), "--backend", "numpy"], "surrogate")
+
+
+def test_a_text_cannot_give_a_lone_surrogate(tmp_path, capsys):
+    path = tmp_path / "utf7.txt"
+    path.write_bytes(b"abc +2AA- def\n" * 40)            # UTF-7 for a lone U+D800
+    refused(capsys, ["train", str(path), "--encoding", "utf-7", *FAST], "lone surrogate", "4")
+    with pytest.raises(CharnnError, match="lone surrogate"):
+        from charnn.corpus import Corpus
+        Corpus.from_text("ab\ud800c" * 20)
+
+
+@pytest.mark.parametrize("encoding", ["undefined", "punycode", "idna"])
+def test_codecs_that_read_no_files_are_refused(tiny_text_file, capsys, encoding):
+    refused(capsys, ["train", str(tiny_text_file), "--encoding", encoding, *FAST],
+            f"--encoding {encoding}", "utf-8")
+
+
+def test_running_out_of_memory_is_one_line(run, capsys, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr("charnn.trained.load", no_memory)
+    refused(capsys, ["sample", str(run)], "out of memory")
+    monkeypatch.setattr("charnn.memory.address_space_left", lambda: 1 << 20)
+    refused(capsys, ["sample", str(run)], "out of memory", "ulimit -v")
+
+
+# -- 10: silent contradictions ---------------------------------------------------------------
+
+def test_a_text_file_with_a_bundled_corpus_is_refused(tiny_text_file, capsys):
+    refused(capsys, ["train", str(tiny_text_file), "--corpus", "shakespeare", *FAST],
+            "--corpus shakespeare", "one of them")
+    refused(capsys, ["gradcheck", str(tiny_text_file), "--corpus", "shakespeare"], "--corpus")
+
+
+@pytest.mark.parametrize("command", ["train", "report"])
+def test_a_record_separator_without_records_is_refused(tiny_text_file, tmp_path, capsys,
+                                                       command):
+    refused(capsys, [command, str(tiny_text_file), "--record-separator", "|", *FAST[:4],
+                     "--out", str(tmp_path / "out")], "--record-separator", "--records")
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/charnn-absolute-name", "..", "a/b"])
+def test_a_run_name_that_is_a_path_is_refused(tiny_text_file, tmp_path, capsys, monkeypatch,
+                                              name):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    refused(capsys, ["train", str(tiny_text_file), "--name", name, "--updates", "5", *FAST],
+            "--name", "plain folder name")
+    assert not (tmp_path / "escaped").exists() and not (work / "runs").exists()
+
+
+# -- 11: honest messages and clean outputs ---------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"just some text\n" * 20, bytes(range(256)) * 4, b""])
+def test_a_file_that_is_not_an_archive_is_named_so(tmp_path, capsys, content):
+    path = tmp_path / "model.npz"
+    path.write_bytes(content)
+    err = refused(capsys, ["sample", str(path), "--backend", "numpy"], "not a charnn checkpoint")
+    assert "Python objects" not in err
+
+
+def test_a_checkpoint_holding_python_objects_is_still_named_so(run, tmp_path, capsys):
+    arrays = arrays_of(run / "latest.npz")
+    arrays["param_W"] = np.array([{"a": 1}], dtype=object)
+    np.savez(tmp_path / "pickle.npz", **arrays)
+    refused(capsys, ["sample", str(tmp_path / "pickle.npz"), "--backend", "numpy"],
+            "Python objects")
+
+
+def test_inspect_html_on_a_full_disk_leaves_no_empty_page(run, tmp_path, capsys, monkeypatch):
+    page = tmp_path / "units.html"
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("charnn.run_folder.os.fsync", full)
+    assert main(["inspect", str(run), "--backend", "numpy", "--html", str(page)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(tmp_path.glob("*.html*")) == [] and not page.exists()
+
+
+def test_report_markdown_escapes_the_corpus_name(tmp_path):
+    text = tmp_path / "<img src=x onerror=alert(1)>.txt"
+    text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    out = tmp_path / "rep"
+    assert main(["report", str(text), "--updates", "40", "--hidden", "6", "--sample-every",
+                 "20", "--backend", "numpy", "--out", str(out), "--no-progress"]) == 0
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;.txt" in md
+
+
+@pytest.mark.parametrize("temperature", ["1e-320", "0.0001", "1e300", "nan", "inf"])
+def test_a_temperature_outside_a_sane_range_is_refused(run, capsys, temperature):
+    refused(capsys, ["sample", str(run), "--temperature", temperature, "--backend", "numpy"],
+            "--temperature", "0.001", "1000")
+
+
+def test_the_extreme_temperatures_accepted_give_text(run, capsys):
+    for temperature in ("0.001", "1000"):
+        assert main(["sample", str(run), "--temperature", temperature, "-n", "50",
+                     "--backend", "numpy", "--seed", "1"]) == 0
+        out = capsys.readouterr().out
+        assert len(out) == 51
+
+
+def test_weights_past_any_a_run_reaches_are_refused(run, tmp_path, capsys):
+    arrays = arrays_of(run / "latest.npz")
+    arrays["param_V"] = np.full_like(arrays["param_V"], 1e300)
+    np.savez(tmp_path / "huge.npz", **arrays)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # a RuntimeWarning fails the test
+        refused(capsys, ["sample", str(tmp_path / "huge.npz"), "--beam", "2", "-n", "5",
+                         "--backend", "numpy"], "model's V", "magnitude 1e+300")
+
+
+def test_a_run_name_the_font_lacks_plots_without_warnings(run, tmp_path):
+    from charnn.plot import plot_run
+    named = tmp_path / "運行の名前"
+    shutil.copytree(run, named)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_run(named)
+    assert not [w for w in caught if "Glyph" in str(w.message)]
+    assert (named / "loss.png").stat().st_size > 0
+
+
+def charnn(*args, timeout=60):
+    # a subprocess: a regression that opens a FIFO blocks, and must fail the test, not hang it
+    return subprocess.run([sys.executable, "-m", "charnn.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_fifo_is_refused_before_it_is_opened(run, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for argv in (["train", fifo, *FAST], ["sample", fifo], ["sample", run, "--prime-file", fifo],
+                 ["eval", run, fifo]):
+        result = charnn(*argv, "--backend", "numpy") if argv[0] != "train" else charnn(*argv)
+        assert result.returncode == 2, result.stderr
+        assert "a pipe (FIFO)" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_folder_or_device_is_refused_as_a_text_or_checkpoint(run, tmp_path, capsys):
+    refused(capsys, ["sample", "/dev/null", "--backend", "numpy"], "a device")
+    refused(capsys, ["train", "/dev/null", *FAST], "a device")
+    refused(capsys, ["sample", str(run), "--prime-file", str(tmp_path), "--backend", "numpy"],
+            "is a folder")

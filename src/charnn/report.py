@@ -726,10 +726,13 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(d: ReportData, figure_name: str) -> str:
-    # Markdown passes HTML through: what the corpus facts hold (a file's name, its path) is
-    # escaped, as report.html escapes it
-    d = replace(d, corpus={k: html.escape(v, quote=False) if isinstance(v, str) else v
-                           for k, v in d.corpus.items()})
+    # Markdown passes HTML through: what names files (the corpus facts, the run folder, the
+    # command line, notes naming them) is escaped, as report.html escapes it
+    def text(value: str) -> str:
+        return html.escape(value, quote=False)
+    d = replace(d, corpus={k: text(v) if isinstance(v, str) else v for k, v in d.corpus.items()},
+                run_dir=text(str(d.run_dir)), command=text(d.command),
+                notes=[text(n) for n in d.notes])
     t, facts = _texts(d), _facts(d)
     samples = "\n".join(f"{s.header}\n{_visible(s.text)}" for s in d.samples)
     best = _visible(d.best_text)
