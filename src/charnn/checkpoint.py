@@ -10,13 +10,19 @@ Loading checks the whole file before any of it reaches a kernel (a compiled kern
 the shapes it is given, so one wrong array would make it read or write out of bounds).
 Every problem becomes one CharnnError that names the file, the problem and what to do:
 
+- the file: a regular file (a FIFO or a device is refused before it is opened) holding a
+  zip archive (a text or any other file is named as not a checkpoint). Every array's .npy
+  header is read from its member first; its dtype and shape are checked (and its entry's
+  size against them, and all of them together against the memory available) before any of
+  its data is inflated, so a small file that declares a huge array is refused unread.
 - meta: a JSON object; format "charnn-checkpoint"; version a whole number from 1 to
   FORMAT_VERSION (a newer one asks for a newer charnn; 0, negative or not a whole number is
   corruption). Keys this charnn does not know are allowed (meta may grow).
 - config: an object holding every setting format 1 wrote (settings added to TrainConfig
   later may be missing and take their defaults), each of its TrainConfig type, and passing
   TrainConfig.validate.
-- vocab: a non-empty string (or list of one-character strings) of distinct characters.
+- vocab: a non-empty string (or list of one-character strings) of distinct characters, none
+  of them a lone surrogate (no text gives one, and no output can print it).
 - state: every training counter, of its type: whole numbers at least 0 (epoch at least 1,
   best_iteration at most iteration); smooth_loss finite; best_value finite, or +inf before
   the run found a best; elapsed finite and at least 0; last_val null or finite and at
@@ -29,8 +35,8 @@ Every problem becomes one CharnnError that names the file, the problem and what 
   Shapes: b (m,), c (K,), U (m, K), W (m, m), V (K, m), each optimiser array its
   parameter's shape, h (batch_size, m), with m = config hidden and K = len(vocab). All of
   the config's dtype (float32 or float64) and finite; AdaGrad's and RMSProp's m and Adam's
-  v at least 0; h within [-1, 1] (it is a tanh). Arrays come back C-contiguous, in native
-  byte order.
+  v at least 0; the weights at most MAX_WEIGHT in magnitude; h within [-1, 1] (it is a
+  tanh). Arrays come back C-contiguous, in native byte order.
 
 A checkpoint must hold everything charnn train writes, optimiser state and h included,
 even when it is loaded only to sample or evaluate: every file charnn writes has them, so a
