@@ -22,6 +22,9 @@ from .corpus import END_OF_RECORD
 from .errors import CharnnError
 
 MAX_WIDTH = 100
+# Beams print only when the search ends, and each character costs a step of every beam in
+# Python: past this many characters the search would run for hours without a word.
+MAX_LENGTH = 100_000
 
 
 @dataclass
@@ -44,8 +47,9 @@ def beam_search(model, length: int, width: int = 5, prime: str = "",
     carried state unless zero_state), best first. `model` is a TrainedModel. on_step, if
     given, is called with the step number before each step; an exception it raises ends the
     search there (a server stops the search of a client that went away)."""
-    if length < 1:
-        raise CharnnError(f"length is {length}; give a number of characters of at least 1")
+    if not 1 <= length <= MAX_LENGTH:
+        raise CharnnError(f"a beam search of {length} characters: give a length (-n) from 1 "
+                          f"to {MAX_LENGTH:,}")
     if not 1 <= width <= MAX_WIDTH:
         raise CharnnError(f"--beam is {width}; give a width from 1 to {MAX_WIDTH}")
     h, x = model.start_state(prime, zero_state)

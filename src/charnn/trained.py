@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .checkpoint import BEST, Checkpoint, load_checkpoint
+from .config import whole_limits_message
 from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import WARMUP, Score, score_records, score_stream
@@ -68,8 +69,9 @@ class TrainedModel:
         """Up to `length` new characters after `prime` (not repeated), drawn as `charnn
         sample` draws them: from the carried state unless zero_state."""
         options = SamplingOptions(temperature, top_k, top_p, greedy).validate()
-        if length < 1:
-            raise CharnnError(f"length is {length}; give a number of characters of at least 1")
+        problem = whole_limits_message("length", length, "length")
+        if problem:
+            raise CharnnError(problem)
         self._check_known(prime, "the prime text")
         rng = rng if rng is not None else np.random.default_rng(seed)
         return generate(self.params, self.vocab, length, rng, self.backend, options,
