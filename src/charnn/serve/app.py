@@ -51,16 +51,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..beam import MAX_LENGTH as BEAM_MAX_LENGTH, MAX_WIDTH as BEAM_MAX_WIDTH
+from ..config import WHOLE_LIMITS
 from ..errors import CharnnError
 from ..sampling import SamplingOptions
 from .runs import Run, RunTable, UnknownRun
 
+# A request's bounds: tighter than the command line's (config.WHOLE_LIMITS, beam.py), since
+# one request's work shares the server's threads. The seed's range is the command line's, and
+# the temperature's, top-k's and top-p's are SamplingOptions.validate's (_validated).
 MAX_GENERATE = 100_000      # characters one request may draw
 MAX_BEAM_LENGTH = 1_000
 MAX_BEAM_WIDTH = 20
 MAX_ANALYSE = 5_000         # characters of text one request may look inside
 MAX_PRIME = 5_000           # characters of prime text (each runs through the model)
-MAX_TEMPERATURE = 100.0     # far past the point where every character is equally likely
+assert MAX_GENERATE <= WHOLE_LIMITS["length"][1]
+assert MAX_BEAM_LENGTH <= BEAM_MAX_LENGTH and MAX_BEAM_WIDTH <= BEAM_MAX_WIDTH
 MAX_LOG_POINTS = 2_000      # training rows sent for the curve (evenly thinned)
 # The largest request body: MAX_ANALYSE characters, each up to 12 bytes as a JSON escape
 # (a surrogate pair), and room for the other fields.
@@ -539,14 +545,14 @@ def create_app(table: RunTable, backend: str = "compiled", *,
         fields = Fields(body, ("prime", "length", "temperature", "top_k", "top_p", "greedy",
                                "seed", "zero_state"))
         length = fields.number("length", int, 500, 1, MAX_GENERATE)
-        seed = fields.number("seed", int, None, 0, 2**63 - 1)
+        seed = fields.number("seed", int, None, *WHOLE_LIMITS["seed"])
         prime = fields.text("prime", "", MAX_PRIME, "the prime text")
         zero_state = fields.flag("zero_state")
         ticket = work.admit(_client_of(request))
         try:
             model = await ticket.run(models.get, run)
             options = SamplingOptions(
-                temperature=fields.number("temperature", float, 1.0, high=MAX_TEMPERATURE),
+                temperature=fields.number("temperature", float, 1.0),
                 top_k=fields.number("top_k", int, 0, 0, len(model.vocab)),
                 top_p=fields.number("top_p", float, 1.0),
                 greedy=fields.flag("greedy"))
@@ -648,7 +654,8 @@ def _validated(options: SamplingOptions) -> None:
         options.validate()
     except CharnnError as exc:           # the command line's wording, the page's names
         raise BadRequest(str(exc).replace("--temperature", "temperature")
-                         .replace("--top-k", "top-k").replace("--top-p", "top-p")) from None
+                         .replace("--top-k", "top-k").replace("--top-p", "top-p")
+                         .replace("--greedy", "greedy")) from None
 
 
 def _check_known(model, text: str, what: str) -> None:
