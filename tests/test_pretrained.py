@@ -76,7 +76,7 @@ def test_serve_shows_the_pretrained_model_by_name():
     from charnn.serve.app import create_app
     from charnn.serve.runs import RunTable
     table = RunTable([DEFAULT_MODEL], runs_dir=None)
-    client = TestClient(create_app(table, "auto"))
+    client = TestClient(create_app(table, "auto"), base_url="http://127.0.0.1:8000")
     runs = client.get("/api/runs").json()
     assert [r["name"] for r in runs["runs"]] == [DEFAULT_MODEL]
     with pytest.raises(charnn.CharnnError, match="pretrained models are"):

@@ -12,8 +12,8 @@ import numpy as np
 
 from .config import BACKENDS
 from .errors import CharnnError
-from .options import (add_train_arguments, config_from_args, load_training_corpus, number,
-                      seed_number, unescape, whole_number)
+from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
+                      number, seed_number, text_source, unescape, whole_number)
 from .progress import ProgressView
 from .schedule import format_duration
 
@@ -44,7 +44,8 @@ def cmd_train(args) -> int:
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
                               "that every process names the same run folder")
-        run_dir = args.out or Path("runs") / (args.name or _default_run_name(corpus.name))
+        run_dir = args.out or Path("runs") / (_plain_name(args.name) if args.name else
+                                              _default_run_name(corpus.name))
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir}, or give another --name or --out")
@@ -128,7 +129,7 @@ def _resume(args, view, announce):
         changes["updates"] = None
     corpus = None
     if args.text or args.corpus:
-        corpus = load_corpus(args.corpus or args.text, encoding=args.encoding,
+        corpus = load_corpus(text_source(args), encoding=args.encoding,
                              records=saved.records, record_separator=saved.record_separator)
     trainer = resume_trainer(run, corpus, changes=changes, on_event=view, announce=announce)
     if trainer.state.iteration >= trainer.total_updates:
@@ -142,6 +143,14 @@ def _resume(args, view, announce):
     return trainer
 
 
+def _plain_name(name: str) -> str:
+    """A --name that keeps the run inside runs/: one folder name, not a path."""
+    if name in ("", ".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise CharnnError(f"--name {name!r} is not a plain folder name (runs go in runs/NAME); "
+                          "give a name without / or .., or --out for a folder elsewhere")
+    return name
+
+
 def _default_run_name(corpus_name: str) -> str:
     stem = Path(corpus_name).stem or "run"
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -152,7 +161,7 @@ def _default_run_name(corpus_name: str) -> str:
 def _add_sampling_arguments(g) -> None:
     g.add_argument("--temperature", type=number, default=1.0,
                    help="softmax(o / T): 1.0 = the model's distribution, < 1 = less random")
-    g.add_argument("--top-k", type=whole_number, default=0,
+    g.add_argument("--top-k", type=limited("top_k"), default=0,
                    help="draw only from the K most likely characters (0 = off)")
     g.add_argument("--top-p", type=number, default=1.0,
                    help="nucleus: draw from the most likely characters reaching P (1.0 = off)")
@@ -236,7 +245,7 @@ def cmd_gradcheck(args) -> int:
     if args.model == "rnn" and args.layers != 1:
         raise CharnnError("the vanilla RNN has one layer; give --layers 1, or --model lstm "
                           "or gru for stacked layers")
-    corpus = load_corpus(args.corpus or args.text, encoding=args.encoding)
+    corpus = load_corpus(text_source(args), encoding=args.encoding)
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
     if len(data) < args.batch_size + 1:
         raise CharnnError(f"{corpus.name} is too short for {args.batch_size} lanes; give a "
@@ -347,7 +356,8 @@ def cmd_inspect(args) -> int:
     if args.html:
         page = inspect_html(analysis, units, unit, args.layer, f"{Path(args.run).name}: "
                             f"unit {unit}", source)
-        Path(args.html).write_text(page, encoding="utf-8")
+        from .run_folder import write_atomically     # a full disk leaves no empty page
+        write_atomically(Path(args.html), page)
         print(f"wrote {args.html} (unit {unit})")
     return 0
 
@@ -357,12 +367,20 @@ def cmd_inspect(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import require_extra
     require_extra()
-    from .serve.app import serve
+    from .serve.app import serve, split_host
     if not 0 <= args.port <= 65535:
-        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535")
+        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535 (0: any free "
+                          "one)")
+    for name in args.allow_host:
+        try:
+            split_host(name)
+        except ValueError:
+            raise CharnnError(f"--allow-host is {name!r}; give a host name such as "
+                              "mybox.local, or NAME:PORT") from None
     try:
         serve(args.runs, args.runs_dir, args.host, args.port, args.backend,
-              announce=lambda message: print(message, flush=True))
+              allow_hosts=args.allow_host, announce=lambda message: print(message, flush=True),
+              warn=lambda message: print(message, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         pass
     print("charnn serve: stopped", flush=True)
@@ -392,16 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a checkpoint file (.npz), a run folder (its best.npz) or a pretrained "
                         f"model's name (default: the pretrained {PRETRAINED})")
     g = p.add_argument_group("what to generate")
-    g.add_argument("-n", type=whole_number, default=1000, help="characters (default 1000)")
+    g.add_argument("-n", type=limited("length"), default=1000, help="characters (default 1000)")
     g.add_argument("--prime", default="", help="text the sample starts from")
     g.add_argument("--prime-file", default=None, help="a file whose text the sample starts from")
     g.add_argument("--stop-at", default=None,
                    help="stop after this string appears (\\n and \\t are understood)")
-    g.add_argument("--count", type=whole_number, default=1, help="number of samples (default 1)")
+    g.add_argument("--count", type=limited("count"), default=1, help="number of samples (default 1)")
     g.add_argument("--zero-state", action="store_true",
                    help="start from h = 0 (default: the state training carried, for models "
                         "trained in sequential order; records and shuffled chunks start at 0)")
-    g.add_argument("--max-length", type=whole_number, default=None,
+    g.add_argument("--max-length", type=limited("length"), default=None,
                    help="record models: the longest record to generate (default -n)")
     g = p.add_argument_group("how to draw")
     _add_sampling_arguments(g)
@@ -420,12 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--model", choices=["rnn", "lstm", "gru"], default="rnn",
                    help="the network (default rnn, the vanilla RNN)")
-    p.add_argument("--layers", type=whole_number, default=1,
+    p.add_argument("--layers", type=limited("layers"), default=1,
                    help="stacked layers (lstm and gru; default 1)")
     p.add_argument("--dropout", type=number, default=0.0,
                    help="dropout between stacked layers, with fixed masks (default 0)")
-    p.add_argument("--hidden", type=whole_number, default=5, help="hidden units (default 5)")
-    p.add_argument("--seq-length", type=whole_number, default=25, help="default 25")
+    p.add_argument("--hidden", type=limited("hidden"), default=5, help="hidden units (default 5)")
+    p.add_argument("--seq-length", type=limited("seq_length"), default=25, help="default 25")
     p.add_argument("--sigma", type=number, default=None,
                    help="init std (default 0.01 for rnn, the assignment's; 1/sqrt(hidden) for "
                         "lstm and gru, PyTorch's scale: at 0.01 a stacked network's lower "
@@ -436,9 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "whose larger weights curve the loss more)")
     p.add_argument("--threshold", type=number, default=1e-6,
                    help="largest relative difference that passes (default 1e-6)")
-    p.add_argument("--batch-size", type=whole_number, default=1,
+    p.add_argument("--batch-size", type=limited("batch_size"), default=1,
                    help="lanes: check the gradient of the loss averaged over B sequences")
-    p.add_argument("--elements", type=whole_number, default=None,
+    p.add_argument("--elements", type=limited("elements"), default=None,
                    help="check N random elements of each parameter (for big models)")
     p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--backend", choices=["numpy", "compiled"], default="numpy",
@@ -453,10 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--skip-unknown", action="store_true",
                    help="leave out characters the model does not know")
-    p.add_argument("--warmup", type=whole_number, default=WARMUP,
+    p.add_argument("--warmup", type=limited("warmup"), default=WARMUP,
                    help=f"characters read to set the hidden state before scoring (default "
                         f"{WARMUP}, at most half the text; as validation does)")
-    p.add_argument("--max-chars", type=whole_number, default=0,
+    p.add_argument("--max-chars", type=limited("max_chars"), default=0,
                    help="score at most N characters after the warm-up (default 0: all; "
                         "validation scores at most --eval-chars)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
@@ -477,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the unit to colour by (default: the best one found)")
     p.add_argument("--layer", type=whole_number, default=0, help="its layer (default 0)")
     p.add_argument("--html", default=None, help="write the coloured text to this page")
-    p.add_argument("--max-chars", type=int, default=2000,
+    p.add_argument("--max-chars", type=whole_number, default=2000,
                    help="look at the first N characters (default 2000)")
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
@@ -492,8 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs",
                    help="a folder whose run folders are shown (default runs)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="default 8000")
+                   help="address to listen on (default 127.0.0.1: this machine only; any "
+                        "other address needs the token the server prints)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000 (0: any free port)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name (or NAME:PORT) the browser may use to reach the server, "
+                        "besides 127.0.0.1, localhost and [::1]; repeatable")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_serve)
     return parser
@@ -508,6 +530,16 @@ def given_options(argv) -> set[str]:
         if action.option_strings:
             action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv)))
+
+
+def _out_of_memory() -> str:
+    from .memory import address_space_left
+    limit = address_space_left()
+    if limit is not None:
+        # the usual cause under a limit is the limit: it counts address space, not memory used
+        return ("out of memory under the address-space limit (ulimit -v); raise it (ulimit -v "
+                "unlimited), or give a smaller --hidden, --batch-size or text")
+    return "out of memory; give a smaller --hidden, --batch-size or text"
 
 
 def main(argv=None) -> int:
@@ -527,8 +559,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 0
     except MemoryError:
-        print("charnn: error: out of memory; give a smaller --hidden, --batch-size or text",
-              file=sys.stderr)
+        print(f"charnn: error: {_out_of_memory()}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

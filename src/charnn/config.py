@@ -26,6 +26,61 @@ RESUMABLE = ("updates", "epochs", "eta", "lr_schedule", "warmup_updates", "min_e
              "sample_every", "sample_length", "log_every", "eval_every", "eval_chars",
              "checkpoint_every", "backend", "device", "time_limit")
 
+# Counters and whole-number settings reach the kernels as int64, and a checkpoint holds none
+# at or above this (checkpoint.py refuses them): every bound below stays under it, so that a
+# run can always load its own checkpoints.
+LARGEST_WHOLE = 2 ** 62
+_MOST = LARGEST_WHOLE - 1
+# The least and the most of every whole-number quantity, wherever it is read: the command
+# line's flags, TrainConfig.validate and so the checkpoint loader.
+WHOLE_LIMITS = {
+    # counts of updates, and intervals in updates (a huge interval means "never"): anything
+    # a checkpoint can hold
+    "updates": (1, _MOST),
+    "warmup_updates": (0, _MOST),
+    "sample_every": (1, _MOST),
+    "log_every": (1, _MOST),
+    "eval_every": (1, _MOST),
+    "checkpoint_every": (1, _MOST),
+    "seed": (0, _MOST),
+    # characters of a text: scored, per chunk, read as a warm-up
+    "eval_chars": (1, _MOST),
+    "chunk_length": (1, _MOST),
+    "warmup": (0, _MOST),
+    "max_chars": (0, _MOST),
+    "elements": (1, _MOST),
+    # the network's size: a million units' W alone is 8 TB, so no larger one fits a machine
+    # (train.check_memory refuses most below that); a thousand layers, a million lanes and a
+    # million characters per update are far past any run that trains in reasonable time
+    "hidden": (1, 1_000_000),
+    "layers": (1, 1_000),
+    "batch_size": (1, 1_000_000),
+    "seq_length": (1, 1_000_000),
+    # characters drawn for each of training's samples, which are held whole in memory and
+    # written to samples.txt: a million take seconds; a bigger one stalls the run unannounced
+    "sample_length": (1, 1_000_000),
+    # characters `charnn sample` draws (streamed as drawn), and how many samples
+    "length": (1, 1_000_000_000),
+    "count": (1, 1_000_000),
+    # a vocabulary never holds more characters than Unicode has
+    "top_k": (0, 0x110000),
+}
+# The longest --time-limit: ten years. The updates a time limit fixes (rate x time) then stay
+# far under LARGEST_WHOLE at any speed a machine reaches.
+MAX_TIME_LIMIT = 10 * 365.25 * 24 * 3600
+
+
+def whole_limits_message(flag: str, value, name: str) -> str | None:
+    """None when `value` is a whole number within WHOLE_LIMITS[name]; else the problem, in a
+    line that names `flag` and the range to give."""
+    least, most = WHOLE_LIMITS[name]
+    if isinstance(value, int) and not isinstance(value, bool) and least <= value <= most:
+        return None
+    # a huge int is described, not shown: str() of one past 4,300 digits raises
+    shown = value if not isinstance(value, int) or abs(value) < 10 ** 30 else \
+        f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return f"{flag} is {shown}; give a whole number from {least:,} to {most:,}"
+
 
 @dataclass
 class TrainConfig:
@@ -84,14 +139,11 @@ class TrainConfig:
             if not ok:
                 raise CharnnError(message)
 
-        for name in ("hidden", "layers", "seq_length", "batch_size", "chunk_length", "sample_every",
-                     "sample_length", "log_every", "eval_every", "eval_chars",
-                     "checkpoint_every"):
-            value = getattr(self, name)
-            need(isinstance(value, int) and value > 0,
-                 f"--{name.replace('_', '-')} is {value}; give a whole number of at least 1")
-        need(isinstance(self.seed, int) and self.seed >= 0,
-             f"--seed is {self.seed}; give a whole number of at least 0")
+        for name in WHOLE_LIMITS:
+            if hasattr(self, name) and not (name == "updates" and self.updates is None):
+                problem = whole_limits_message(f"--{name.replace('_', '-')}",
+                                               getattr(self, name), name)
+                need(problem is None, problem)
         need(self.model in NETWORKS,
              f"--model {self.model!r} is unknown; choose one of {', '.join(NETWORKS)}")
         need(self.model != "rnn" or self.layers == 1,
@@ -124,18 +176,15 @@ class TrainConfig:
         need(self.lr_schedule in SCHEDULES,
              f"--lr-schedule {self.lr_schedule!r} is unknown; choose one of "
              f"{', '.join(SCHEDULES)}")
-        need(isinstance(self.warmup_updates, int) and self.warmup_updates >= 0,
-             f"--warmup-updates is {self.warmup_updates}; give a whole number of at least 0")
         need(math.isfinite(self.min_eta) and 0 <= self.min_eta <= self.eta,
              f"--min-eta is {self.min_eta}; give a learning rate from 0 up to --eta "
              f"({self.eta:g})")
         need(self.time_limit is None or (math.isfinite(self.time_limit)
-                                         and self.time_limit > 0),
-             f"--time-limit is {self.time_limit}; give a duration greater than 0, such as 10m")
+                                         and 0 < self.time_limit <= MAX_TIME_LIMIT),
+             f"--time-limit is {self.time_limit}; give a duration greater than 0 and at most "
+             "ten years, such as 10m")
         need(self.epochs is None or (math.isfinite(self.epochs) and self.epochs > 0),
              f"--epochs is {self.epochs}; give a number of epochs greater than 0")
-        need(self.updates is None or self.updates > 0,
-             f"--updates is {self.updates}; give a number of updates of at least 1")
         need(self.chunk_length > self.seq_length or self.order != "shuffled",
              f"--chunk-length {self.chunk_length} is not longer than --seq-length "
              f"{self.seq_length}; give a longer chunk")

@@ -11,7 +11,9 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from .config import BACKENDS, DEVICES, DTYPES, ORDERS, TrainConfig
+from .config import (BACKENDS, DEVICES, DTYPES, MAX_TIME_LIMIT, ORDERS, WHOLE_LIMITS,
+                     TrainConfig)
+from .errors import CharnnError
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
 from .presets import PRESETS, describe_presets
@@ -32,18 +34,36 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
-def seed_number(text: str) -> int:
-    value = whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; give a seed of 0 or more")
-    return value
+def limited(name: str):
+    """The argparse type of a whole-number flag bounded as config.WHOLE_LIMITS[name] bounds
+    it, so that the command line refuses what TrainConfig.validate and the checkpoint
+    loader would refuse later."""
+    least, most = WHOLE_LIMITS[name]
+
+    def parse(text: str) -> int:
+        value = whole_number(text)
+        if least <= value <= most:
+            return value
+        shown = text if len(text) <= 30 else f"a number of {len(text.strip())} digits"
+        why = "is too large" if value > most else "is negative" if value < 0 else "is too small"
+        raise argparse.ArgumentTypeError(f"{shown!r} {why}; give a whole number from "
+                                         f"{least:,} to {most:,}")
+    parse.__name__ = f"whole number ({name})"
+    return parse
+
+
+seed_number = limited("seed")
 
 
 def duration(text: str) -> float:
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds > MAX_TIME_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than ten years; give a shorter "
+                                         "duration, such as 10m")
+    return seconds
 
 
 def unescape(text: str) -> str:
@@ -120,6 +140,8 @@ def add_config_flags(group, flags: dict, defaults: dict | None = None) -> None:
     for name, (help_text, keywords) in flags.items():
         default = (defaults or {}).get(name, _DEFAULTS[name])
         shown = "" if "default" in help_text else _shown(default)
+        if name in WHOLE_LIMITS:
+            keywords = dict(keywords, type=limited(name))
         group.add_argument("--" + name.replace("_", "-"), dest=name, default=default,
                            help=help_text + shown, **keywords)
 
@@ -173,11 +195,25 @@ def config_from_args(args) -> TrainConfig:
     if given is not None and "eta" in given and "min_eta" not in given and "min_eta" in preset:
         # the preset's schedule ends at a fraction of its eta: keep that fraction of the new one
         values["min_eta"] = values["eta"] * preset["min_eta"] / preset["eta"]
+    separator_given = "record_separator" in given if given is not None else \
+        values.get("record_separator", "\n") != _DEFAULTS["record_separator"]
+    if separator_given and not values.get("records"):
+        raise CharnnError("--record-separator splits a text into records, which only --records "
+                          "trains on; give --records too, or leave --record-separator out")
     values["record_separator"] = unescape(values.get("record_separator", "\n"))
     return TrainConfig(**values).validate()
 
 
+def text_source(args):
+    """The text a command reads: the file given, or the bundled corpus (--corpus); both at
+    once would leave one of them unread."""
+    if args.text and args.corpus:
+        raise CharnnError(f"both a text file ({args.text}) and --corpus {args.corpus} given; "
+                          "give one of them")
+    return args.corpus or args.text
+
+
 def load_training_corpus(args, config: TrainConfig):
     from .corpus import load_corpus
-    return load_corpus(args.corpus or args.text, encoding=args.encoding, records=config.records,
+    return load_corpus(text_source(args), encoding=args.encoding, records=config.records,
                        record_separator=config.record_separator)

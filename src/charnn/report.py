@@ -27,7 +27,7 @@ import re
 import struct
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +39,10 @@ from .corpus import END_OF_RECORD, Corpus, load_corpus
 from .data import build_dataset, epoch_schedule
 from .errors import CharnnError
 from .evaluation import WARMUP, carries_state, score_held_out, warmup_length
-from .options import (add_train_arguments, config_from_args, load_training_corpus,
-                      seed_number, whole_number)
+from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
+                      seed_number, text_source)
 from .progress import ProgressView
-from .run_folder import RunFolder, parse_sample_blocks
+from .run_folder import RunFolder, parse_sample_blocks, write_atomically
 from .train import describe_network
 from .sampling import carried_state
 
@@ -172,9 +172,9 @@ def add_report_parser(sub) -> None:
                    help="the report folder (default report/); training goes into OUT/run/")
     g.add_argument("--force", action="store_true",
                    help="train again even if OUT/run already holds a run (it is replaced)")
-    g.add_argument("--sample-every", type=whole_number, default=10_000,
+    g.add_argument("--sample-every", type=limited("sample_every"), default=10_000,
                    help="a 200-character sample every N updates, and at update 0 (default 10000)")
-    g.add_argument("--eval-every", type=whole_number, default=10_000,
+    g.add_argument("--eval-every", type=limited("eval_every"), default=10_000,
                    help="the held-out loss every N updates (default 10000)")
     g.add_argument("--seed", type=seed_number, default=0,
                    help="random seed of the training and of the best model's text (default 0)")
@@ -199,7 +199,7 @@ def cmd_report(args) -> int:
             names = ", ".join("--" + d.replace("_", "-") for d in changed)
             raise CharnnError(f"--from makes the report from a finished run without training; "
                               f"leave out {names}")
-        data = report_from_run(args.from_run, out, text=args.corpus or args.text,
+        data = report_from_run(args.from_run, out, text=text_source(args),
                                encoding=args.encoding, backend=args.backend,
                                command=command)
     else:
@@ -547,9 +547,10 @@ def write_report(data: ReportData, out: Path) -> Path:
     figure = plot_run(data.run_dir, out / "loss.png", data.config.seq_length,
                       data.updates_per_epoch)
     png = figure.read_bytes()
-    (out / "report.md").write_text(render_markdown(data, figure.name), encoding="utf-8")
+    # each file whole or not at all: a full disk leaves the last report, not an empty file
+    write_atomically(out / "report.md", render_markdown(data, figure.name))
     page = out / "report.html"
-    page.write_text(render_html(data, png), encoding="utf-8")
+    write_atomically(page, render_html(data, png))
     return page
 
 
@@ -726,6 +727,13 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(d: ReportData, figure_name: str) -> str:
+    # Markdown passes HTML through: what names files (the corpus facts, the run folder, the
+    # command line, notes naming them) is escaped, as report.html escapes it
+    def text(value: str) -> str:
+        return html.escape(value, quote=False)
+    d = replace(d, corpus={k: text(v) if isinstance(v, str) else v for k, v in d.corpus.items()},
+                run_dir=text(str(d.run_dir)), command=text(d.command),
+                notes=[text(n) for n in d.notes])
     t, facts = _texts(d), _facts(d)
     samples = "\n".join(f"{s.header}\n{_visible(s.text)}" for s in d.samples)
     best = _visible(d.best_text)

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .checkpoint import BEST, Checkpoint, load_checkpoint
+from .config import whole_limits_message
 from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import WARMUP, Score, score_records, score_stream
@@ -75,8 +76,9 @@ class TrainedModel:
         """Up to `length` new characters after `prime` (not repeated), drawn as `charnn
         sample` draws them: from the carried state unless zero_state."""
         options = SamplingOptions(temperature, top_k, top_p, greedy).validate()
-        if length < 1:
-            raise CharnnError(f"length is {length}; give a number of characters of at least 1")
+        problem = whole_limits_message("length", length, "length")
+        if problem:
+            raise CharnnError(problem)
         self.check_known(prime, "the prime text")
         rng = rng if rng is not None else np.random.default_rng(seed)
         return generate(self.params, self.vocab, length, rng, self.backend, options,
@@ -119,12 +121,13 @@ class TrainedModel:
         return states
 
     def beam_search(self, length: int, width: int = 5, prime: str = "",
-                    zero_state: bool = False):
+                    zero_state: bool = False, on_step: Callable[[int], None] | None = None):
         """The `width` most likely continuations of `length` characters after `prime`, best
-        first, each with its total log-probability (beam.py)."""
+        first, each with its total log-probability (beam.py). on_step(step) is called before
+        each step; an exception it raises stops the search."""
         from .beam import beam_search
         self.check_known(prime, "the prime text")
-        return beam_search(self, length, width, prime, zero_state)
+        return beam_search(self, length, width, prime, zero_state, on_step)
 
     def analyse(self, text: str, zero_state: bool = False, k: int = 5) -> Analysis:
         """Run `text` through the model from the carried state (or zeros): the hidden states,

@@ -40,7 +40,16 @@ class Run:
             return {}
 
     def log(self) -> list[dict]:
-        return RunFolder(self.path).read_log()
+        try:
+            return RunFolder(self.path).read_log()
+        except CharnnError as exc:
+            raise CharnnError(f"run {self.name!r}: {self.without_path(str(exc))}") from None
+
+    def without_path(self, message: str) -> str:
+        """The message with this run's folder left out: files are named by their name alone,
+        the folder by the run's name (a client is not to learn where the runs live)."""
+        folder = str(self.path)
+        return message.replace(folder + os.sep, "").replace(folder, f"run {self.name!r}")
 
     def samples(self) -> list[dict]:
         if not (self.path / SAMPLES_JSONL).exists():
@@ -143,6 +152,19 @@ class RunTable:
                 table[run.name] = run
             self._by_name = table
             return list(table.values())
+
+    def without_paths(self, message: str) -> str:
+        """The message with every run folder, and the runs folder, left out (see
+        Run.without_path): the last guard before an error goes over HTTP."""
+        with self._lock:
+            runs = sorted(self._by_name.values(), key=lambda r: -len(str(r.path)))
+        for run in runs:
+            message = run.without_path(message)
+        for folder in (self.runs_dir, Path.cwd(), Path.home()):
+            if folder is not None and len(folder.parts) > 1:
+                message = message.replace(str(folder) + os.sep, "").replace(str(folder),
+                                                                             folder.name)
+        return message
 
     def get(self, name: str) -> Run:
         with self._lock:
