@@ -231,3 +231,19 @@ def test_a_bounded_prefix_of_the_held_out_part():
         assert got.sum() >= n - 1
         np.testing.assert_array_equal(prefix[:, 0], ds.val[:len(prefix), 0])
     assert len(ds.val_prefix(1)) == 0
+
+
+def _double(a):
+    return a * 2
+
+
+def test_the_data_layouts_compile_is_announced_once(tmp_path, monkeypatch, capsys):
+    from charnn import data
+    monkeypatch.setattr(data, "_compile_marker", lambda function: tmp_path / function.__name__)
+    monkeypatch.setattr(data, "_compiled", {})
+    big = data.COMPILE_ABOVE + 1
+    assert data._run(_double, big, 3) == 6
+    assert "compiling the data layout's _double once" in capsys.readouterr().err
+    monkeypatch.setattr(data, "_compiled", {})               # a later process: marker found
+    assert data._run(_double, big, 4) == 8 and data._run(_double, 1, 5) == 10
+    assert capsys.readouterr().err == ""

@@ -20,8 +20,10 @@ and laying millions of them out in lanes runs in a compiled loop (numba, loaded 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -219,7 +221,29 @@ def _run(function, size: int, *args):
         if not numba.config.CACHE_DIR:   # numba was imported before charnn and missed the setting
             numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
         _compiled[function.__name__] = numba.njit(cache=True, nogil=True)(function)
+        marker = _compile_marker(function)
+        if not marker.exists():                          # a compile nobody waits for unawares
+            print(f"charnn: compiling the data layout's {function.__name__} once for this "
+                  "machine (a few seconds)", file=sys.stderr, flush=True)
+            result = _compiled[function.__name__](*args)
+            try:
+                marker.write_text("compiled\n")
+            except OSError:
+                pass                                     # a read-only cache only costs time
+            return result
     return _compiled[function.__name__](*args)
+
+
+def _compile_marker(function) -> Path:
+    """The file that says `function` is compiled for this numba, this source and this CPU."""
+    import hashlib
+
+    import numba
+
+    from .paths import compile_target
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return Path(numba.config.CACHE_DIR) / (f"charnn-data-{function.__name__}-{numba.__version__}"
+                                           f"-{source}-{compile_target()}.ok")
 
 
 @dataclass

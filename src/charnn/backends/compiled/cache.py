@@ -56,24 +56,12 @@ def _sources_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _cpu_key() -> str:
-    """The CPU that numba generates code for (NUMBA_CPU_NAME and NUMBA_CPU_FEATURES override
-    the host's): numba keys its cached kernels by it, so the markers must be too, or a
-    compile for another CPU would go unannounced."""
-    from llvmlite import binding
-    name = numba.config.CPU_NAME or binding.get_host_cpu_name()
-    features = numba.config.CPU_FEATURES
-    if features is None:
-        features = binding.get_host_cpu_features().flatten()
-    return f"{name}-{hashlib.sha256(features.encode()).hexdigest()[:8]}"
-
-
 def _marker(family: str, job: str, dtype) -> Path:
     # numba's cache is keyed by the source file's path as well as its contents, so a second
     # installation of the same code compiles again: the marker names every file's path and
     # contents, so an edit anywhere in the package announces the compilation again.
     folder = Path(numba.config.CACHE_DIR)
-    return folder / (f"charnn-{numba.__version__}-{_sources_key()}-{_cpu_key()}-"
+    return folder / (f"charnn-{numba.__version__}-{_sources_key()}-{paths.compile_target()}-"
                      f"{family}-{job}-{np.dtype(dtype).name}.ok")
 
 
