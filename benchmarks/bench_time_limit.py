@@ -3,7 +3,8 @@ bundled corpus and on a slice of it, on the machine as it is and with a CPU-boun
 running beside it, and prints how long each run took from its first update (the calibration
 on a copy of the model) to its saved checkpoint and plot, against T.
 
-    python benchmarks/bench_time_limit.py [--limits 60 180] [--slice-mb 1.1] [--json PATH]
+    python benchmarks/bench_time_limit.py [--limits 60 180] [--texts slice bundled]
+                                           [--slice-mb 1.1] [--json PATH]
 
 Each run is a child process that builds the trainer (loading the corpus and compiling, which
 the budget does not count) and then times Trainer.run(). The busy runs start a spinning
@@ -64,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limits", type=float, nargs="+", default=[60, 180])
     parser.add_argument("--slice-mb", type=float, default=1.1)
+    parser.add_argument("--texts", nargs="+", choices=["slice", "bundled"],
+                        default=["slice", "bundled"])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     from charnn import load_corpus
@@ -78,7 +81,10 @@ def main() -> None:
               f"{'updates':>9}{'planned':>9}{'eval chars':>11}{'val nats':>9}")
         rows = []
         for limit in args.limits:
-            for text, name in ((piece, f"{args.slice_mb:g} MB"), ("bundled", "bundled")):
+            for kind, text, name in (("slice", piece, f"{args.slice_mb:g} MB"),
+                                     ("bundled", "bundled", "bundled")):
+                if kind not in args.texts:
+                    continue
                 for busy in (False, True):
                     got = run(str(text), limit, busy)
                     got.update(text=name, limit=limit, busy=busy)
