@@ -183,7 +183,7 @@ def test_time_limit_on_the_command_line(tiny_text_file, tmp_path, capsys):
                  "--out", str(run), *CLI_FAST]) == 0
     out = capsys.readouterr().out
     n = json.loads((run / "config.json").read_text())["config"]["updates"]
-    assert f"this run is {n:,} updates (--updates {n} in place of --time-limit" in out
+    assert f"so it is {n:,} updates (--updates {n} in place of --time-limit" in out
     assert "--time-limit 2s" in out.splitlines()[0]        # the settings line
     # the run's length is fixed; a preset may not change it, but a resumed session can go
     # further and be capped by a time limit of its own

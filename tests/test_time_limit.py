@@ -5,10 +5,12 @@ machine that slows down mid-run can be tried in a second."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from charnn import TrainConfig, Trainer, load_corpus
+from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus
 from charnn import train as train_module
 from charnn.backends import reference
 from charnn.errors import CharnnError
@@ -147,7 +149,41 @@ def test_the_printed_length_and_eval_chars_repeat_the_run(text_file, tmp_path, m
                       announce=messages.append, clock=clock)
     trainer.run()
     c = trainer.config
-    line = next(m for m in messages if m.startswith("time limit 20s"))
-    assert f"--updates {c.updates} --eval-chars {c.eval_chars} in place of" in line
+    first, fixed = [m for m in messages if m.startswith("time limit 20s")]
+    assert "held-out evaluations of" in first and "of the budget" in first
+    assert f"--updates {c.updates} --eval-chars {c.eval_chars} in place of" in fixed
     assert c.eval_chars < trainer.dataset.val_chars and c.eval_every == 500
-    assert "held-out evaluations of" in line and "of the budget" in line
+
+
+@pytest.mark.parametrize("schedule", [{}, {"lr_schedule": "cosine", "warmup_updates": 30,
+                                           "min_eta": 0.01}])
+def test_a_time_limited_run_is_the_run_of_the_updates_it_printed(text_file, tmp_path,
+                                                                  monkeypatch, schedule):
+    # its length is fixed after it has started, where no learning rate depends on it yet
+    trainer, state, _, _ = timed_run(text_file, tmp_path / "limited", monkeypatch, 20.0,
+                                     per_update=0.01, per_char=0.0002, val_frac=0.2,
+                                     **schedule)
+    c = trainer.config
+    repeat = TrainConfig(hidden=8, seq_length=10, backend="numpy", log_every=50,
+                         sample_every=1_000, eval_every=c.eval_every, checkpoint_every=1_000,
+                         sample_length=50, val_frac=0.2, updates=c.updates,
+                         eval_chars=c.eval_chars, **schedule)
+    Trainer(load_corpus(text_file), repeat, tmp_path / "repeat").run()
+    a = load_checkpoint(tmp_path / "limited" / "run")
+    b = load_checkpoint(tmp_path / "repeat")
+    for name, w in a.params.items():
+        np.testing.assert_array_equal(w, b.params[name], err_msg=name)
+    assert a.meta["config"]["updates"] == c.updates == state.iteration
+    assert json.loads((tmp_path / "limited" / "run" / "config.json").read_text())[
+        "config"]["updates"] == c.updates
+    assert (tmp_path / "limited" / "run" / "samples.txt").read_text() == \
+        (tmp_path / "repeat" / "samples.txt").read_text()
+
+
+def test_a_run_its_copies_misjudged_still_fills_its_budget(text_file, tmp_path, monkeypatch):
+    # the copies, timed first, run at 100 updates/s; the run itself, a third faster
+    trainer, state, took, _ = timed_run(
+        text_file, tmp_path, monkeypatch, 40.0, per_update=0.01, per_char=0.0002,
+        val_frac=0.1, timing=dict(slow_after=2.0, slowdown=0.67))
+    assert state.iteration == trainer.config.updates and not trainer.time_up
+    assert 0.95 * 40 <= took <= 40, took

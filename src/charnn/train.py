@@ -106,6 +106,11 @@ class Evaluated:
 
 
 @dataclass
+class Planned:
+    total_updates: int         # a time-limited run's length, fixed from its own speed
+
+
+@dataclass
 class Finished:
     iteration: int
     interrupted: bool
@@ -219,6 +224,11 @@ class Trainer:
         # what the run must leave before its deadline to end on time: the last measured
         # evaluation, checkpoint save and plot (see _time_left)
         self._eval_seconds = self._save_seconds = self._plot_seconds = 0.0
+        # a run given only a time limit fixes its length twice: from copies of the model
+        # before it starts, then from its own speed over its first updates (_refix_length)
+        self._plan: dict | None = None
+        self._recent_rate = math.inf                     # updates/s of the last call
+        self._rate_planned = 0.0                         # and the one the length assumed
         self._slice = 1                                  # updates per backend call, see _loop
         self.session = None                              # the backend's, while run() trains
         self._synced_at = -1                             # the update of the last session sync
@@ -309,6 +319,9 @@ class Trainer:
             # one eta per call: the call ends where the schedule changes it
             eta, eta_until = learning_rate(c.lr_schedule, c.eta, c.min_eta, c.warmup_updates,
                                            s.iteration, total)
+            if self._plan is not None and self._plan["until"] is not None:
+                # end a call where the length must be fixed at the latest (see _fix_length)
+                eta_until = min(eta_until, max(self._plan["until"], s.iteration + 1))
             n = min(total - s.iteration, eta_until - s.iteration,
                     len(self.schedule) - s.position, self._slice,
                     *(every - s.iteration % every for every in
@@ -319,7 +332,9 @@ class Trainer:
                 s.params, c.optimizer, s.opt_state, s.opt_step, eta, c.clip, s.h,
                 self.dataset.data, self.schedule.starts, self.schedule.lengths,
                 self.schedule.resets, first, last, **self._dropout)
-            self._fit_slice(n, self.clock() - call_started)
+            took = self.clock() - call_started
+            self._fit_slice(n, took)
+            self._recent_rate = n / max(took, 1e-9)
             smooth = s.smooth_loss
             for loss in losses:                          # smooth <- 0.999 smooth + 0.001 loss
                 smooth = SMOOTHING * smooth + (1 - SMOOTHING) * loss
@@ -333,6 +348,8 @@ class Trainer:
             s.elapsed = elapsed_before + self.clock() - started
             window_updates += n
             window_chars += int(self.schedule.lengths[first:last].sum())
+            if self._plan is not None and self._refix_length():
+                total = self.total_updates
             it = s.iteration
             if it % c.log_every == 0 or it == total:
                 now = self.clock()
@@ -349,6 +366,9 @@ class Trainer:
                 self._sample()
             if it % c.checkpoint_every == 0 and it < total:
                 self._save()
+        if self._plan is not None:          # a run that ended before its speed was measured
+            self._announce_length(self._plan, self._rate_planned)
+            self._plan = None
         if self.time_up and self.dataset.val_chars and self._evaluated_at != s.iteration:
             self._evaluate()          # the best checkpoint must not predate the last stretch
         if s.iteration == total and total % c.sample_every and s.iteration > first_iteration:
@@ -367,98 +387,150 @@ class Trainer:
     def _time_left(self) -> float:
         """Seconds of training left before the time limit, less what the run needs after its
         last call to end on time: that call (at most a slice), a last evaluation, the
-        checkpoints and the plot, each as long as it last took."""
+        checkpoints and the plot, each as long as it last took, and longer by as much as
+        the machine has slowed down since the length was fixed."""
         if self._deadline == math.inf:
             return math.inf
         after = SLICE_SECONDS + 2 * self._save_seconds + self._plot_seconds
         if self.dataset.val_chars:
             after += self._eval_seconds
-        return self._deadline - self.clock() - after
+        planned = self.config.updates and self._rate_planned
+        slower = max(1.0, planned / self._recent_rate) if planned else 1.0
+        return self._deadline - self.clock() - after * slower
 
     def _fix_length(self) -> None:
-        """A run given only a time limit: measure (on copies of the model, so that the run
-        itself is exactly the run of --updates N) the speed of training, of the held-out
-        evaluation, of a sample and of a checkpoint save; bound the evaluations to
-        EVAL_SHARE of the budget; then fix config.updates to what fits in the time left, so
-        that the learning-rate schedule spans the run and the run can be repeated and
-        resumed. The compile happened before (Trainer's backend) and is not counted."""
+        """A run given only a time limit: measure, on copies of the model, the speed of
+        training, of the held-out evaluation, of a sample and of a checkpoint save; bound the
+        evaluations to EVAL_SHARE of the budget (their size is fixed here, before update 0's);
+        fix config.updates to what fits in the time left; and have the loop fix it again from
+        the run's own speed (_refix_length), which copies timed for a few seconds can
+        misjudge. That happens where the learning rate does not depend on the run's length
+        yet (the constant schedule; the warm-up and first cosine step), so that the run is
+        exactly the run of --updates N. The compile happened before (Trainer's backend)."""
         c, started = self.config, self.clock()
-        limit = format_duration(c.time_limit)
         seconds = min(max(CALIBRATION_SHARE * c.time_limit, CALIBRATION_SECONDS[0]),
                       CALIBRATION_SECONDS[1])
-        rate = self._measure_speed(seconds)
-        sample_seconds = self._time_copy(lambda params, h: generate(
-            params, self.corpus.vocab, c.sample_length, np.random.default_rng(0),
-            self.backend, h=h[0], x=0))
+        rate = self._measure_speed(seconds / 2)
+        plan = self._plan = {
+            "sample_seconds": self._time_copy(lambda params, h: generate(
+                params, self.corpus.vocab, c.sample_length, np.random.default_rng(0),
+                self.backend, h=h[0], x=0)),
+            "eval_rate": self._measure_evaluation() if self.dataset.val_chars else 0.0,
+            "warm": WARMUP if not c.records else 0,
+            "seconds": min(seconds, 0.1 * c.time_limit), "started": None, "from": 0,
+            # the last update whose learning rate is the same for every length
+            "until": c.warmup_updates + MIN_STEP_UPDATES if c.lr_schedule == "cosine" else None}
         self._save_seconds = self._time_save()
-        eval_rate = self._measure_evaluation() if self.dataset.val_chars else 0.0
-        warm = WARMUP if not c.records else 0
-
-        def plan(updates: int) -> tuple[int, int, float, int]:
-            """(evaluations, characters each, their seconds, updates between them) for a run
-            of `updates`: at update 0, every eval_every and at the end, each of as many
-            characters as EVAL_SHARE of the budget allows, but at least MIN_EVAL_CHARS; where
-            even that is too much, fewer evaluations (a longer eval_every)."""
-            if not self.dataset.val_chars:
-                return 0, 0, 0.0, c.eval_every
-            budget, every = EVAL_SHARE * c.time_limit, c.eval_every
-            least = (min(MIN_EVAL_CHARS, self.dataset.val_chars) + warm) / eval_rate
-            count = 1 + math.ceil(updates / every)
-            if count > 2 and count * least > budget:
-                allowed = max(2, int(budget / least))
-                every = max(every, math.ceil(updates / (allowed - 1)))
-                count = 1 + math.ceil(updates / every)
-            fit = int(budget * eval_rate / count) - warm
-            chars = min(c.eval_chars, self.dataset.val_chars, max(MIN_EVAL_CHARS, fit))
-            return count, chars, count * (chars + warm) / eval_rate, every
-
-        def fits(updates: int) -> int:
-            """The updates that fit once `updates`' evaluations, samples and saves are paid."""
-            eval_total = plan(updates)[2]
-            samples = 1 + updates // c.sample_every + 1
-            saves = updates // c.checkpoint_every + 2
-            fixed = (eval_total + samples * sample_seconds + saves * self._save_seconds
-                     + self._plot_seconds + SLICE_SECONDS)
-            left = self._deadline - self.clock() - fixed
-            return int(BUDGET_FILL * left * rate)
-
-        # the most updates that still fit once their own evaluations are paid (fits falls as
-        # the run grows: each eval_every updates more add an evaluation)
-        low, high = 0, max(1, int(rate * c.time_limit))
-        while low < high:
-            middle = (low + high + 1) // 2
-            low, high = (middle, high) if fits(middle) >= middle else (low, middle - 1)
-        updates = low
-        count, chars, eval_total, every = plan(max(updates, 1))
+        updates, count, chars, eval_total, every = self._plan_length(plan, rate, 0)
         spent = self.clock() - started
+        limit = format_duration(c.time_limit)
         if updates < MIN_UPDATES:
-            per_update = 1 / rate
-            need = spent + eval_total + 2 * sample_seconds + MIN_UPDATES * per_update / \
+            need = spent + eval_total + 2 * plan["sample_seconds"] + MIN_UPDATES / rate / \
                 BUDGET_FILL + 2 * self._save_seconds + self._plot_seconds + SLICE_SECONDS
             raise CharnnError(
                 f"--time-limit {limit} is too short to train this network: measuring it took "
                 f"{spent:.1f} s, it runs {rate:,.1f} updates/s, and its held-out evaluations "
                 f"and checkpoints take {eval_total + 2 * self._save_seconds:.1f} s, which "
                 f"leaves fewer than {MIN_UPDATES} updates; give a --time-limit of at least "
-                f"{format_duration(math.ceil(1.2 * need))}, or a smaller network")
-        c.updates = updates
-        repeat = f"--updates {c.updates}"
-        evaluation = ""
+                f"{format_duration(max(math.ceil(1.2 * need), math.ceil(c.time_limit) + 1))}"
+                ", or a smaller network")
+        c.updates, self._rate_planned = updates, rate
+        plan["repeat"], evaluation = "", ""
         if count:
             if chars < c.eval_chars and chars < self.dataset.val_chars:
                 c.eval_chars = chars
-                repeat += f" --eval-chars {chars}"
+                plan["repeat"] += f" --eval-chars {chars}"
             if every != c.eval_every:
                 c.eval_every = every
-                repeat += f" --eval-every {every}"
-            share = eval_total / c.time_limit
+                plan["repeat"] += f" --eval-every {every}"
             evaluation = (f"; {count} held-out evaluation{'s' * (count > 1)} of "
-                          f"{min(c.eval_chars, self.dataset.val_chars):,} characters "
-                          f"(about {eval_total:.1f} s, {share:.0%} of the budget)")
-        self.announce(f"time limit {limit}: {rate:,.1f} updates/s measured in {spent:.1f} s "
-                      f"(on a copy of the model){evaluation}; so this run is {c.updates:,} "
-                      f"updates ({repeat} in place of --time-limit repeats it exactly), "
-                      f"stopped early if {limit} pass first")
+                          f"{min(c.eval_chars, self.dataset.val_chars):,} characters (about "
+                          f"{eval_total:.1f} s, {eval_total / c.time_limit:.0%} of the budget)")
+        when = (f"its first {plan['until']:,} updates" if plan["until"] is not None else
+                f"its first {seconds:.0f} s")
+        self.announce(f"time limit {limit}: {rate:,.1f} updates/s on a copy of the model "
+                      f"(measured in {spent:.1f} s){evaluation}; about {updates:,} updates, "
+                      f"fixed once the run's own speed is measured over {when}")
+
+    def _plan_length(self, plan: dict, rate: float, evaluated: int):
+        """(updates, evaluations, characters each, their seconds, updates between them): the
+        most updates of the whole run that fit in the time left at `rate` updates/s once
+        their evaluations (`evaluated` of them done), samples, saves and the plot are paid;
+        plan holds what _fix_length measured."""
+        c, s = self.config, self.state
+        eval_rate, warm = plan["eval_rate"], plan["warm"]
+
+        def evaluations(updates: int) -> tuple[int, int, float, int]:
+            """At update 0, every eval_every and at the end, each of as many characters as
+            EVAL_SHARE of the budget allows, at least MIN_EVAL_CHARS; where even that is too
+            much, fewer of them (a longer eval_every). Fixed once update 0 is scored."""
+            if not self.dataset.val_chars:
+                return 0, 0, 0.0, c.eval_every
+            budget, every = EVAL_SHARE * c.time_limit, c.eval_every
+            least = (min(MIN_EVAL_CHARS, self.dataset.val_chars) + warm) / eval_rate
+            count = 1 + math.ceil(updates / every)
+            if evaluated == 0 and count > 2 and count * least > budget:
+                allowed = max(2, int(budget / least))
+                every = max(every, math.ceil(updates / (allowed - 1)))
+                count = 1 + math.ceil(updates / every)
+            chars = c.eval_chars if evaluated else min(
+                c.eval_chars, self.dataset.val_chars,
+                max(MIN_EVAL_CHARS, int(budget * eval_rate / count) - warm))
+            return count, chars, count * (min(chars, self.dataset.val_chars) + warm) / \
+                eval_rate, every
+
+        def fits(updates: int) -> int:
+            """The updates that fit once those of a run of `updates` are paid for."""
+            count, _, eval_total, _ = evaluations(updates)
+            if count:
+                eval_total *= (count - evaluated) / count
+            samples = updates // c.sample_every + 2 - (s.iteration // c.sample_every + 1
+                                                       if evaluated else 0)
+            saves = updates // c.checkpoint_every + 2 - s.iteration // c.checkpoint_every
+            fixed = (eval_total + samples * plan["sample_seconds"] + saves * self._save_seconds
+                     + self._plot_seconds + SLICE_SECONDS)
+            left = self._deadline - self.clock() - fixed
+            return s.iteration + int(BUDGET_FILL * left * rate)
+
+        # the most updates that still fit once their own evaluations are paid (fits falls as
+        # the run grows: each eval_every updates more add an evaluation)
+        low, high = s.iteration, s.iteration + max(1, int(rate * c.time_limit))
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) >= middle else (low, middle - 1)
+        return (low,) + evaluations(max(low, 1))
+
+    def _refix_length(self) -> bool:
+        """After a call of a run given only a time limit: once the run's own speed has been
+        measured (from the end of its first call, which warms caches, to the last update
+        whose learning rate is the same for every length, or for the measuring time), fix
+        its length from it, say so, and stop measuring. True when the length was fixed."""
+        c, s, plan = self.config, self.state, self._plan
+        now = self.clock()
+        if plan["started"] is None:
+            plan["started"], plan["from"] = now, s.iteration
+            return False
+        spent, done = now - plan["started"], s.iteration - plan["from"]
+        due = s.iteration >= plan["until"] if plan["until"] is not None else \
+            spent >= plan["seconds"]
+        if not due:
+            return False
+        self._plan = None
+        rate = done / spent if done and spent > 0 else self._rate_planned
+        evaluated = 1 + s.iteration // c.eval_every if self.dataset.val_chars else 0
+        updates = max(s.iteration + 1, self._plan_length(plan, rate, evaluated)[0])
+        c.updates, self._rate_planned = updates, rate
+        self._prepare_run_dir(rewrite=True)
+        self._announce_length(plan, rate)
+        self.on_event(Planned(updates))
+        return True
+
+    def _announce_length(self, plan: dict, rate: float) -> None:
+        c = self.config
+        limit = format_duration(c.time_limit)
+        self.announce(f"time limit {limit}: the run trains at {rate:,.1f} updates/s, so it is "
+                      f"{c.updates:,} updates (--updates {c.updates}{plan['repeat']} in place "
+                      f"of --time-limit repeats it exactly), stopped early if {limit} pass first")
 
     def _copies(self):
         """Copies of the model, its optimiser state and the lanes' states."""
@@ -500,21 +572,26 @@ class Trainer:
             return self.clock() - before
 
     def _time_plot(self) -> float:
-        """Seconds that drawing loss.png costs, about: the plotting library's first import
-        and an empty figure (paid here, inside the budget, rather than at the end)."""
-        before = self.clock()
+        """Seconds that drawing loss.png costs, about: an empty figure, drawn once the
+        plotting library is imported (the first import is paid here, inside the budget,
+        rather than at the end)."""
         try:
             import io
 
             import matplotlib
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
-            figure = plt.figure(figsize=(8, 4.5))
-            figure.savefig(io.BytesIO(), format="png")
-            plt.close(figure)
+
+            def draw() -> None:
+                figure = plt.figure(figsize=(8, 4.5))
+                figure.savefig(io.BytesIO(), format="png")
+                plt.close(figure)
+            draw()
+            before = self.clock()
+            draw()
+            return self.clock() - before
         except Exception:                                 # the plot itself will say why
-            pass
-        return self.clock() - before
+            return 0.0
 
     def _measure_speed(self, seconds: float) -> float:
         """Updates per second of backend calls on copies of the model, its optimiser state
@@ -689,11 +766,16 @@ class Trainer:
             "val_bpc": "" if val_loss is None else f"{val_loss / math.log(2):.6f}",
             "elapsed": f"{s.elapsed:.3f}"})
 
-    def _prepare_run_dir(self) -> None:
+    def _prepare_run_dir(self, rewrite: bool = False) -> None:
+        """config.json and a new log, or (resumed) the log cut back to the checkpoint;
+        rewrite: config.json again, where a time-limited run has fixed its length."""
         config = {"config": self.config.to_dict(), "corpus": corpus_facts(self.corpus),
                   "vocab": self.corpus.vocab.chars, "K": len(self.corpus.vocab),
                   "updates_per_epoch": self.updates_per_epoch,
                   "total_updates": self.total_updates, "charnn_version": __version__}
+        if rewrite:
+            self.folder.write_config(config)
+            return
         if self.resumed:
             self.folder.resume(self.state.iteration, config)
             return
