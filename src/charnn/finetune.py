@@ -119,6 +119,9 @@ def finetune_config(args, base: Base):
     config = config_from_args(args)
     for name in NETWORK_SETTINGS:
         setattr(config, name, base.config.get(name, 1 if name == "layers" else None))
+    if config.sigma is None:                             # an export without its settings
+        from .config import TrainConfig
+        config.sigma = TrainConfig(model=config.model, hidden=config.hidden).sigma
     for name in ("dtype", "dropout"):                    # the base's, unless given
         if name not in given:
             setattr(config, name, base.config.get(name, getattr(config, name)))

@@ -19,8 +19,8 @@ PRESETS: dict[str, dict] = {
         "seq_length": 50, "batch_size": 32,
     },
     "fine-tune": {
-        "optimizer": "adam", "eta": 0.001, "lr_schedule": "cosine", "warmup_updates": 20,
-        "min_eta": 0.0001, "seq_length": 50, "batch_size": 32,
+        "optimizer": "adam", "eta": 0.002, "lr_schedule": "cosine", "warmup_updates": 20,
+        "min_eta": 0.0002, "seq_length": 50, "batch_size": 32,
     },
 }
 
