@@ -60,8 +60,9 @@ def cmd_export(args) -> int:
     if args.html is not None:
         from .page import write_page
         size = write_page(ckpt, args.html, Path(str(args.model)).name)
-        print(f"wrote {args.html} ({size / 2**20:.1f} MiB): open it in a browser, or share "
-              "the one file", flush=True)
+        shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+        print(f"wrote {args.html} ({shown}): open it in a browser, or share the one file",
+              flush=True)
     return 0
 
 
