@@ -26,5 +26,5 @@ def train_tiny(folder: Path, model: str = "gru", layers: int = 2, text: str = TE
                                 backend="numpy", val_frac=0.1, log_every=50, eval_every=100,
                                 sample_every=1000, checkpoint_every=100, seed=seed,
                                 **settings)
-    charnn.Trainer(charnn.load_corpus(text_file), config, folder).run()
+    charnn.Trainer(charnn.load_corpus(text_file, records=config.records), config, folder).run()
     return folder

@@ -150,3 +150,11 @@ def test_fine_tuning_the_shipped_model(text_b, tmp_path):
     assert saved["init_from"]["updates"] > 1000 and saved["init_from"]["K_base"] == 77
     assert "é" in saved["vocab"] and saved["vocab"][:77] == charnn.load(
         "shakespeare", backend="numpy").vocab.chars
+
+
+def test_a_record_model_fine_tunes_on_records_only(tmp_path, text_b, capsys):
+    base = train_tiny(tmp_path / "records", "gru", 1, updates=30, records=True)
+    assert finetune(base, text_b, tmp_path / "a") == 2
+    assert "give --records" in capsys.readouterr().err
+    assert finetune(base, text_b, tmp_path / "b", "--records", "--batch-size", "2") == 0
+    assert charnn.load(tmp_path / "b", backend="numpy").is_record_model

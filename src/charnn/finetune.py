@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import Corpus, Vocabulary
+from .corpus import END_OF_RECORD, Corpus, Vocabulary
 from .errors import CharnnError
 from .model import Params
 from .networks import NETWORKS
@@ -127,6 +127,10 @@ def finetune_config(args, base: Base):
             setattr(config, name, base.config.get(name, getattr(config, name)))
     if "dtype" not in given:
         config.dtype = base.params.dtype.name
+    if END_OF_RECORD in base.vocab and not config.records:
+        # its end-of-record character makes every model that holds it a record model
+        raise CharnnError(f"{base.facts['source']} was trained on records; give --records "
+                          "(and --record-separator if the text's records are not lines)")
     return config.validate()
 
 
