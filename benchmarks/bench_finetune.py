@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import platform
 import sys
 import tempfile
@@ -66,7 +65,8 @@ def run(text: Path, held: Path, label: str, seconds: float, flags: list[str],
     state = model.checkpoint.meta["state"]
     config = json.loads((out / "config.json").read_text())
     return {"run": label, "command": "charnn " + " ".join(argv[:1] + ["TEXT"] + argv[2:]),
-            "backend": model.backend_name, "updates": config["total_updates"],
+            "backend": model.backend_name,                # that scored it (training's: auto)
+            "updates": config["total_updates"],
             "best_update": state["iteration"], "wall_seconds": wall,
             "held_out_chars": score.count, "nats": score.nats, "bits": score.bits}
 

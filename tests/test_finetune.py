@@ -14,7 +14,7 @@ from charnn.corpus import Vocabulary
 from charnn.finetune import union_vocabulary, widen_params
 from charnn.model import Params
 
-from _tiny_runs import NETWORKS, TEXT_A, TEXT_B, train_tiny
+from _tiny_runs import NETWORKS, TEXT_B, train_tiny
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,6 @@ from .exported import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, open_checkp
 from .networks import NETWORKS, state_shape
 
 CELL_NAMES = {"rnn": "the vanilla RNN", "lstm": "an LSTM", "gru": "a GRU"}
-TORCH_MODULES = {"rnn": 'nn.RNN(K, m, nonlinearity="tanh")', "lstm": "nn.LSTM(K, m, num_layers=L)",
-                 "gru": "nn.GRU(K, m, num_layers=L)"}
 
 
 def add_export_parser(sub) -> None:
@@ -53,13 +51,15 @@ def cmd_export(args) -> int:
         raise CharnnError("give the folder to write (charnn export MODEL OUT_DIR), a page "
                           "(--html OUT.html), or both")
     ckpt = open_checkpoint(args.model)
+    given = Path(str(args.model))
+    name = given.parent.name if given.suffix == ".npz" else given.name   # runs/x/best.npz: x
     if args.out_dir is not None:
-        written = export_folder(ckpt, args.out_dir, Path(str(args.model)).name)
+        written = export_folder(ckpt, args.out_dir, name)
         print(f"wrote {', '.join(str(p) for p in written)}\n"
               f"sample from it: charnn sample {args.out_dir} -n 500", flush=True)
     if args.html is not None:
         from .page import write_page
-        size = write_page(ckpt, args.html, Path(str(args.model)).name)
+        size = write_page(ckpt, args.html, name)
         shown = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
         print(f"wrote {args.html} ({shown}): open it in a browser, or share the one file",
               flush=True)
