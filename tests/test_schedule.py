@@ -264,5 +264,5 @@ def test_the_presets_are_listed_in_the_help(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--preset {assignment,best-cpu}" in out and "--time-limit DURATION" in out
-    assert "--lr-schedule" in out and "best-cpu (" in out
+    assert "--preset {assignment,best-cpu,fine-tune}" in out and "--time-limit DURATION" in out
+    assert "--lr-schedule" in out and "best-cpu (" in out and "fine-tune (" in out

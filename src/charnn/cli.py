@@ -37,9 +37,18 @@ def cmd_train(args) -> int:
     view = ProgressView(show_bar=not args.no_progress) if writer else (lambda event: None)
     announce = (lambda message: print(message, flush=True)) if writer else (lambda m: None)
     if args.resume is not None:
+        if args.init_from is not None:
+            raise CharnnError("a resumed run goes on from its own weights; leave out "
+                              "--init-from (or start a new run with it, without --resume)")
         trainer = _resume(args, view, announce)
     else:
-        config = config_from_args(args)
+        base = None
+        if args.init_from is not None:                   # fine-tuning: finetune.py
+            from .finetune import finetune_config, load_base
+            base = load_base(args.init_from)
+            config = finetune_config(args, base)
+        else:
+            config = config_from_args(args)
         corpus = load_training_corpus(args, config)
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
@@ -50,7 +59,12 @@ def cmd_train(args) -> int:
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir}, or give another --name or --out")
         announce(describe_settings(config, args.preset, Path(run_dir) / "config.json"))
-        trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
+        if base is not None:
+            from .finetune import finetune_trainer
+            trainer = finetune_trainer(base, corpus, config, run_dir, on_event=view,
+                                       announce=announce)
+        else:
+            trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
     state = trainer.run()
     run_dir = trainer.run_dir
     if not writer:
@@ -482,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .report import add_report_parser
     add_report_parser(sub)
+
+    from .export import add_export_parser
+    add_export_parser(sub)
 
     p = sub.add_parser("inspect", help="which hidden units track which features of a text",
                        description="Run a text through a model, rank the hidden units by how "

@@ -178,6 +178,11 @@ def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> No
                    help="the run's name (default: the text's name and the time)")
     g.add_argument("--resume", type=Path, default=None, metavar="RUN",
                    help="continue the run in folder RUN where it stopped")
+    g.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="fine-tune: start from the weights of MODEL (a pretrained model's "
+                        "name such as shakespeare, a run folder, a checkpoint or an exported "
+                        "folder), keeping its network; --preset fine-tune unless --preset is "
+                        "given")
     add_config_flags(g, RUN)
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -149,17 +149,20 @@ _COUNTERS = ("opt_step", "iteration", "epoch", "position", "smooth_loss", "best_
              "best_iteration", "elapsed", "last_val")
 
 
-def initial_state(config: TrainConfig, K: int) -> TrainState:
-    rng = np.random.default_rng(config.seed)
-    params = Params(NETWORKS[config.model].initial_params(
-        K, config.hidden, config.layers, config.sigma, rng, np.dtype(config.dtype)))
+def initial_state(config: TrainConfig, K: int, params: Params | None = None) -> TrainState:
+    """A new run's state: new weights (or `params`, a fine-tuned run's start; finetune.py),
+    a fresh optimiser, h = 0."""
+    if params is None:
+        rng = np.random.default_rng(config.seed)
+        params = Params(NETWORKS[config.model].initial_params(
+            K, config.hidden, config.layers, config.sigma, rng, np.dtype(config.dtype)))
     return TrainState(params=params, opt_state=optim.initial_state(config.optimizer, params),
                       h=np.zeros((config.batch_size,) + state_shape(params), params.dtype),
                       sample_rng=np.random.default_rng([config.seed, 1]))
 
 
 def state_to_checkpoint(state: TrainState, config: TrainConfig, corpus: Corpus,
-                        sample_rng_state: dict) -> Checkpoint:
+                        sample_rng_state: dict, init_from: dict | None = None) -> Checkpoint:
     meta = {
         "charnn_version": __version__,
         "config": config.to_dict(),
@@ -168,6 +171,8 @@ def state_to_checkpoint(state: TrainState, config: TrainConfig, corpus: Corpus,
         "state": {k: getattr(state, k) for k in _COUNTERS},
         "sample_rng": sample_rng_state,
     }
+    if init_from is not None:
+        meta["init_from"] = init_from                    # where a fine-tuned run started
     return Checkpoint(params=state.params, meta=meta, opt_state=state.opt_state, h=state.h)
 
 
@@ -199,8 +204,13 @@ class Trainer:
                  state: TrainState | None = None,
                  on_event: Callable[[object], None] | None = None,
                  announce: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter,
+                 params: Params | None = None, init_from: dict | None = None):
+        # params: a new run's first weights (a fine-tuned run's, finetune.py) instead of new
+        # ones; init_from: the facts of where those came from, kept in config.json and in
+        # every checkpoint
         self.corpus, self.config = corpus, config.validate()
+        self.init_from = init_from
         self.clock = clock                               # seconds; the time limit's clock
         self.run_dir = Path(run_dir)
         # several processes (torchrun) train one model; rank 0 alone writes the run folder
@@ -214,7 +224,7 @@ class Trainer:
                                    jobs=training_jobs(config.batch_size))
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None
-        self.state = state or initial_state(config, len(corpus.vocab))
+        self.state = state or initial_state(config, len(corpus.vocab), params)
         self.schedule: Schedule = epoch_schedule(self.dataset, config, self.state.epoch)
         self.updates_per_epoch = epoch_updates(self.dataset, config, 1)
         self.best: TrainState | None = None
@@ -736,16 +746,18 @@ class Trainer:
             return
         started = self.clock()
         save_checkpoint(self.run_dir / LATEST, state_to_checkpoint(
-            s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+            s, self.config, self.corpus, s.sample_rng.bit_generator.state, self.init_from))
         self._save_seconds = self.clock() - started
         if self.best is not None:
             # the best snapshot resumes with the RNG as it is now: its own was not kept
             save_checkpoint(self.run_dir / BEST, state_to_checkpoint(
-                self.best, self.config, self.corpus, s.sample_rng.bit_generator.state))
+                self.best, self.config, self.corpus, s.sample_rng.bit_generator.state,
+                self.init_from))
             self.best = None
         elif not (self.run_dir / BEST).exists():
             save_checkpoint(self.run_dir / BEST, state_to_checkpoint(
-                s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+                s, self.config, self.corpus, s.sample_rng.bit_generator.state,
+                self.init_from))
 
     def _plot(self) -> None:
         from .plot import plot_run
@@ -773,6 +785,8 @@ class Trainer:
                   "vocab": self.corpus.vocab.chars, "K": len(self.corpus.vocab),
                   "updates_per_epoch": self.updates_per_epoch,
                   "total_updates": self.total_updates, "charnn_version": __version__}
+        if self.init_from is not None:
+            config["init_from"] = self.init_from
         if rewrite:
             self.folder.write_config(config)
             return
@@ -898,8 +912,13 @@ def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int |
     if corpus.sha256 != facts["sha256"]:
         raise CharnnError(f"{corpus.name} is not the text this run trained on (its hash "
                           "differs); give the original text to resume")
+    init_from = ckpt.meta.get("init_from")
+    if init_from is not None:                            # a fine-tuned run: the union vocabulary
+        from .finetune import widen_corpus
+        corpus = widen_corpus(corpus, Vocabulary(ckpt.meta["vocab"]))
     if Vocabulary(ckpt.meta["vocab"]) != corpus.vocab:
         raise CharnnError("the text's vocabulary differs from the checkpoint's; give the "
                           "original text to resume")
     run_dir = run if run.is_dir() else run.parent
-    return Trainer(corpus, config, run_dir, state=state_from_checkpoint(ckpt), **kwargs)
+    return Trainer(corpus, config, run_dir, state=state_from_checkpoint(ckpt),
+                   init_from=init_from, **kwargs)

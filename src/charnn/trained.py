@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .checkpoint import BEST, Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint
 from .config import whole_limits_message
 from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
@@ -236,10 +236,10 @@ def load(source: str | Path, backend: str = "auto",
     `jobs` are ready on this machine: a model loaded to sample or to score a short text never
     waits for a compile (announce says so when the numpy reference stands in; see
     TrainedModel.prefer_compiled for long jobs). `source` may also name a pretrained model
-    that charnn ships: load("shakespeare")."""
+    that charnn ships: load("shakespeare"), or a folder `charnn export` wrote."""
     from .backends import ready_backend
-    from .bundled import resolve_model
-    ckpt = load_checkpoint(resolve_model(source), prefer=BEST)
+    from .exported import open_checkpoint
+    ckpt = open_checkpoint(source)                       # an exported folder too (exported.py)
     config = dict(ckpt.meta.get("config", {}))
     network, dtype = config.get("model", "rnn"), ckpt.params.dtype.name
     name, why = ready_backend(backend, network, dtype, jobs)
