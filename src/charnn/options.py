@@ -13,11 +13,21 @@ from pathlib import Path
 
 from .config import (BACKENDS, DEVICES, DTYPES, MAX_TIME_LIMIT, ORDERS, WHOLE_LIMITS,
                      TrainConfig)
-from .errors import CharnnError
+from .errors import CharnnError, SettingError
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
 from .presets import PRESETS, describe_presets
 from .schedule import SCHEDULES, parse_duration
+
+
+def flag_of(name: str) -> str:
+    """The flag that gives TrainConfig's field `name`: every setting's flag is its name."""
+    return "--" + name.replace("_", "-")
+
+
+def message_of(exc: CharnnError) -> str:
+    """A library error as the command line says it: the settings it names, as flags."""
+    return exc.naming(flag_of) if isinstance(exc, SettingError) else str(exc)
 
 
 def whole_number(text: str) -> int:
@@ -142,7 +152,7 @@ def add_config_flags(group, flags: dict, defaults: dict | None = None) -> None:
         shown = "" if "default" in help_text else _shown(default)
         if name in WHOLE_LIMITS:
             keywords = dict(keywords, type=limited(name))
-        group.add_argument("--" + name.replace("_", "-"), dest=name, default=default,
+        group.add_argument(flag_of(name), dest=name, default=default,
                            help=help_text + shown, **keywords)
 
 

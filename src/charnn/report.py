@@ -39,6 +39,7 @@ from .corpus import END_OF_RECORD, Corpus, load_corpus
 from .data import build_dataset, epoch_schedule
 from .errors import CharnnError
 from .evaluation import WARMUP, carries_state, score_held_out, warmup_length
+from .gradcheck import GradCheck
 from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
                       seed_number, text_source)
 from .progress import ProgressView
@@ -51,7 +52,6 @@ DEFAULT_EPOCHS = 2.0           # Figure 2 spans two epochs
 DEFAULT_VAL_FRAC = 0.05        # the tail held out, so that the held-out loss means something
 BEST_SAMPLE_LENGTH = 1000      # Figure 4
 GRADCHECK_HIDDEN = 5           # Figure 1's small network
-GRADCHECK_STEP = 1e-4
 GRADCHECK_THRESHOLD = 1e-6
 UNSEEN_TAIL_FRAC = 0.05        # the tail evaluated when a run held nothing out
 RUN_FILES = ("config.json", "log.csv", "samples.txt", LATEST, BEST, "loss.png")
@@ -76,22 +76,6 @@ class SampleBlock:
     @property
     def header(self) -> str:
         return f"iter {self.iteration} , epoch {self.epoch} , smooth loss {self.smooth_loss:.2f}"
-
-
-@dataclass
-class GradCheck:
-    rows: list                   # gradcheck.GradientCheckRow
-    hidden: int
-    K: int
-    seq_length: int
-    step: float
-    threshold: float
-    gradients_of: str            # whose analytic gradients were checked
-    seconds: float
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.rows)
 
 
 @dataclass
@@ -179,8 +163,8 @@ def add_report_parser(sub) -> None:
     g.add_argument("--seed", type=seed_number, default=0,
                    help="random seed of the training and of the best model's text (default 0)")
     g.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="compiled (default when training, numba) or numpy; with --from, the "
-                        "run's own unless given")
+                   help="the backend (default when training: auto, the fastest that runs "
+                        "the network); with --from, the run's own unless given")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_dests += ["sample_every", "eval_every", "seed"]
     p.set_defaults(func=cmd_report,
@@ -305,41 +289,21 @@ def report_from_run(run: Path, out: Path, text: str | None = None, encoding: str
 def run_gradcheck(corpus: Corpus, backend: str, announce=None,
                   config: TrainConfig | None = None) -> GradCheck:
     """Figure 1: the check of `charnn gradcheck`, on the first characters of the corpus, for
-    the run's network (every layer of a stacked one, from PyTorch's weight scale 1/sqrt(m)
-    with h = 1e-5, as `charnn gradcheck --model` does)."""
-    from .backends import get_backend, resolve_backend
-    from .gradcheck import check_gradients, check_network_gradients, gradcheck_problem
-    from .networks import NETWORKS
-    model, layers = (config.model, config.layers) if config else ("rnn", 1)
+    the run's network (every layer of a stacked one) at m = GRADCHECK_HIDDEN, with the
+    network's default initial scale and step, on the backend the registry gives for
+    `backend`."""
+    from .gradcheck import run_gradient_check
     seq_length = 25
     data = corpus.data[:seq_length + 1].astype(np.int32)   # records: framed, as trained on
     if len(data) < 2:
         raise CharnnError(f"{corpus.name} has fewer than 2 characters; give a longer text")
-    K = len(corpus.vocab)
-    started = time.perf_counter()
-    if model == "rnn":
-        params, inputs, targets, h_prev = gradcheck_problem(data, K, GRADCHECK_HIDDEN,
-                                                            seq_length)
-        kwargs, whose = {}, "the numpy reference (model.py)"
-        if resolve_backend(backend or "auto", model) == "compiled":
-            kwargs["gradient_fn"] = get_backend("compiled", announce, network=model,
-                                                jobs=("gradients",)).loss_and_gradients
-            whose = "the compiled backend (backends/compiled/)"
-        step = GRADCHECK_STEP
-        rows = check_gradients(params, inputs, targets, h_prev, step, GRADCHECK_THRESHOLD,
-                               **kwargs)
-    else:
-        params, inputs, targets, states = gradcheck_problem(
-            data, K, GRADCHECK_HIDDEN, seq_length, 1 / np.sqrt(GRADCHECK_HIDDEN), 0, 1,
-            model, layers)
-        step, whose = 1e-5, f"the numpy reference (networks/{model}.py)"
-        rows = check_network_gradients(NETWORKS[model], params, inputs, targets, states, step,
-                                       GRADCHECK_THRESHOLD)
-    result = GradCheck(rows, GRADCHECK_HIDDEN, K, len(inputs), step,
-                       GRADCHECK_THRESHOLD, whose, time.perf_counter() - started)
-    print(f"gradient check (m={result.hidden}, K={K}): "
+    run = (config or TrainConfig()).network(len(corpus.vocab))
+    network = replace(run, hidden=GRADCHECK_HIDDEN, dropout=0.0)
+    result = run_gradient_check(network, data, seq_length, threshold=GRADCHECK_THRESHOLD,
+                                backend=backend or "auto", announce=announce)
+    print(f"gradient check (m={result.hidden}, K={result.K}): "
           f"{'all pass' if result.passed else 'FAILED'} in {result.seconds:.1f} s, largest "
-          f"absolute difference {max(r.max_abs for r in rows):.2e}", flush=True)
+          f"absolute difference {max(r.max_abs for r in result.rows):.2e}", flush=True)
     return result
 
 
@@ -520,7 +484,7 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
 
 
 def _network_name(d) -> str:
-    return "RNN" if d.config.model == "rnn" else d.config.model.upper()
+    return d.config.network().abbreviation
 
 
 def _inside_text(inside: LookInside) -> str:
