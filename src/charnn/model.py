@@ -28,7 +28,7 @@ class Params:
 
     def __init__(self, arrays: dict[str, np.ndarray] | None = None, **named: np.ndarray):
         self.__dict__["_arrays"] = dict(arrays or {}, **named)
-        self.__dict__["network"] = getattr(arrays, "network", None)
+        self.__dict__["network"] = None                # see carrying()
 
     def carrying(self, network) -> "Params":
         """These parameters, knowing the network they belong to (a networks.Network), so
