@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_eval)
 
-    from .report import add_report_parser
+    from .report.cli import add_report_parser
     add_report_parser(sub)
 
     p = sub.add_parser("inspect", help="which hidden units track which features of a text",
