@@ -334,8 +334,8 @@ def cmd_inspect(args) -> int:
     m = analysis.layers[layer].shape[1]
     if not 0 <= unit < m:
         raise CharnnError(f"--unit is {unit}; give a unit from 0 to {m - 1}")
-    print(f"{source}: {len(text):,} characters; units whose activation tracks a feature "
-          "(|Pearson r|):")
+    print(f"{source}: {len(text):,} characters through {model.network.describe()}; units "
+          "whose activation tracks a feature (|Pearson r|):")
     for u in units:
         print(f"  {FEATURES[u.feature]:<22} layer {u.layer} unit {u.unit:>4}  r = {u.r:+.3f}")
     if args.html:

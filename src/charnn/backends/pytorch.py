@@ -58,7 +58,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import distributed, optim
-from ..errors import CharnnError
+from ..errors import SettingError, setting
 from ..model import Params
 from ..networks import dropout as charnn_dropout
 from ..networks import Network
@@ -89,14 +89,16 @@ def resolve_device(name: str = "auto", dtype: str = "float64") -> torch.device:
     """The torch.device --device `name` stands for (auto: CUDA when PyTorch sees a GPU, else
     the CPU); under torchrun, the GPU of this process's local rank."""
     if name not in DEVICES:
-        raise CharnnError(f"--device {name!r} is unknown; choose one of {', '.join(DEVICES)}")
+        raise SettingError(f"{setting('device')} {name!r} is unknown; choose one of "
+                           f"{', '.join(DEVICES)}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
-            raise CharnnError(f"--device cuda: PyTorch {torch.__version__} sees no CUDA GPU "
-                              f"({build}); give --device cpu, or install PyTorch's CUDA build")
+            raise SettingError(f"{setting('device')} cuda: PyTorch {torch.__version__} sees no "
+                               f"CUDA GPU ({build}); give {setting('device')} cpu, or install "
+                               "PyTorch's CUDA build")
         # float32 means float32: cuDNN's RNNs would otherwise round their products' inputs to
         # TF32 (a 10-bit mantissa), which put 30 updates of an LSTM 5e-3 away from the same
         # run in float32 on a CPU
@@ -107,9 +109,11 @@ def resolve_device(name: str = "auto", dtype: str = "float64") -> torch.device:
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise CharnnError("--device mps: PyTorch sees no Apple GPU here; give --device cpu")
+            raise SettingError(f"{setting('device')} mps: PyTorch sees no Apple GPU here; give "
+                               f"{setting('device')} cpu")
         if np.dtype(dtype) == np.float64:
-            raise CharnnError("--device mps has no float64; give --dtype float32")
+            raise SettingError(f"{setting('device')} mps has no float64; give {setting('dtype')} "
+                               "float32")
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -338,9 +342,9 @@ class TorchSession:
         self.world, self.rank = distributed.world_size(), distributed.rank()
         B = h.shape[0]
         if self.world > B:
-            raise CharnnError(f"{self.world} processes cannot share --batch-size {B}: each "
-                              f"needs a lane; run {B} processes or fewer (a run's batch size "
-                              "is fixed)")
+            raise SettingError(f"{self.world} processes cannot share {setting('batch_size')} "
+                               f"{B}: each needs a lane; run {B} processes or fewer (a run's "
+                               "batch size is fixed)")
         self.group = distributed.init_process_group(self.device.type)
         self.lanes = np.array_split(np.arange(B), self.world)[self.rank]
         self.lanes_t = torch.from_numpy(self.lanes).to(self.device)

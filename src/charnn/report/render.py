@@ -144,8 +144,9 @@ def _texts(d: ReportData) -> dict[str, str]:
     gc, c = d.gradcheck, d.config
     epochs_done = d.iteration / d.updates_per_epoch if d.updates_per_epoch else 0
     t = {
-        "intro": (f"A vanilla character-level RNN (m = {c.hidden}, seq_length = {c.seq_length}, "
-                  f"eta = {c.eta:g}, {c.optimizer}) trained on {d.corpus.get('name')} "
+        "intro": (f"A character-level network, {c.network().describe()} (seq_length = "
+                  f"{c.seq_length}, eta = {c.eta:g}, {c.optimizer}), trained on "
+                  f"{d.corpus.get('name')} "
                   f"({d.corpus.get('chars', 0):,} characters, K = {len(d.vocab)}), reported as "
                   "in the DD2424 Assignment 4 report: the gradient check, the loss over the "
                   "epochs, the text while learning and the best model's text."),
