@@ -147,7 +147,7 @@ _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 def add_config_flags(group, flags: dict, defaults: dict | None = None,
                      notes: dict | None = None) -> None:
     """Add one flag per TrainConfig field in `flags`, its default TrainConfig's (or
-    `defaults'), shown in its help, followed by notes[name] where there is one."""
+    `defaults`'), shown in its help, followed by notes[name] where there is one."""
     for name, (help_text, keywords) in flags.items():
         default = (defaults or {}).get(name, _DEFAULTS[name])
         shown = ("" if "default" in help_text else _shown(default)) + (notes or {}).get(name, "")
