@@ -18,6 +18,7 @@ from charnn.checkpoint import load_checkpoint
 from charnn.cli import main
 from charnn.config import LARGEST_WHOLE, WHOLE_LIMITS, TrainConfig
 from charnn.errors import CharnnError
+from charnn.options import message_of
 
 FAST = ["--backend", "numpy", "--hidden", "8", "--sample-every", "1000", "--log-every", "20",
         "--no-progress"]
@@ -87,8 +88,11 @@ def test_every_whole_number_flag_of_train_refuses_past_its_bound(tiny_text_file,
 def test_train_config_refuses_what_the_command_line_refuses(name):
     least, most = WHOLE_LIMITS[name]
     for value in (least - 1, most + 1, 10 ** 5000):
-        with pytest.raises(CharnnError, match="--" + name.replace("_", "-")):
+        with pytest.raises(CharnnError) as caught:
             TrainConfig(**{name: value}).validate()
+        # the library names the setting as its callers name it; the command line, its flag
+        assert str(caught.value).startswith(f"{name} is ")
+        assert message_of(caught.value).startswith("--" + name.replace("_", "-") + " is ")
     extra = {"model": "lstm"} if name == "layers" else {}
     TrainConfig(**{name: most}, **extra).validate()
 

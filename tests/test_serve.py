@@ -74,6 +74,37 @@ def test_runs_are_listed_with_their_losses(client):
     assert 0 < small["best_val_bpc"] <= small["val_bpc"] and small["training"] is False
 
 
+def test_the_settings_line_states_the_network(client):
+    doc = client.get("/api/runs/small/log").json()
+    settings = doc["summary"]["settings"]
+    assert list(settings)[:3] == ["model", "layers", "hidden"]
+    assert settings["model"] == "rnn" and settings["layers"] == 1 and settings["hidden"] == 16
+    assert settings["dtype"] == "float64"
+
+
+def test_a_stacked_run_is_labelled_as_what_it_is(tmp_path):
+    import charnn
+    from _serve_fixtures import SERVE_TEXT
+    text = tmp_path / "t.txt"
+    text.write_text(SERVE_TEXT, encoding="utf-8")
+    corpus = charnn.load_corpus(text)
+    config = charnn.TrainConfig(model="gru", layers=2, hidden=6, dropout=0.1, updates=4,
+                                backend="numpy", sample_every=4, log_every=2,
+                                checkpoint_every=4, dtype="float32")
+    charnn.Trainer(corpus, config, tmp_path / "runs" / "gru").run()
+    summary = RunTable([], tmp_path / "runs").get("gru").summary()
+    assert summary["network"] == f"GRU, 2 layers, m = 6, K = {len(corpus.vocab)}, dropout 0.1"
+    assert summary["settings"]["model"] == "gru" and summary["settings"]["layers"] == 2
+    assert summary["settings"]["dropout"] == 0.1 and summary["settings"]["dtype"] == "float32"
+
+
+def test_a_run_whose_config_is_unreadable_is_still_listed(tmp_path):
+    (tmp_path / "runs" / "odd").mkdir(parents=True)
+    (tmp_path / "runs" / "odd" / "config.json").write_text("{not json")
+    summary = RunTable([], tmp_path / "runs").get("odd").summary()
+    assert summary["network"] == "?" and summary["settings"] == {}
+
+
 def test_the_log_has_training_and_validation_rows(client):
     doc = client.get("/api/runs/small/log").json()
     assert [p[0] for p in doc["train"]] == list(range(0, 301, 10))

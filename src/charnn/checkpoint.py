@@ -21,6 +21,9 @@ Every problem becomes one CharnnError that names the file, the problem and what 
 - config: an object holding every setting format 1 wrote (settings added to TrainConfig
   later may be missing and take their defaults), each of its TrainConfig type, and passing
   TrainConfig.validate.
+- network (in files written since it was added; older files are the network their config
+  names): the network's spec (networks.Network.to_dict), the one the config and vocabulary
+  make.
 - vocab: a non-empty string (or list of one-character strings) of distinct characters, none
   of them a lone surrogate (no text gives one, and no output can print it).
 - state: every training counter, of its type: whole numbers at least 0 (epoch at least 1,
@@ -60,13 +63,15 @@ from .config import LARGEST_WHOLE, TrainConfig
 from .errors import CharnnError
 from .memory import describe, limit_note, memory_available
 from .model import Params
-from .networks import NETWORKS
+from .networks import Network
 from .optim import STATE_SLOTS
 
 FORMAT = "charnn-checkpoint"
 # 1: the vanilla RNN (b, c, U, W, V; h (B, m)). 2: the network is named in the config (model,
 # layers; rnn when absent), its arrays are that network's (networks/), h (B, layers, S, m) for
-# a stacked one. Version 1 files read as version 2 files of the vanilla RNN.
+# a stacked one. Version 1 files read as version 2 files of the vanilla RNN. Files written
+# since hold the network's spec (networks.Network.to_dict) as meta["network"] too; one without
+# it is the network its config names.
 FORMAT_VERSION = 2
 LATEST = "latest.npz"
 BEST = "best.npz"
@@ -94,7 +99,21 @@ class Checkpoint:
     params: Params
     meta: dict                                    # config, vocab, corpus, counters, rng ...
     opt_state: dict[str, np.ndarray] = field(default_factory=dict)
-    h: np.ndarray | None = None                   # (B, m) hidden state of every lane
+    h: np.ndarray | None = None                   # every lane's state, (B,) + state_shape
+
+    @property
+    def network(self) -> Network:
+        """The network these parameters are: the spec the file states, or, in a file written
+        before files stated it, the one its config names, for its vocabulary."""
+        return network_of_meta(self.meta)
+
+
+def network_of_meta(meta: dict) -> Network:
+    """The network a checkpoint's meta states (meta["network"]), or the one its config and
+    vocabulary make."""
+    if "network" in meta:
+        return Network.from_dict(meta["network"])
+    return Network.from_config(meta["config"], len(meta["vocab"]))
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
@@ -331,15 +350,15 @@ class _Checker:
 def _checked(c: _Checker, meta: dict, arrays: dict[str, _Member]) -> Checkpoint:
     config = _check_config(c, meta.get("config"))
     meta["vocab"] = vocab = _check_vocab(c, meta.get("vocab"))
-    m, K, B = config.hidden, len(vocab), config.batch_size
+    K, B = len(vocab), config.batch_size
     dtype = np.dtype(config.dtype)
-    network = NETWORKS[config.model]
-    shapes = network.param_shapes(K, m, config.layers)
+    network = Network.from_config(config, K)
+    shapes = network.param_shapes()
     names = tuple(shapes)
-    why = (f"the {config.model} of hidden size {m} and {config.layers} layer(s) (config) and "
-           f"{K} characters (vocabulary) make it" if config.model != "rnn" else
-           f"hidden size {m} (config) and {K} characters (vocabulary) make it")
-    state = (m,) if config.model == "rnn" else (config.layers, network.STATE_VECTORS, m)
+    why = (f"hidden size {network.hidden} and {network.layers} "
+           f"layer{'s' if network.layers > 1 else ''} of the {network.title} (config) and {K} "
+           "characters (vocabulary) make it")
+    state = network.state_shape
 
     slots = STATE_SLOTS[config.optimizer]
     wanted = {f"opt_{slot}_{name}" for slot in slots for name in names}
@@ -384,19 +403,34 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, _Member]) -> Checkpoint:
 
     c.need("h" in arrays, "the hidden state h is missing")
     h = _check_array(c, "h", arrays["h"], (B,) + state, dtype,
-                     f"batch size {B} and hidden size {m} (config) make it")
+                     f"batch size {B} and hidden size {network.hidden} of "
+                     f"{network.describe()} (config) make it")
     bad = _non_finite(h)
     c.need(not bad, f"the hidden state h holds {bad}")
-    outputs = h if config.model == "rnn" else h[..., 0, :]   # h itself; an LSTM's cell is free
+    outputs = network.hidden_of(h)                       # h itself; an LSTM's cell is free
     # tanh's range, give or take the rounding of the compiled float32 tanh (a few ulp)
     bound = 1 + 8 * np.finfo(dtype).eps
     c.need(not (np.abs(outputs) > bound).any(), "the hidden state h holds values outside [-1, 1], "
                                             "which tanh never gives")
 
+    _check_stated_network(c, meta, network)
     _check_state(c, meta.get("state"))
     _check_rng(c, meta.get("sample_rng"))
     _check_corpus(c, meta.get("corpus"), K)
-    return Checkpoint(params=Params(params), meta=meta, opt_state=opt_state, h=h)
+    return Checkpoint(params=Params(params).carrying(network), meta=meta, opt_state=opt_state,
+                      h=h)
+
+
+def _check_stated_network(c: _Checker, meta: dict, made: Network) -> None:
+    """A file that states its network (files written since the spec was) states the one its
+    config and vocabulary make, which its arrays have been checked against."""
+    if "network" in meta:
+        try:
+            stated = Network.from_dict(meta["network"])
+        except (TypeError, ValueError) as exc:
+            c.fail(f"its network {_show(meta['network'])} is not one charnn writes ({exc})")
+        c.need(stated == made, f"it states its network is {stated.summary()}, but its config "
+                               f"and vocabulary make {made.summary()}")
 
 
 def _check_array(c: _Checker, key: str, member: _Member, shape: tuple, dtype: np.dtype,

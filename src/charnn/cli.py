@@ -13,7 +13,7 @@ import numpy as np
 from .config import BACKENDS
 from .errors import CharnnError
 from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
-                      number, seed_number, text_source, unescape, whole_number)
+                      message_of, number, seed_number, text_source, unescape, whole_number)
 from .progress import ProgressView
 from .schedule import format_duration
 
@@ -242,57 +242,42 @@ def _print_beams(model, prime: str, args) -> int:
 
 def cmd_gradcheck(args) -> int:
     from .corpus import load_corpus
-    from .gradcheck import check_gradients, check_network_gradients, format_table, \
-        gradcheck_problem
-    from .networks import NETWORKS
+    from .gradcheck import format_table, run_gradient_check
+    from dataclasses import replace
+
+    from .networks import Network
     if args.hidden < 1 or args.seq_length < 1 or args.layers < 1:
         raise CharnnError("--hidden, --seq-length and --layers must be at least 1")
-    if args.step is None:
-        args.step = 1e-4 if args.model == "rnn" else 1e-5
-    if not (args.step > 0 and args.threshold > 0):
+    if not ((args.step is None or args.step > 0) and args.threshold > 0):
         raise CharnnError("--step and --threshold must be greater than 0")
     if args.batch_size < 1 or (args.elements is not None and args.elements < 1):
         raise CharnnError("--batch-size and --elements must be at least 1")
     if not 0 <= args.dropout < 1:
         raise CharnnError(f"--dropout is {args.dropout}; give a probability from 0 up to "
                           "(not including) 1")
-    if args.model == "rnn" and args.layers != 1:
-        raise CharnnError("the vanilla RNN has one layer; give --layers 1, or --model lstm "
-                          "or gru for stacked layers")
+    network = Network(args.model, args.layers, args.hidden, dropout=args.dropout)
+    if not network.stacked and args.layers != 1:
+        raise CharnnError(f"the {network.title} has one layer; give --layers 1, or --model "
+                          "lstm or gru for stacked layers")
     corpus = load_corpus(text_source(args), encoding=args.encoding)
+    network = replace(network, vocab=len(corpus.vocab))
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
     if len(data) < args.batch_size + 1:
         raise CharnnError(f"{corpus.name} is too short for {args.batch_size} lanes; give a "
                           "longer text or a smaller --batch-size")
-    network = NETWORKS[args.model]
-    sigma = args.sigma if args.sigma is not None else \
-        0.01 if args.model == "rnn" else 1 / math.sqrt(args.hidden)
-    params, inputs, targets, states = gradcheck_problem(
-        data, len(corpus.vocab), args.hidden, args.seq_length, sigma, args.seed,
-        args.batch_size, args.model, args.layers)
-    gradient_fn = None                                   # the numpy reference's
-    if args.backend == "compiled":
-        from .backends import get_backend
-        gradient_fn = get_backend("compiled", print, network=args.model,
-                                  jobs=("gradients",)).loss_and_gradients
-    if gradient_fn is not None and args.model == "rnn":  # the kernel takes h (m,) alone
-        rows = check_gradients(params, inputs, targets, states, args.step, args.threshold,
-                               gradient_fn, elements=args.elements, seed=args.seed)
-    else:
-        masks = [network.dropout_masks(args.dropout, inputs.shape[-1], args.hidden,
-                                       args.layers, (args.seed, 1, lane))
-                 for lane in range(args.batch_size)]
-        rows = check_network_gradients(network, params, inputs, targets, states, args.step,
-                                       args.threshold, gradient_fn, elements=args.elements,
-                                       seed=args.seed, masks=masks)
+    check = run_gradient_check(network, data, args.seq_length, sigma=args.sigma,
+                               step=args.step, threshold=args.threshold, backend=args.backend,
+                               batch_size=args.batch_size, elements=args.elements,
+                               seed=args.seed, announce=print)
+    rows = check.rows
     lanes = f", batch {args.batch_size} (loss averaged over lanes)" if args.batch_size > 1 else ""
     checked = f", {args.elements} random elements per parameter" if args.elements else ""
     stack = f" x {args.layers} layers" if args.layers > 1 else ""
     dropout = f", dropout {args.dropout:g} (fixed masks)" if args.dropout and args.layers > 1 \
         else ""
-    print(f"gradient check ({args.model}{stack}, {args.backend}): m={args.hidden}, "
-          f"K={len(corpus.vocab)}, seq_length={inputs.shape[-1]}{lanes}{dropout}, "
-          f"sigma={sigma:.3g}, h={args.step:g}, float64{checked}, text {corpus.name}")
+    print(f"gradient check ({args.model}{stack}, {check.backend}): m={args.hidden}, "
+          f"K={len(corpus.vocab)}, seq_length={check.seq_length}{lanes}{dropout}, "
+          f"sigma={check.sigma:.3g}, h={check.step:g}, float64{checked}, text {corpus.name}")
     print(format_table(rows, args.threshold))
     failed = [r.name for r in rows if not r.passed]
     if failed:
@@ -355,25 +340,38 @@ def cmd_inspect(args) -> int:
     text = text[:args.max_chars]
     analysis = model.analyse(text)
     layers = len(analysis.layers)
-    if not 0 <= args.layer < layers:
-        raise CharnnError(f"--layer is {args.layer}; this network has layer 0"
+    if args.layer is not None and not 0 <= args.layer < layers:
+        raise CharnnError(f"--layer is {args.layer}; {model.network.describe()} has layer 0"
                           + (f" to {layers - 1}" if layers > 1 else ""))
     units = find_units(analysis.layers, text)
-    m = analysis.layers[args.layer].shape[1]
-    unit = args.unit if args.unit is not None else (units[0].unit if units else 0)
+    layer, unit = chosen_unit(units, args.layer, args.unit)
+    m = analysis.layers[layer].shape[1]
     if not 0 <= unit < m:
         raise CharnnError(f"--unit is {unit}; give a unit from 0 to {m - 1}")
-    print(f"{source}: {len(text):,} characters; units whose activation tracks a feature "
-          "(|Pearson r|):")
+    print(f"{source}: {len(text):,} characters through {model.network.describe()}; units "
+          "whose activation tracks a feature (|Pearson r|):")
     for u in units:
         print(f"  {FEATURES[u.feature]:<22} layer {u.layer} unit {u.unit:>4}  r = {u.r:+.3f}")
     if args.html:
-        page = inspect_html(analysis, units, unit, args.layer, f"{Path(args.run).name}: "
-                            f"unit {unit}", source)
+        where = f"layer {layer} unit {unit}" if layers > 1 else f"unit {unit}"
+        page = inspect_html(analysis, units, unit, layer, f"{Path(args.run).name}: {where}",
+                            source)
         from .run_folder import write_atomically     # a full disk leaves no empty page
         write_atomically(Path(args.html), page)
-        print(f"wrote {args.html} (unit {unit})")
+        print(f"wrote {args.html} ({where})")
     return 0
+
+
+def chosen_unit(units, layer: int | None, unit: int | None) -> tuple[int, int]:
+    """(layer, unit) to colour by: the ones given; for what is not given, the best ranked
+    unit (of the layer given, if one is), whose own layer goes with it; layer 0 and unit 0
+    when nothing ranks."""
+    if unit is not None:
+        return (0 if layer is None else layer), unit
+    ranked = [u for u in units if layer is None or u.layer == layer]
+    if not ranked:
+        return (0 if layer is None else layer), 0
+    return ranked[0].layer, ranked[0].unit
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -494,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_eval)
 
-    from .report import add_report_parser
+    from .report.cli import add_report_parser
     add_report_parser(sub)
 
     from .export import add_export_parser
@@ -510,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "held-out part, or its latest sample)")
     p.add_argument("--unit", type=whole_number, default=None,
                    help="the unit to colour by (default: the best one found)")
-    p.add_argument("--layer", type=whole_number, default=0, help="its layer (default 0)")
+    p.add_argument("--layer", type=whole_number, default=None,
+                   help="its layer (default: the best unit's, or 0 with --unit)")
     p.add_argument("--html", default=None, help="write the coloured text to this page")
     p.add_argument("--max-chars", type=whole_number, default=2000,
                    help="look at the first N characters (default 2000)")
@@ -568,7 +567,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except CharnnError as exc:
-        print(f"charnn: error: {exc}", file=sys.stderr)
+        print(f"charnn: error: {message_of(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("charnn: interrupted", file=sys.stderr)

@@ -6,9 +6,10 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .backends import BACKENDS as BACKEND_MODULES
-from .errors import CharnnError
+from .errors import SettingError, setting
 from .evaluation import MAX_CHARS
-from .networks import NETWORKS
+from .networks import NETWORKS, Network
+from .networks.spec import ASSIGNMENT_SIGMA
 from .optim import DEFAULT_ETA, OPTIMIZERS
 from .schedule import SCHEDULES
 
@@ -72,7 +73,7 @@ MAX_TIME_LIMIT = 10 * 365.25 * 24 * 3600
 
 def whole_limits_message(flag: str, value, name: str) -> str | None:
     """None when `value` is a whole number within WHOLE_LIMITS[name]; else the problem, in a
-    line that names `flag` and the range to give."""
+    line that names `flag` (a flag, a name, or errors.setting(name)) and the range to give."""
     least, most = WHOLE_LIMITS[name]
     if isinstance(value, int) and not isinstance(value, bool) and least <= value <= most:
         return None
@@ -127,66 +128,80 @@ class TrainConfig:
         if self.eta is None:
             self.eta = DEFAULT_ETA.get(self.optimizer, 0.1)
         if self.sigma is None:
-            # the assignment's 0.01 for the vanilla RNN; PyTorch's scale 1/sqrt(m) for the
-            # gated networks, whose lower layers barely learn from weights of 0.01 (a 2-layer
-            # GRU of 64 units: 4.78 bits/char after 300,000 characters, against 2.83)
-            gated = self.model != "rnn" and isinstance(self.hidden, int) and self.hidden > 0
-            self.sigma = 1 / math.sqrt(self.hidden) if gated else 0.01
+            try:
+                self.sigma = self.network().default_sigma
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                # an impossible network, which validate names; any scale stands until then
+                self.sigma = ASSIGNMENT_SIGMA
+
+    def network(self, vocab: int | None = None) -> Network:
+        """The network these settings train, for `vocab` characters."""
+        return Network.from_config(self, vocab)
 
     def validate(self) -> "TrainConfig":
-        """Raise a CharnnError naming the first impossible setting and what to give instead."""
+        """Raise a SettingError naming the first impossible setting and what to give instead
+        (the message names settings by their field names; the command line shows its flags)."""
         def need(ok: bool, message: str):
             if not ok:
-                raise CharnnError(message)
+                raise SettingError(message)
+
+        def s(name: str) -> str:
+            return setting(name)
 
         for name in WHOLE_LIMITS:
             if hasattr(self, name) and not (name == "updates" and self.updates is None):
-                problem = whole_limits_message(f"--{name.replace('_', '-')}",
-                                               getattr(self, name), name)
+                problem = whole_limits_message(s(name), getattr(self, name), name)
                 need(problem is None, problem)
         need(self.model in NETWORKS,
-             f"--model {self.model!r} is unknown; choose one of {', '.join(NETWORKS)}")
-        need(self.model != "rnn" or self.layers == 1,
-             f"--layers {self.layers}: the vanilla RNN has one layer; give --model lstm or gru "
-             "to stack layers")
+             f"{s('model')} {self.model!r} is unknown; choose one of {', '.join(NETWORKS)}")
+        network = self.network()
+        need(network.stacked or self.layers == 1,
+             f"{s('layers')} {self.layers}: the {network.title} has one layer; give "
+             f"{s('model')} lstm or gru to stack layers")
         need(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
-             f"--dropout is {self.dropout}; give a probability from 0 up to (not including) 1")
+             f"{s('dropout')} is {self.dropout}; give a probability from 0 up to (not "
+             "including) 1")
         need(self.dropout == 0 or self.layers > 1,
-             f"--dropout {self.dropout} acts between stacked layers; give --layers 2 or more")
+             f"{s('dropout')} {self.dropout} acts between stacked layers; give {s('layers')} 2 "
+             "or more")
         need(self.optimizer in OPTIMIZERS,
-             f"--optimizer {self.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+             f"{s('optimizer')} {self.optimizer!r} is unknown; choose one of "
+             f"{', '.join(OPTIMIZERS)}")
         need(self.backend in BACKENDS,
-             f"--backend {self.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+             f"{s('backend')} {self.backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
         need(self.device in DEVICES,
-             f"--device {self.device!r} is unknown; choose one of {', '.join(DEVICES)}")
+             f"{s('device')} {self.device!r} is unknown; choose one of {', '.join(DEVICES)}")
         need(self.device in ("auto", "cpu") or self.backend in ("auto", "torch"),
-             f"--device {self.device} runs on PyTorch; give --backend torch (or auto)")
-        need(self.dtype in DTYPES, f"--dtype {self.dtype!r} is unknown; choose float64 or float32")
-        need(self.order in ORDERS, f"--order {self.order!r} is unknown; choose sequential or shuffled")
+             f"{s('device')} {self.device} runs on PyTorch; give {s('backend')} torch (or auto)")
+        need(self.dtype in DTYPES,
+             f"{s('dtype')} {self.dtype!r} is unknown; choose float64 or float32")
+        need(self.order in ORDERS,
+             f"{s('order')} {self.order!r} is unknown; choose sequential or shuffled")
         need(math.isfinite(self.eta) and self.eta > 0,
-             f"--eta is {self.eta}; give a learning rate greater than 0, such as 0.1")
+             f"{s('eta')} is {self.eta}; give a learning rate greater than 0, such as 0.1")
         need(math.isfinite(self.sigma) and self.sigma > 0,
-             f"--sigma is {self.sigma}; give a standard deviation greater than 0, such as 0.01")
+             f"{s('sigma')} is {self.sigma}; give a standard deviation greater than 0, such as "
+             "0.01")
         need(math.isfinite(self.clip) and self.clip > 0,
-             f"--clip is {self.clip}; give a bound greater than 0, such as 5")
+             f"{s('clip')} is {self.clip}; give a bound greater than 0, such as 5")
         need(0 <= self.val_frac < 1,
-             f"--val-frac is {self.val_frac}; give a fraction from 0 up to (not including) 1")
+             f"{s('val_frac')} is {self.val_frac}; give a fraction from 0 up to (not including) 1")
         need(not (self.epochs is not None and self.updates is not None),
-             "--epochs and --updates both given; give one of them")
+             f"{s('epochs')} and {s('updates')} both given; give one of them")
         need(self.lr_schedule in SCHEDULES,
-             f"--lr-schedule {self.lr_schedule!r} is unknown; choose one of "
+             f"{s('lr_schedule')} {self.lr_schedule!r} is unknown; choose one of "
              f"{', '.join(SCHEDULES)}")
         need(math.isfinite(self.min_eta) and 0 <= self.min_eta <= self.eta,
-             f"--min-eta is {self.min_eta}; give a learning rate from 0 up to --eta "
+             f"{s('min_eta')} is {self.min_eta}; give a learning rate from 0 up to {s('eta')} "
              f"({self.eta:g})")
         need(self.time_limit is None or (math.isfinite(self.time_limit)
                                          and 0 < self.time_limit <= MAX_TIME_LIMIT),
-             f"--time-limit is {self.time_limit}; give a duration greater than 0 and at most "
-             "ten years, such as 10m")
+             f"{s('time_limit')} is {self.time_limit}; give a duration greater than 0 and at "
+             "most ten years, such as 10m")
         need(self.epochs is None or (math.isfinite(self.epochs) and self.epochs > 0),
-             f"--epochs is {self.epochs}; give a number of epochs greater than 0")
+             f"{s('epochs')} is {self.epochs}; give a number of epochs greater than 0")
         need(self.chunk_length > self.seq_length or self.order != "shuffled",
-             f"--chunk-length {self.chunk_length} is not longer than --seq-length "
+             f"{s('chunk_length')} {self.chunk_length} is not longer than {s('seq_length')} "
              f"{self.seq_length}; give a longer chunk")
         return self
 

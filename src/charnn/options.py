@@ -13,11 +13,21 @@ from pathlib import Path
 
 from .config import (BACKENDS, DEVICES, DTYPES, MAX_TIME_LIMIT, ORDERS, WHOLE_LIMITS,
                      TrainConfig)
-from .errors import CharnnError
+from .errors import CharnnError, SettingError
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
 from .presets import PRESETS, describe_presets
 from .schedule import SCHEDULES, parse_duration
+
+
+def flag_of(name: str) -> str:
+    """The flag that gives TrainConfig's field `name`: every setting's flag is its name."""
+    return "--" + name.replace("_", "-")
+
+
+def message_of(exc: CharnnError) -> str:
+    """A library error as the command line says it: the settings it names, as flags."""
+    return exc.naming(flag_of) if isinstance(exc, SettingError) else str(exc)
 
 
 def whole_number(text: str) -> int:
@@ -134,15 +144,16 @@ RUN = {
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
-def add_config_flags(group, flags: dict, defaults: dict | None = None) -> None:
+def add_config_flags(group, flags: dict, defaults: dict | None = None,
+                     notes: dict | None = None) -> None:
     """Add one flag per TrainConfig field in `flags`, its default TrainConfig's (or
-    `defaults`'), shown in its help."""
+    `defaults`'), shown in its help, followed by notes[name] where there is one."""
     for name, (help_text, keywords) in flags.items():
         default = (defaults or {}).get(name, _DEFAULTS[name])
-        shown = "" if "default" in help_text else _shown(default)
+        shown = ("" if "default" in help_text else _shown(default)) + (notes or {}).get(name, "")
         if name in WHOLE_LIMITS:
             keywords = dict(keywords, type=limited(name))
-        group.add_argument("--" + name.replace("_", "-"), dest=name, default=default,
+        group.add_argument(flag_of(name), dest=name, default=default,
                            help=help_text + shown, **keywords)
 
 
@@ -154,22 +165,28 @@ def _shown(default) -> str:
     return f" (default {default:,})" if isinstance(default, int) else f" (default {default:g})"
 
 
-def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> None:
+def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True,
+                        notes: dict | None = None, length_title: str | None = None) -> list[str]:
+    """Add the training flags to `p` (with_run: also those of a run folder, the reporting
+    intervals and the backend); notes[name] follows a flag's help; length_title names the
+    length's group. Returns the TrainConfig fields given flags (with_run False: the
+    network's, the optimisation's, the length's and the data's)."""
     p.add_argument("text", nargs="?", help="the text file to train on (default: the bundled "
                    "Shakespeare corpus)")
     p.add_argument("--corpus", choices=["shakespeare"], help="train on a bundled corpus")
     p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default utf-8)")
-    add_config_flags(p.add_argument_group("model"), MODEL)
-    add_config_flags(p.add_argument_group("optimisation"), OPTIMISATION)
+    add_config_flags(p.add_argument_group("model"), MODEL, notes=notes)
+    add_config_flags(p.add_argument_group("optimisation"), OPTIMISATION, notes=notes)
     if with_run:
         p.add_argument("--preset", choices=tuple(PRESETS), default="assignment",
                        help="start from a named set of settings, which the flags given "
                             "override: " + describe_presets())
-    add_config_flags(p.add_argument_group("length (--epochs or --updates; default 100,000 "
-                                          "updates)"), LENGTH)
-    add_config_flags(p.add_argument_group("data"), DATA)
+    add_config_flags(p.add_argument_group(length_title or "length (--epochs or --updates; "
+                                          "default 100,000 updates)"), LENGTH, notes=notes)
+    add_config_flags(p.add_argument_group("data"), DATA, notes=notes)
+    given = [*MODEL, *OPTIMISATION, *LENGTH, *DATA]
     if not with_run:
-        return
+        return given
     add_config_flags(p.add_argument_group("reporting"), REPORTING)
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=None,
@@ -185,6 +202,7 @@ def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> No
                         "given")
     add_config_flags(g, RUN)
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return given + [*REPORTING, *RUN]
 
 
 def config_from_args(args) -> TrainConfig:

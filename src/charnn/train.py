@@ -26,10 +26,10 @@ from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoi
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
 from .data import Dataset, Schedule, build_dataset, epoch_schedule, epoch_updates
-from .errors import CharnnError
+from .errors import CharnnError, SettingError, setting
 from .evaluation import WARMUP, carries_state, score_held_out
 from .model import Params
-from .networks import NETWORKS, state_shape
+from .networks import Network
 from .run_folder import RunFolder, sample_block
 from .sampling import generate
 from .schedule import MIN_STEP_UPDATES, format_duration, learning_rate
@@ -152,12 +152,14 @@ _COUNTERS = ("opt_step", "iteration", "epoch", "position", "smooth_loss", "best_
 def initial_state(config: TrainConfig, K: int, params: Params | None = None) -> TrainState:
     """A new run's state: new weights (or `params`, a fine-tuned run's start; finetune.py),
     a fresh optimiser, h = 0."""
+    network = Network.from_config(config, K)
     if params is None:
-        rng = np.random.default_rng(config.seed)
-        params = Params(NETWORKS[config.model].initial_params(
-            K, config.hidden, config.layers, config.sigma, rng, np.dtype(config.dtype)))
+        params = network.initial_params(config.sigma, np.random.default_rng(config.seed),
+                                        np.dtype(config.dtype))
+    else:
+        params = params.carrying(network)
     return TrainState(params=params, opt_state=optim.initial_state(config.optimizer, params),
-                      h=np.zeros((config.batch_size,) + state_shape(params), params.dtype),
+                      h=network.zero_state(params.dtype, lanes=config.batch_size),
                       sample_rng=np.random.default_rng([config.seed, 1]))
 
 
@@ -166,6 +168,7 @@ def state_to_checkpoint(state: TrainState, config: TrainConfig, corpus: Corpus,
     meta = {
         "charnn_version": __version__,
         "config": config.to_dict(),
+        "network": Network.from_config(config, len(corpus.vocab)).to_dict(),
         "vocab": corpus.vocab.chars,
         "corpus": corpus_facts(corpus),
         "state": {k: getattr(state, k) for k in _COUNTERS},
@@ -180,7 +183,7 @@ def state_from_checkpoint(ckpt: Checkpoint) -> TrainState:
     rng = np.random.default_rng()
     rng.bit_generator.state = ckpt.meta["sample_rng"]
     config = TrainConfig.from_dict(ckpt.meta["config"])
-    h = ckpt.h if ckpt.h is not None else np.zeros((config.batch_size, config.hidden))
+    h = ckpt.h if ckpt.h is not None else ckpt.network.zero_state(lanes=config.batch_size)
     return TrainState(params=ckpt.params, opt_state=dict(ckpt.opt_state),
                       h=h.astype(ckpt.params.dtype), sample_rng=rng,
                       **{k: ckpt.meta["state"][k] for k in _COUNTERS})
@@ -665,8 +668,9 @@ class Trainer:
                     f"{load_checkpoint(latest).meta['state']['iteration']:,}), is kept")
         else:
             kept = "no checkpoint had been saved yet"
-        raise CharnnError(f"the loss became {smooth} at update {iteration:,} (the model "
-                          f"diverged); {kept}; train again with a lower --eta or --clip")
+        raise SettingError(f"the loss became {smooth} at update {iteration:,} (the model "
+                           f"diverged); {kept}; train again with a lower {setting('eta')} or "
+                           f"{setting('clip')}")
 
     @property
     def _best_kind(self) -> str:
@@ -822,39 +826,41 @@ def choose_backend(config: TrainConfig) -> str:
     if config.backend == "auto" and (config.device in ("cuda", "mps") or several):
         return "torch"
     if several and config.backend != "torch":
-        raise CharnnError(f"{distributed.world_size()} processes (torchrun) train together "
-                          f"only on --backend torch, not {config.backend}; give --backend torch")
+        raise SettingError(f"{distributed.world_size()} processes (torchrun) train together "
+                           f"only on {setting('backend')} torch, not {config.backend}; give "
+                           f"{setting('backend')} torch")
     return resolve_backend(config.backend, config.model, config.dtype)
 
 
 def describe_network(config: TrainConfig) -> str:
     """The network in words: 'the vanilla RNN of 100 units', 'an LSTM of 2 layers of 128
-    units, dropout 0.2 between them'."""
-    if config.model == "rnn":
-        return f"the vanilla RNN of {config.hidden} units"
-    stack = (f"{config.layers} layers of {config.hidden} units" if config.layers > 1 else
-             f"{config.hidden} units")
-    dropout = f", dropout {config.dropout:g} between them" if config.dropout else ""
-    article = "an" if config.model == "lstm" else "a"
-    return f"{article} {config.model.upper()} of {stack}{dropout}"
+    units, dropout 0.2 between them' (Network.describe)."""
+    return Network.from_config(config).describe()
+
+
+def memory_needed(config: TrainConfig, K: int) -> tuple[int, int]:
+    """(parameters, bytes): the network's parameter count, and the memory its weights,
+    optimiser state, gradients and working copies take while it trains."""
+    weights = Network.from_config(config, K).param_count
+    slots = {"adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
+    # weights, optimiser state, the summed gradient, and the kernels' working copies and
+    # per-group gradients (the weights once more per group of lanes, up to 8 groups)
+    copies = 1 + slots + 1 + 2 + (min(config.batch_size, 8) if config.batch_size > 1 else 1)
+    # the first draw of the weights is made in float64 whatever the dtype
+    return weights, weights * (np.dtype(config.dtype).itemsize * copies + 8)
 
 
 def check_memory(config: TrainConfig, K: int) -> None:
     """Refuse, before allocating anything, a model whose weights, optimiser state, gradients
     and working copies do not fit in this machine's memory."""
-    m = config.hidden
-    weights = m * K * 2 + m * m + m + K
-    slots = {"adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
-    # weights, optimiser state, the summed gradient, and the kernels' working copies and
-    # per-group gradients (W and V once more per group of lanes, up to 8 groups)
-    copies = 1 + slots + 1 + 2 + (min(config.batch_size, 8) if config.batch_size > 1 else 1)
-    # the first draw of the weights is made in float64 whatever the dtype
-    needed = weights * (np.dtype(config.dtype).itemsize * copies + 8)
+    weights, needed = memory_needed(config, K)
     available = available_memory()
     if available and needed > available:
-        raise CharnnError(f"--hidden {m} needs about {_gib(needed)} of memory for the weights, "
-                          f"optimiser state and gradients, and this machine has "
-                          f"{_gib(available)} available; give a smaller --hidden")
+        raise SettingError(f"{describe_network(config)} ({weights:,} parameters) needs about "
+                           f"{_gib(needed)} of memory for the weights, optimiser state and "
+                           f"gradients, and this machine has {_gib(available)} available; "
+                           f"give a smaller {setting('hidden')}"
+                           + (f" or fewer {setting('layers')}" if config.layers > 1 else ""))
 
 
 def available_memory() -> int:
@@ -896,9 +902,9 @@ def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int |
         changes["device"] = "auto"                       # a GPU run resumed on a CPU backend
     fixed = [name for name in changes if name not in RESUMABLE]
     if fixed:
-        flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
-        raise CharnnError(f"{flags} cannot change when a run resumes (the checkpoint's network "
-                          f"and data order are fixed); leave {flags} out, or start a new run")
+        flags = ", ".join(setting(name) for name in fixed)
+        raise SettingError(f"{flags} cannot change when a run resumes (the checkpoint's network "
+                           f"and data order are fixed); leave {flags} out, or start a new run")
     for name, value in changes.items():
         setattr(config, name, value)
     facts = ckpt.meta["corpus"]

@@ -28,7 +28,7 @@ from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import WARMUP, Score, score_records, score_stream
 from .model import Params
-from .networks import state_shape
+from .networks import Network
 from .sampling import SamplingOptions, carried_state, generate, start_state
 
 # A job that the numpy reference would finish in about this many seconds runs there rather
@@ -61,6 +61,11 @@ class TrainedModel:
     checkpoint: Checkpoint
     backend_name: str = ""
     auto: bool = False           # the backend was chosen by load (backend='auto')
+
+    @property
+    def network(self) -> Network:
+        """What the model is: cell, layers, hidden size, vocabulary (networks.Network)."""
+        return Network.of_params(self.params)
 
     @property
     def is_record_model(self) -> bool:
@@ -111,7 +116,7 @@ class TrainedModel:
         zeros): (len(text), m) for the vanilla RNN, (len(text), layers, S, m) for a stacked
         network (S = 2 for the LSTM: h, then the cell c)."""
         self.check_known(text, "the text")
-        shape = state_shape(self.params)
+        shape = self.network.state_shape
         h = np.zeros(shape, self.params.dtype) if zero_state or self.carried is None else \
             self.carried.astype(self.params.dtype)
         states = np.empty((len(text),) + shape, self.params.dtype)
@@ -136,8 +141,8 @@ class TrainedModel:
             raise CharnnError("the text is empty; give at least one character")
         states = self.hidden_states(text, zero_state)                  # (T, ...state)
         logp = self.log_probabilities(states)                          # (T, K)
-        layers = [states] if states.ndim == 2 else \
-            [states[:, l, 0] for l in range(states.shape[1])]          # each layer's h (T, m)
+        hidden = self.network.hidden_of(states)                        # (T, layers, m)
+        layers = [hidden[:, l] for l in range(hidden.shape[1])]        # each layer's h (T, m)
         indices = self.vocab.encode(text)
         loss = np.full(len(text), np.nan)
         loss[1:] = -logp[np.arange(len(text) - 1), indices[1:]]
@@ -165,7 +170,7 @@ class TrainedModel:
         """The output o = V h + c of a state or of states (T, ...): (K,) or (T, K); h is the
         top layer's for a stacked network."""
         h = np.asarray(h)
-        top = h if len(state_shape(self.params)) == 1 else h[..., -1, 0, :]
+        top = self.network.top_hidden(h)
         return top @ self.params.V.T + self.params.c
 
     def log_probabilities(self, h: np.ndarray) -> np.ndarray:
@@ -180,7 +185,7 @@ class TrainedModel:
         announced, where they are not compiled yet)."""
         from .backends import get_backend
         self.backend = get_backend(name, announce, self.params.dtype.name,
-                                   self.config.get("model", "rnn"), jobs=jobs)
+                                   self.network.cell, jobs=jobs)
         self.backend_name = name
 
     def prefer_compiled(self, chars: int, announce=None, jobs=("evaluate", "sample")) -> None:
@@ -188,8 +193,7 @@ class TrainedModel:
         the compiled kernels were not built yet, and the reference would take longer than
         a compile costs (NUMPY_SECONDS, timed on this machine), compile them and use them."""
         from .backends import resolve_backend
-        fastest = resolve_backend("auto", self.config.get("model", "rnn"),
-                                  self.params.dtype.name)
+        fastest = resolve_backend("auto", self.network.cell, self.params.dtype.name)
         if not self.auto or self.backend_name != "numpy" or fastest == "numpy":
             return
         probe = np.zeros(min(chars, 200) + 1, np.int32)
@@ -241,8 +245,7 @@ def load(source: str | Path, backend: str = "auto",
     from .exported import open_checkpoint
     ckpt = open_checkpoint(source)                       # an exported folder too (exported.py)
     config = dict(ckpt.meta.get("config", {}))
-    network, dtype = config.get("model", "rnn"), ckpt.params.dtype.name
-    name, why = ready_backend(backend, network, dtype, jobs)
+    name, why = ready_backend(backend, ckpt.network.cell, ckpt.params.dtype.name, jobs)
     if backend == "auto" and name == "numpy" and announce:
         announce(f"backend {why}")
     model = TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),

@@ -513,7 +513,7 @@ class Models:
             return model
 
 
-def create_app(table: RunTable, backend: str = "compiled", *,
+def create_app(table: RunTable, backend: str = "auto", *,
                policy: AccessPolicy | None = None, work: ModelWork | None = None):
     """The app, wrapped in its RequestGuard. policy: default, loopback names only and no
     token; work: default, ModelWork() (its limits)."""
@@ -821,7 +821,7 @@ def listening_socket(host: str, port: int):
 
 
 def serve(runs: list[str | Path], runs_dir: str | Path | None, host: str, port: int,
-          backend: str = "compiled", allow_hosts=(), announce=print, warn=print) -> None:
+          backend: str = "auto", allow_hosts=(), announce=print, warn=print) -> None:
     """Serve the runs until Ctrl-C. Listening beyond loopback needs a token, shown once in
     the address the banner prints; `warn` says so."""
     import uvicorn

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..checkpoint import BEST, LATEST
 from ..errors import CharnnError
+from ..networks import Network
 from ..run_folder import CONFIG, LOCK, SAMPLES_JSONL, RunFolder
 
 try:
@@ -87,13 +88,11 @@ class Run:
         val_rows = [r for r in rows if r["val_bpc"]]
         best_val = min((v for r in val_rows if (v := _number(r["val_bpc"])) is not None),
                        default=None)
+        network = _network(config, doc.get("K", corpus.get("K")))
         return {
             "name": self.name,
-            "network": f"vanilla RNN, m = {config.get('hidden', '?')}, "
-                       f"K = {doc.get('K', corpus.get('K', '?'))}",
-            "settings": {k: config.get(k) for k in (
-                "hidden", "seq_length", "batch_size", "optimizer", "eta", "dtype", "order",
-                "val_frac", "records") if k in config},
+            "network": network.summary() if network else "?",
+            "settings": _settings(network, config),
             "corpus": corpus.get("name"),
             "iteration": int(rows[-1]["iteration"]) if rows else 0,
             "total_updates": doc.get("total_updates"),
@@ -106,6 +105,29 @@ class Run:
             "has_checkpoint": self.checkpoint_file() is not None,
             "log_error": log_error,
         }
+
+
+def _network(config: dict, K) -> Network | None:
+    """The network a run's config.json states (its config names the model: a run written
+    before the model was a setting is the vanilla RNN); None when it names none that
+    exists."""
+    try:
+        network = Network.from_config(config, K if isinstance(K, int) else None).check()
+    except (TypeError, ValueError):
+        return None
+    return network if "hidden" in config else None
+
+
+def _settings(network: Network | None, config: dict) -> dict:
+    """The settings line: the network first (cell, layers, hidden size, dropout when there
+    is any), then how it trains."""
+    settings = {} if network is None else {
+        "model": network.cell, "layers": network.layers, "hidden": network.hidden,
+        **({"dropout": network.dropout} if network.dropout else {})}
+    settings.update({k: config.get(k) for k in ("seq_length", "batch_size", "optimizer", "eta",
+                                                 "dtype", "order", "val_frac", "records")
+                     if k in config})
+    return settings
 
 
 def _number(text: str) -> float | None:

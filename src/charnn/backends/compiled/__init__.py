@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
+from ...networks import Network
 from . import rnn, stack
 from .cache import ensure_compiled, is_compiled
 from .lanes import lane_groups
@@ -32,8 +33,9 @@ DTYPES = ("float64", "float32")
 
 
 def _kernels(params):
-    """The module of kernels for these parameters' network."""
-    return rnn if "W" in params else stack
+    """The module of kernels for these parameters' network: the stack's for stacked layers,
+    the vanilla RNN's own for it."""
+    return stack if Network.of_params(params).stacked else rnn
 
 
 def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_step: int,

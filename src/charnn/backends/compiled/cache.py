@@ -25,8 +25,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ... import optim, paths
-from ...model import Params
-from ...networks import NETWORKS
+from ...networks import Network
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba"))
 
@@ -94,13 +93,9 @@ _forget_stale_kernels()
 
 # -- what each group calls, on tiny inputs, so that numba compiles (or loads) it --------------
 
-def _tiny_model(family: str, dtype, rng):
-    """Tiny parameters of the family and a state of one lane."""
-    m, K = 5, 4
-    if family == "rnn":
-        return Params.initial(m, K, 0.1, rng, dtype=dtype), np.zeros(m, dtype)
-    params = Params(NETWORKS["gru"].initial_params(K, m, 2, 0.1, rng, dtype))
-    return params, np.zeros((2, NETWORKS["gru"].STATE_VECTORS, m), dtype)
+# One tiny network of each family of kernels: the vanilla RNN's, and the stack's (a GRU of
+# two layers; the LSTM runs on the same kernels, its cell a run-time argument).
+_EXAMPLES = {"rnn": Network("rnn", 1, 5, 4), "stack": Network("gru", 2, 5, 4)}
 
 
 def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
@@ -109,7 +104,8 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
     (lanes._text)."""
     from . import advance, loss_and_gradients, sample_indices, total_loss, train_updates
     rng = np.random.default_rng(0)
-    params, state = _tiny_model(family, dtype, rng)
+    network = _EXAMPLES[family]
+    params, state = network.initial_params(0.1, rng, dtype), network.zero_state(dtype)
     data = rng.integers(0, 4, 20).astype(np.int32)
     u = np.full(3, 0.5)
 
@@ -120,7 +116,7 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
         train_updates(params.copy(), "adagrad", opt_state, 0, 0.1, 5.0, h, data,
                       np.zeros((2, lanes), np.int64), np.full((2, lanes), 3, np.int32),
                       np.zeros((2, lanes), np.uint8), 0, 2,
-                      **({} if family == "rnn" else {"dropout": 0.1}))
+                      **({"dropout": 0.1} if network.stacked else {}))
 
     if job == "sample":
         return [lambda: advance(params, state, data[:3]),
