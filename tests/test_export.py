@@ -103,11 +103,13 @@ def test_the_export_layout_is_the_torch_backends(runs):
     pytest.importorskip("torch", reason="PyTorch is an optional extra")
     from charnn.backends.pytorch import CharNet
     from charnn import layout
+    from charnn.networks import Network
     for model, layers in NETWORKS:
-        net = CharNet(model, 5, 4, layers, per_layer=False)
+        spec = Network(model, layers, hidden=4, vocab=5)
+        net = CharNet(spec, per_layer=False)
         theirs = {name: ours for ours, p in net.named.items()
                   for name, q in net.named_parameters() if q is p}
-        assert {layout.exported_names(model, layers)[n]: n for n in net.named} == \
+        assert {layout.exported_names(spec)[n]: n for n in net.named} == \
             {("rnn." + k[len("rnns.0."):] if k.startswith("rnns.0.") else k): v
              for k, v in theirs.items()}
 
