@@ -12,6 +12,7 @@ import charnn
 from charnn import tensorfile
 from charnn.cli import main
 from charnn.exported import read_export
+from charnn.networks import Network
 
 from _tiny_runs import NETWORKS, TEXT_A, train_tiny
 
@@ -57,6 +58,7 @@ def test_config_json_describes_the_network_and_the_training(runs):
     run, out = runs["lstm"]
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     ckpt = charnn.load_checkpoint(run / "best.npz")
+    assert config["network"] == ckpt.network.to_dict()
     assert (config["cell"], config["num_layers"], config["hidden_size"]) == ("lstm", 2, 12)
     assert config["vocab"] == ckpt.meta["vocab"] and config["vocab_size"] == len(config["vocab"])
     assert config["dropout"] == 0.0 and config["torch_dtype"] == "float64"
@@ -67,6 +69,27 @@ def test_config_json_describes_the_network_and_the_training(runs):
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "lstm.txt" in card and f"{t['held_out']['bits']:.4f} bits/char" in card
     assert "charnn sample ." in card and "rnn.weight_ih_l0" in card
+
+
+def test_config_json_states_the_network_as_its_spec_and_format_1_is_still_read(runs,
+                                                                               tmp_path):
+    import shutil
+    run, out = runs["lstm"]
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert Network.from_dict(config["network"]) == \
+        charnn.load_checkpoint(run / "best.npz").network
+    old = tmp_path / "format-1"                  # before the spec: its facts in the keys alone
+    shutil.copytree(out, old)
+    first = {k: v for k, v in config.items() if k != "network"}
+    (old / "config.json").write_text(json.dumps(dict(first, format_version=1)), "utf-8")
+    a, b = read_export(old), read_export(out)
+    assert a.network == b.network and a.meta["config"] == b.meta["config"]
+    assert all(np.array_equal(a.params[n], b.params[n]) for n in b.params.names)
+    bad = tmp_path / "disagrees"
+    shutil.copytree(out, bad)
+    (bad / "config.json").write_text(json.dumps(dict(config, num_layers=3)), "utf-8")
+    with pytest.raises(charnn.CharnnError, match="num_layers say otherwise"):
+        read_export(bad)
 
 
 def test_our_safetensors_files_are_the_libraries(tmp_path):
@@ -104,10 +127,11 @@ def test_the_export_layout_is_the_torch_backends(runs):
     from charnn.backends.pytorch import CharNet
     from charnn import layout
     for model, layers in NETWORKS:
-        net = CharNet(model, 5, 4, layers, per_layer=False)
+        spec = Network(model, layers, hidden=4, vocab=5)
+        net = CharNet(spec, per_layer=False)
         theirs = {name: ours for ours, p in net.named.items()
                   for name, q in net.named_parameters() if q is p}
-        assert {layout.exported_names(model, layers)[n]: n for n in net.named} == \
+        assert {layout.exported_names(spec)[n]: n for n in net.named} == \
             {("rnn." + k[len("rnns.0."):] if k.startswith("rnns.0.") else k): v
              for k, v in theirs.items()}
 

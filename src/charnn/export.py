@@ -3,9 +3,10 @@ OUT.html`: the model as one web page that writes text by itself (page.py).
 
     OUT_DIR/model.safetensors   the weights under PyTorch's names and layouts (layout.py); the
                                 format holds only arrays, so loading it runs no code
-    OUT_DIR/config.json         the network (cell, layers, hidden size, vocabulary size,
-                                dropout, dtype), the vocabulary, and the training facts:
-                                corpus, updates, seconds, held-out figure, every setting
+    OUT_DIR/config.json         the network's spec (networks.Network.to_dict: cell, layers,
+                                hidden size, vocabulary size, dropout; mirrored under Hugging
+                                Face's names), the dtype, the vocabulary, and the training
+                                facts: corpus, updates, seconds, held-out figure, every setting
     OUT_DIR/README.md           the model card: what it learnt from, for how long, how well,
                                 how to sample from it, and how to load it into PyTorch
 
@@ -24,10 +25,18 @@ import numpy as np
 from . import __version__, layout, tensorfile
 from .errors import CharnnError
 from .evaluation import carries_state
-from .exported import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, open_checkpoint
-from .networks import NETWORKS, state_shape
+from .exported import (CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, network_fields,
+                       open_checkpoint)
+from .networks import Network
 
-CELL_NAMES = {"rnn": "the vanilla RNN", "lstm": "an LSTM", "gru": "a GRU"}
+# What the model card says of each cell: PyTorch's module that loads it, and its gates' order
+PYTORCH_MODULES = {"rnn": 'torch.nn.RNN(K, m, nonlinearity="tanh")',
+                   "lstm": "torch.nn.LSTM(K, m, num_layers=L)",
+                   "gru": "torch.nn.GRU(K, m, num_layers=L)"}
+GATES = {"rnn": "", "lstm": " (4 gates stacked i, f, g, o: PyTorch's order)",
+         "gru": " (3 gates stacked r, z, n: PyTorch's order)"}
+# PyTorch's names for each vector of a layer's state, in the order start_state holds them
+STATE_NAMES = ("h0", "c0")
 
 
 def add_export_parser(sub) -> None:
@@ -71,12 +80,11 @@ def cmd_export(args) -> int:
 def start_state(ckpt) -> np.ndarray:
     """Where sampling and scoring start (sampling.carried_state), zeros where they start
     from zeros: as (layers, S, m)."""
-    params = ckpt.params
-    shape = state_shape(params)
+    network = ckpt.network
     config = ckpt.meta.get("config", {})
     if ckpt.h is not None and carries_state(config):
-        return np.asarray(ckpt.h)[0].reshape(shape)
-    return np.zeros(shape, params.dtype)
+        return network.layered(np.asarray(ckpt.h)[0].reshape(network.state_shape))
+    return network.layered(network.zero_state(ckpt.params.dtype))
 
 
 def training_facts(ckpt) -> dict:
@@ -112,13 +120,10 @@ def training_facts(ckpt) -> dict:
 
 def export_config(ckpt) -> dict:
     """config.json: the network first (what a loader needs), then the training facts."""
-    params, config = ckpt.params, ckpt.meta.get("config", {})
-    network = config.get("model", "rnn")
-    layers = 1 if network == "rnn" else config.get("layers", 1)
+    params, config, network = ckpt.params, ckpt.meta.get("config", {}), ckpt.network
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model_type": "charnn",
-        "cell": network, "num_layers": layers, "hidden_size": params.hidden_size,
-        "vocab_size": params.vocab_size, "dropout": config.get("dropout", 0.0),
+        "network": network.to_dict(), **network_fields(network),
         "torch_dtype": params.dtype.name,
         "input": "one-hot vector of vocab_size (the character's index in vocab)",
         "vocab": ckpt.meta["vocab"],
@@ -142,8 +147,7 @@ def export_folder(ckpt, out_dir: str | Path, name: str = "model") -> list[Path]:
                               "give an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
     config = export_config(ckpt)
-    network, layers = config["cell"], config["num_layers"]
-    tensors = layout.to_exported(ckpt.params, network, layers, start_state(ckpt))
+    tensors = layout.to_exported(ckpt.params, ckpt.network, start_state(ckpt))
     tensorfile.write(out / WEIGHTS, tensors, {"format": "pt", "producer": "charnn"})
     (out / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                               encoding="utf-8")
@@ -153,16 +157,10 @@ def export_folder(ckpt, out_dir: str | Path, name: str = "model") -> list[Path]:
 
 # -- the model card -------------------------------------------------------------------------
 
-def describe(config: dict) -> str:
-    network, L, m = config["cell"], config["num_layers"], config["hidden_size"]
-    if network == "rnn":
-        return f"the vanilla RNN of {m} units"
-    return f"{CELL_NAMES[network]} of {L} layer{'s' if L > 1 else ''} of {m} units"
-
-
 def model_card(config: dict, name: str) -> str:
     t = config["training"]
-    network, K = config["cell"], config["vocab_size"]
+    network = Network.from_dict(config["network"])
+    K, S = network.vocab, network.state_vectors
     held = t.get("held_out")
     corpus = t.get("corpus") or "an unrecorded text"
     chars = f" ({t['corpus_chars']:,} characters)" if t.get("corpus_chars") else ""
@@ -181,28 +179,27 @@ def model_card(config: dict, name: str) -> str:
     score = (f"**{held['nats']:.4f} nats/char = {held['bits']:.4f} bits/char** on "
              f"{held['what']}." if held else
              "No held-out figure: it was trained without a held-out part (--val-frac).")
-    gates = {"rnn": "", "lstm": " (4 gates stacked i, f, g, o: PyTorch's order)",
-             "gru": " (3 gates stacked r, z, n: PyTorch's order)"}[network]
+    gates, module = GATES[network.cell], PYTORCH_MODULES[network.cell]
     rows = "\n".join(f"| `{ours}` | `{theirs}` |" for ours, theirs in
-                     layout.exported_names(network, config["num_layers"]).items())
-    if network == "rnn":
-        rows += "\n| (none) | `rnn.bias_hh_l0`: zeros (charnn's RNN has one bias) |"
-    module = {"rnn": 'torch.nn.RNN(K, m, nonlinearity="tanh")',
-              "lstm": "torch.nn.LSTM(K, m, num_layers=L)",
-              "gru": "torch.nn.GRU(K, m, num_layers=L)"}[network]
-    state = ("(start[:, 0, None].contiguous(), start[:, 1, None].contiguous())"
-             if network == "lstm" else "start[:, 0, None].contiguous()")
+                     layout.exported_names(network).items())
+    for theirs in layout.folded_biases(network):
+        rows += (f"\n| (none) | `{theirs}`: zeros (charnn's {network.abbreviation} has one "
+                 "bias) |")
+    # PyTorch's LSTM takes its state as the tuple (h0, c0), the others h0 alone
+    vectors = [f"start[:, {s}, None].contiguous()" for s in range(S)]
+    state = f"({', '.join(vectors)})" if S > 1 else vectors[0]
+    described = network.describe()
     return f"""---
 library_name: charnn
 tags:
 - character-level
 - text-generation
-- {network}
+- {network.cell}
 ---
 
-# {name}: a character-level {network.upper()} language model
+# {name}: a character-level {network.abbreviation} language model
 
-{describe(config)[0].upper() + describe(config)[1:]}, {config['torch_dtype']}, reading and
+{described[0].upper() + described[1:]}, {config['torch_dtype']}, reading and
 writing one character at a time over a vocabulary of {K} characters. Trained with
 [charnn](https://pypi.org/project/charnn/) on **{corpus}**{chars} for {how_long}.{started}
 
@@ -229,7 +226,7 @@ as charnn does.
 | charnn | PyTorch |
 |---|---|
 {rows}
-| `start_state` (layers, {NETWORKS[network].STATE_VECTORS}, m) | h0{" and c0" if network == "lstm" else ""} (not a module weight) |
+| `start_state` (layers, {S}, m) | {" and ".join(STATE_NAMES[:S])} (not a module weight) |
 
 ```python
 import json

@@ -4,12 +4,13 @@ run's best checkpoint, and give exactly what it gives: the same weights, in the 
 from the same start state.
 
     OUT_DIR/model.safetensors   the weights under PyTorch's names (layout.py)
-    OUT_DIR/config.json         the network, the vocabulary, where sampling starts, and the
-                                training facts (export.py writes them)
+    OUT_DIR/config.json         the network's spec (networks.Network), the vocabulary, where
+                                sampling starts, and the training facts (export.py writes
+                                them)
     OUT_DIR/README.md           the model card (not read)
 
 Every check a checkpoint gets (checkpoint.py) that applies to weights is made here too: the
-format, the network's settings, the vocabulary, each tensor's presence, shape, dtype and
+format, the network's spec, the vocabulary, each tensor's presence, shape, dtype and
 finiteness. A problem is one CharnnError naming the folder and what is wrong.
 """
 
@@ -24,10 +25,13 @@ from . import layout, tensorfile
 from .checkpoint import BEST, Checkpoint, load_checkpoint
 from .errors import CharnnError
 from .model import Params
-from .networks import NETWORKS
+from .networks import Network
 
 FORMAT = "charnn-export"
-FORMAT_VERSION = 1
+# 1: the network as cell, num_layers, hidden_size, vocab_size and dropout. 2: the network's
+# spec as "network" (networks.Network.to_dict); those keys stay, mirroring it, because Hugging
+# Face's tools and the model card's PyTorch code read them.
+FORMAT_VERSION = 2
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
@@ -45,6 +49,34 @@ def open_checkpoint(source: str | Path) -> Checkpoint:
     from .bundled import resolve_model
     path = resolve_model(source)
     return read_export(path) if is_export(path) else load_checkpoint(path, prefer=BEST)
+
+
+def network_fields(network: Network) -> dict:
+    """The keys of config.json that state the network under Hugging Face's names."""
+    return {"cell": network.cell, "num_layers": network.layers, "hidden_size": network.hidden,
+            "vocab_size": network.vocab, "dropout": network.dropout}
+
+
+def stated_network(config: dict, version: int) -> Network | str:
+    """The network config.json states, or what is wrong with it."""
+    if version == 1:                     # written before the spec was: its facts in the keys
+        stated = {"cell": config.get("cell"), "layers": config.get("num_layers"),
+                  "hidden": config.get("hidden_size"), "vocab": config.get("vocab_size"),
+                  "dropout": config.get("dropout", 0.0)}
+    else:
+        stated = config.get("network")
+    try:
+        network = Network.from_dict(stated)
+    except (TypeError, ValueError) as exc:     # TypeError: a cell that is not a string
+        return f"is not one charnn has ({exc})"
+    if network.vocab is None:
+        return "lacks its vocabulary size (vocab)"
+    mirrored = network_fields(network)
+    differ = [key for key, value in mirrored.items() if config.get(key) != value]
+    if version > 1 and differ:
+        return (f"is {network.summary()}, but {', '.join(differ)} say otherwise "
+                f"({', '.join(f'{key} {config.get(key)!r}' for key in differ)})")
+    return network
 
 
 def read_export(folder: str | Path) -> Checkpoint:
@@ -66,18 +98,15 @@ def read_export(folder: str | Path) -> Checkpoint:
     need(config.get("format") == FORMAT, f"{CONFIG} does not describe a charnn export "
                                          f"(format {config.get('format')!r})")
     version = config.get("format_version")
-    need(isinstance(version, int) and 1 <= version, f"{CONFIG} has format_version {version!r}")
+    need(isinstance(version, int) and not isinstance(version, bool) and 1 <= version,
+         f"{CONFIG} has format_version {version!r}")
     if version > FORMAT_VERSION:
         raise CharnnError(f"{folder} is export format {version}, newer than this charnn reads "
                           f"({FORMAT_VERSION}); upgrade charnn (pip install -U charnn)")
-    cell = config.get("cell")
-    need(cell in NETWORKS, f"{CONFIG} names the cell {cell!r}; charnn has {', '.join(NETWORKS)}")
-    whole = {k: config.get(k) for k in ("num_layers", "hidden_size", "vocab_size")}
-    for key, value in whole.items():
-        need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-             f"{CONFIG}'s {key} is {value!r}, where a whole number of at least 1 belongs")
-    L, m, K = whole["num_layers"], whole["hidden_size"], whole["vocab_size"]
-    need(cell != "rnn" or L == 1, f"{CONFIG} gives the vanilla RNN {L} layers; it has one")
+    network = stated_network(config, version)
+    if not isinstance(network, Network):
+        need(False, f"{CONFIG}'s network {network}")
+    K = network.vocab
     vocab = config.get("vocab")
     need(isinstance(vocab, str) and len(vocab) == K and len(set(vocab)) == K,
          f"{CONFIG}'s vocab is not {K} distinct characters (vocab_size)")
@@ -86,30 +115,24 @@ def read_export(folder: str | Path) -> Checkpoint:
                                           "float32 or float64 belongs")
 
     tensors, _ = tensorfile.read(folder / WEIGHTS)
-    wanted = layout.expected_names(cell, L)
-    missing, unknown = sorted(wanted - set(tensors)), sorted(set(tensors) - wanted)
+    shapes = layout.exported_shapes(network)
+    missing, unknown = sorted(set(shapes) - set(tensors)), sorted(set(tensors) - set(shapes))
     need(not missing, f"{WEIGHTS} lacks {', '.join(missing[:4])}")
-    need(not unknown, f"{WEIGHTS} holds tensors a {cell} of {L} layer(s) has not "
+    need(not unknown, f"{WEIGHTS} holds tensors that {network.describe()} has not "
                       f"({', '.join(unknown[:4])})")
-    names = layout.exported_names(cell, L)
-    shapes = {names[n]: s for n, s in NETWORKS[cell].param_shapes(K, m, L).items()}
-    shapes[layout.START_STATE] = (L, NETWORKS[cell].STATE_VECTORS, m)
-    if cell == "rnn":
-        shapes["rnn.bias_hh_l0"] = (m,)
     for name, shape in shapes.items():
         a = tensors[name]
         need(a.shape == shape, f"{name} has shape {a.shape}, but {CONFIG} makes it {shape}")
         need(a.dtype == np.dtype(dtype), f"{name} is {a.dtype}, but torch_dtype is {dtype}")
         need(np.isfinite(a).all(), f"{name} holds NaN or infinity")
 
-    params = Params(layout.from_exported(tensors, cell, L))
+    params = Params(layout.from_exported(tensors, network)).carrying(network)
     training = config.get("training") if isinstance(config.get("training"), dict) else {}
     settings = training.get("settings") if isinstance(training.get("settings"), dict) else {}
-    settings = dict(settings, model=cell, layers=L, hidden=m, dtype=dtype,
-                    dropout=config.get("dropout", 0.0))
-    from .networks import state_shape
-    start = tensors[layout.START_STATE].reshape((1,) + state_shape(params))
-    meta = {"config": settings, "vocab": vocab, "export": config,
+    settings = dict(settings, model=network.cell, layers=network.layers, hidden=network.hidden,
+                    dtype=dtype, dropout=network.dropout)
+    start = tensors[layout.START_STATE].reshape((1,) + network.state_shape)
+    meta = {"config": settings, "network": network.to_dict(), "vocab": vocab, "export": config,
             "corpus": {"name": training.get("corpus"), "chars": training.get("corpus_chars")},
             "state": {"iteration": training.get("updates"), "elapsed": training.get("seconds")}}
     return Checkpoint(params=params, meta=meta, h=start)

@@ -28,7 +28,7 @@ import numpy as np
 from .corpus import END_OF_RECORD, Corpus, Vocabulary
 from .errors import CharnnError
 from .model import Params
-from .networks import NETWORKS
+from .networks import Network
 
 # The settings that make the network: the base model's, never the command line's.
 NETWORK_SETTINGS = ("model", "layers", "hidden", "sigma")
@@ -39,6 +39,7 @@ PRESET = "fine-tune"
 class Base:
     """The model a fine-tuned run starts from."""
     params: Params
+    network: Network             # its spec (networks.Network)
     vocab: Vocabulary
     config: dict                 # its training settings
     facts: dict                  # what config.json and the checkpoints record as init_from
@@ -51,10 +52,11 @@ def load_base(source: str | Path) -> Base:
     model = load(source, backend="numpy")                # only its arrays are used here
     meta = model.checkpoint.meta
     state, corpus = meta.get("state", {}), meta.get("corpus", {})
+    network = model.checkpoint.network
     facts = {"source": str(source), "path": str(_resolved(source)),
-             "model": model.config.get("model", "rnn"), "updates": state.get("iteration"),
+             "model": network.cell, "updates": state.get("iteration"),
              "corpus": corpus.get("name")}
-    return Base(model.params, model.vocab, dict(model.config), facts)
+    return Base(model.params, network, model.vocab, dict(model.config), facts)
 
 
 def _resolved(source) -> Path:
@@ -80,13 +82,21 @@ def widen_corpus(corpus: Corpus, vocab: Vocabulary) -> Corpus:
     return replace(corpus, data=table[corpus.data], vocab=vocab)
 
 
-def widen_params(params: Params, network: str, vocab: Vocabulary, sigma: float, seed: int,
-                 dtype: str) -> Params:
+def widen_params(params: Params, network: Network | str, vocab: Vocabulary, sigma: float,
+                 seed: int, dtype: str) -> Params:
     """The base's weights for the wider vocabulary: the old rows and columns as they are, the
-    new ones as a new model draws them (see the module's docstring), in `dtype`."""
-    m, K_old, K = params.hidden_size, params.vocab_size, len(vocab)
-    layers = 1 if network == "rnn" else sum(1 for n in params.names if n.startswith("W_hh"))
-    shapes = NETWORKS[network].param_shapes(K, m, layers)
+    new ones as a new model draws them (see the module's docstring), in `dtype`. `network` is
+    the base's spec; a cell's name alone stands for the network the parameters are
+    (Network.of_params: the one they carry, or for arrays built by hand the one whose shapes
+    they have), which must be of that cell."""
+    if not isinstance(network, Network):
+        named, network = network, Network.of_params(params)
+        if network.cell != named:
+            raise ValueError(f"these parameters are {network.summary()}, not of the cell "
+                             f"{named!r}")
+    K_old, K = network.vocab, len(vocab)
+    wide = replace(network, vocab=K)
+    shapes = wide.param_shapes()
     rng = np.random.default_rng([seed, 3])
     out = {}
     for name, shape in shapes.items():
@@ -99,7 +109,7 @@ def widen_params(params: Params, network: str, vocab: Vocabulary, sigma: float, 
             new[axis] = slice(K_old, K)
             a[tuple(new)] = sigma * rng.standard_normal(a[tuple(new)].shape)
         out[name] = a
-    return Params(out)
+    return Params(out).carrying(wide)
 
 
 def finetune_config(args, base: Base):
@@ -117,8 +127,10 @@ def finetune_config(args, base: Base):
     if "preset" not in given:
         args.preset = PRESET
     config = config_from_args(args)
-    for name in NETWORK_SETTINGS:
-        setattr(config, name, base.config.get(name, 1 if name == "layers" else None))
+    # the network is the base's spec; sigma, which no spec holds, its settings'
+    config.model, config.layers, config.hidden = (base.network.cell, base.network.layers,
+                                                  base.network.hidden)
+    config.sigma = base.config.get("sigma")
     if config.sigma is None:                             # an export without its settings
         from .config import TrainConfig
         config.sigma = TrainConfig(model=config.model, hidden=config.hidden).sigma
@@ -139,7 +151,7 @@ def finetune_trainer(base: Base, corpus: Corpus, config, run_dir, **kwargs):
     from .train import Trainer
     vocab = union_vocabulary(base.vocab, corpus.vocab)
     corpus = widen_corpus(corpus, vocab)
-    params = widen_params(base.params, config.model, vocab, config.sigma, config.seed,
+    params = widen_params(base.params, base.network, vocab, config.sigma, config.seed,
                           config.dtype)
     added = vocab.chars[len(base.vocab):]
     facts = dict(base.facts, K_base=len(base.vocab), added=added)

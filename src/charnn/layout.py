@@ -25,55 +25,96 @@ with the character read as a one-hot vector of K. The mapping is the torch backe
 
 Reading folds a nonzero rnn.bias_hh_l0 (weights trained in PyTorch) into b: the vanilla RNN
 adds both biases to the same sum, so b = bias_ih + bias_hh is the same network.
+
+Which of the two namings a network has is its spec's to say (Network.stacked), as are its
+layers and shapes: nothing here reads them off the arrays.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from .networks import NETWORKS
+from .networks import Network
 
 START_STATE = "start_state"
-_STACKED = (("W_ih", "weight_ih_l"), ("W_hh", "weight_hh_l"), ("b_ih", "bias_ih_l"),
-            ("b_hh", "bias_hh_l"))
-_RNN = {"U": "rnn.weight_ih_l0", "W": "rnn.weight_hh_l0", "b": "rnn.bias_ih_l0"}
 _OUT = {"V": "out.weight", "c": "out.bias"}
 
 
-def exported_names(network: str, layers: int) -> dict[str, str]:
-    """charnn's parameter name -> its exported (PyTorch) name."""
-    if network == "rnn":
-        return {**_RNN, **_OUT}
-    names = {f"{ours}{l}": f"rnn.{theirs}{l}" for l in range(layers) for ours, theirs in _STACKED}
-    return {**names, **_OUT}
+@dataclass(frozen=True)
+class _Naming:
+    """How one kind of network's parameters are named in PyTorch's module."""
+    per_layer: tuple[tuple[str, str], ...] = ()  # (charnn's prefix, PyTorch's), + the layer
+    fixed: dict[str, str] = field(default_factory=dict)  # charnn's name -> PyTorch's
+    # a bias PyTorch's module has and charnn's network has not -> the bias it adds to
+    folded: dict[str, str] = field(default_factory=dict)
 
 
-def to_exported(params, network: str, layers: int, start_state: np.ndarray) -> dict:
-    """The tensors of an exported model: the parameters under PyTorch's names, the vanilla
-    RNN's second bias as zeros, and the start state as (layers, S, m)."""
-    names = exported_names(network, layers)
+# keyed by Network.stacked: the stacked cells keep PyTorch's names, the vanilla RNN the
+# assignment's, with one bias where nn.RNN has two
+_NAMINGS = {
+    True: _Naming(per_layer=(("W_ih", "rnn.weight_ih_l"), ("W_hh", "rnn.weight_hh_l"),
+                             ("b_ih", "rnn.bias_ih_l"), ("b_hh", "rnn.bias_hh_l"))),
+    False: _Naming(fixed={"U": "rnn.weight_ih_l0", "W": "rnn.weight_hh_l0",
+                          "b": "rnn.bias_ih_l0"},
+                   folded={"rnn.bias_hh_l0": "b"}),
+}
+
+
+def _spec(network: Network | str, layers: int | None) -> Network:
+    """A Network as it is, or the one a cell's name and its layers make."""
+    if isinstance(network, Network):
+        return network
+    return Network(network, 1 if layers is None else layers)
+
+
+def exported_names(network: Network | str, layers: int | None = None) -> dict[str, str]:
+    """charnn's parameter name -> its exported (PyTorch) name, for a Network (or a cell's
+    name and its layers)."""
+    network = _spec(network, layers)
+    naming = _NAMINGS[network.stacked]
+    names = {f"{ours}{l}": f"{theirs}{l}" for l in range(network.layers)
+             for ours, theirs in naming.per_layer}
+    return {**names, **naming.fixed, **_OUT}
+
+
+def folded_biases(network: Network) -> dict[str, str]:
+    """The exported biases charnn's network lacks -> charnn's bias each is added to."""
+    return dict(_NAMINGS[network.stacked].folded)
+
+
+def exported_shapes(network: Network) -> dict[str, tuple[int, ...]]:
+    """Every tensor an exported model of this network holds -> its shape."""
+    names, shapes = exported_names(network), network.param_shapes()
+    out = {names[ours]: shape for ours, shape in shapes.items()}
+    out.update({theirs: shapes[ours] for theirs, ours in folded_biases(network).items()})
+    out[START_STATE] = network.layered_shape
+    return out
+
+
+def to_exported(params, network: Network, start_state: np.ndarray) -> dict:
+    """The tensors of an exported model: the parameters under PyTorch's names, the biases
+    charnn's network lacks as zeros, and the start state as (layers, S, m)."""
+    names = exported_names(network)
     tensors = {names[name]: np.ascontiguousarray(a) for name, a in params.items()}
-    if network == "rnn":
-        tensors["rnn.bias_hh_l0"] = np.zeros_like(params["b"])
-    S = NETWORKS[network].STATE_VECTORS
+    for theirs, ours in folded_biases(network).items():
+        tensors[theirs] = np.zeros_like(params[ours])
     tensors[START_STATE] = np.ascontiguousarray(
-        np.asarray(start_state, params.dtype).reshape(layers, S, params.hidden_size))
+        np.asarray(start_state, params.dtype).reshape(network.layered_shape))
     return tensors
 
 
-def from_exported(tensors: dict, network: str, layers: int) -> dict[str, np.ndarray]:
-    """charnn's parameters from an exported model's tensors (checked by the caller)."""
-    params = {ours: tensors[theirs] for ours, theirs in exported_names(network, layers).items()}
-    if network == "rnn":
-        bias_hh = tensors["rnn.bias_hh_l0"]
-        if np.any(bias_hh):
-            params["b"] = params["b"] + bias_hh
-    # in networks/' order, as every other path holds them
-    order = NETWORKS[network].param_shapes(1, 1, layers)
-    return {name: params[name] for name in order}
+def from_exported(tensors: dict, network: Network) -> dict[str, np.ndarray]:
+    """charnn's parameters from an exported model's tensors (checked by the caller), in the
+    network's order, as every other path holds them."""
+    params = {ours: tensors[theirs] for ours, theirs in exported_names(network).items()}
+    for theirs, ours in folded_biases(network).items():
+        if np.any(tensors[theirs]):
+            params[ours] = params[ours] + tensors[theirs]
+    return {name: params[name] for name in network.param_names}
 
 
-def expected_names(network: str, layers: int) -> set[str]:
+def expected_names(network: Network) -> set[str]:
     """Every tensor an exported model of this network holds."""
-    names = set(exported_names(network, layers).values()) | {START_STATE}
-    return names | ({"rnn.bias_hh_l0"} if network == "rnn" else set())
+    return set(exported_shapes(network))

@@ -20,27 +20,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .export import describe, export_config, start_state
-from .networks import NETWORKS
+from .export import export_config, start_state
 
 PRIME = "The "
 
 
 def page_model(ckpt) -> dict:
     """What the page's script reads as MODEL (see web/model_page.js)."""
-    params, config = ckpt.params, ckpt.meta.get("config", {})
-    network = config.get("model", "rnn")
-    layers = 1 if network == "rnn" else config.get("layers", 1)
-    S = NETWORKS[network].STATE_VECTORS
+    params, config, network = ckpt.params, ckpt.meta.get("config", {}), ckpt.network
     arrays = dict(params.items())
-    arrays["start"] = start_state(ckpt).reshape(layers, S, params.hidden_size)
+    arrays["start"] = start_state(ckpt)                  # (layers, S, m)
     tensors, blobs, offset = {}, [], 0
     for name, a in arrays.items():
         a = np.ascontiguousarray(a, dtype="<f4")
         tensors[name] = {"shape": list(a.shape), "offset": offset}
         blobs.append(a.tobytes())
         offset += a.size
-    return {"cell": network, "layers": layers, "hidden": params.hidden_size,
+    return {"cell": network.cell, "layers": network.layers, "hidden": network.hidden,
+            "state_vectors": network.state_vectors,
             "vocab": ckpt.meta["vocab"], "records": bool(config.get("records")),
             "tensors": tensors, "weights": base64.b64encode(b"".join(blobs)).decode("ascii")}
 
@@ -50,10 +47,10 @@ def render(ckpt, name: str) -> str:
     web = resources.files("charnn").joinpath("web")
     template = web.joinpath("model_page.html").read_text(encoding="utf-8")
     script = web.joinpath("model_page.js").read_text(encoding="utf-8")
-    config = export_config(ckpt)
+    config, network = export_config(ckpt), ckpt.network
     t = config["training"]
     held = t.get("held_out")
-    about = f"{describe(config)}, {len(config['vocab'])} characters"
+    about = f"{network.describe()}, {len(config['vocab'])} characters"
     if t.get("corpus"):
         about += f"; trained on {t['corpus']}"
         if isinstance(t.get("updates"), int):
@@ -64,7 +61,7 @@ def render(ckpt, name: str) -> str:
     prime = PRIME if all(ch in vocab for ch in PRIME) else ""
     # JSON inside <script>: "</" must not close the element early
     model = json.dumps(page_model(ckpt), ensure_ascii=True).replace("</", "<\\/")
-    parts = {"title": html.escape(f"{name}: a character-level {config['cell'].upper()}"),
+    parts = {"title": html.escape(f"{name}: a character-level {network.abbreviation}"),
              "about": html.escape(about), "prime": html.escape(prime, quote=True)}
     for key, value in parts.items():
         template = template.replace("{{" + key + "}}", value)

@@ -1,9 +1,12 @@
 // A charnn model that runs in the page: the network's math, written out as networks/ writes it
 // in numpy, over weights embedded in the page (MODEL, filled in by charnn's page.py).
 //
-// MODEL = {cell: "rnn" | "lstm" | "gru", layers, hidden, vocab (a string, index = position),
+// MODEL = {cell: "rnn" | "lstm" | "gru", layers, hidden, state_vectors (S: vectors in a layer's
+//          state, 2 for the LSTM's h and c, else 1), vocab (a string, index = position),
 //          records (a record model starts and stops at END_OF_RECORD), tensors: {name: {shape,
 //          offset}} (offset and size in float32s), weights: base64 of little-endian float32}.
+// The network (cell, layers, S) is what the exporter states from its spec; nothing here reads
+// it off the tensors' names or shapes.
 // Names are charnn's: b, c, U, W, V for the vanilla RNN; W_ih{l}, W_hh{l}, b_ih{l}, b_hh{l}
 // (PyTorch's layouts and gate orders) and V, c for the LSTM and GRU; start (layers, S, m) is
 // the state sampling starts from, as charnn sample starts (the state training carried, or
@@ -41,10 +44,9 @@ function affine(M, cols, r0, n, v, bias) {
   return out;
 }
 
-// The state: one {h, c} per layer (c only for the LSTM).
+// The state: one {h, c} per layer (c only where the cell keeps one: state_vectors 2).
 function startState() {
-  const { m, layers, cell, t } = NET;
-  const S = cell === "lstm" ? 2 : 1;
+  const { m, layers, state_vectors: S, t } = NET;
   const state = [];
   for (let l = 0; l < layers; l++) {
     const h = Float64Array.from(t.start.subarray((l * S) * m, (l * S + 1) * m));
@@ -54,6 +56,44 @@ function startState() {
   return state;
 }
 
+// Each cell's math, as networks/ writes it in numpy: layer l's new {h, c} from its input (the
+// character's index in layer 0, the layer below's new h above it, `cols` wide) and its state.
+const CELLS = {
+  rnn(t, m, l, input, cols, h) {                       // h = tanh(W h + U x + b): one layer,
+    const a = affine(t.U, cols, 0, m, input, t.b);     // under the assignment's names
+    const wh = affine(t.W, m, 0, m, h, null);
+    return { h: a.map((v, i) => Math.tanh(v + wh[i])), c: null };
+  },
+  gru(t, m, l, input, cols, h) {                       // PyTorch's nn.GRU: gates r, z, n
+    const ax = affine(t["W_ih" + l], cols, 0, 3 * m, input, t["b_ih" + l]);
+    const ah = affine(t["W_hh" + l], m, 0, 3 * m, h, t["b_hh" + l]);
+    const hNew = new Float64Array(m);
+    for (let i = 0; i < m; i++) {
+      const r = sigmoid(ax[i] + ah[i]);
+      const z = sigmoid(ax[m + i] + ah[m + i]);
+      const n = Math.tanh(ax[2 * m + i] + r * ah[2 * m + i]);   // r scales W_hn h + b_hn
+      hNew[i] = (1 - z) * n + z * h[i];
+    }
+    return { h: hNew, c: null };
+  },
+  lstm(t, m, l, input, cols, h, c) {                   // PyTorch's nn.LSTM: gates i, f, g, o
+    const ax = affine(t["W_ih" + l], cols, 0, 4 * m, input, t["b_ih" + l]);
+    const ah = affine(t["W_hh" + l], m, 0, 4 * m, h, t["b_hh" + l]);
+    const hNew = new Float64Array(m);
+    const cNew = new Float64Array(m);
+    for (let i = 0; i < m; i++) {
+      const ig = sigmoid(ax[i] + ah[i]);
+      const fg = sigmoid(ax[m + i] + ah[m + i]);
+      const gg = Math.tanh(ax[2 * m + i] + ah[2 * m + i]);
+      const og = sigmoid(ax[3 * m + i] + ah[3 * m + i]);
+      cNew[i] = fg * c[i] + ig * gg;
+      hNew[i] = og * Math.tanh(cNew[i]);
+    }
+    return { h: hNew, c: cNew };
+  },
+};
+if (!(NET.cell in CELLS)) throw new Error(`this page cannot run a ${NET.cell} cell`);
+
 // One character x through every layer: the new state (layer l > 0 reads layer l-1's new h).
 function step(state, x) {
   const { m, K, cell, t } = NET;
@@ -61,38 +101,9 @@ function step(state, x) {
   let input = x;                                       // layer 0: the character's index
   for (let l = 0; l < state.length; l++) {
     const { h, c } = state[l];
-    const cols = l === 0 ? K : m;
-    let hNew, cNew = null;
-    if (cell === "rnn") {                              // h = tanh(W h + U x + b)
-      const a = affine(t.U, K, 0, m, input, t.b);
-      const wh = affine(t.W, m, 0, m, h, null);
-      hNew = a.map((v, i) => Math.tanh(v + wh[i]));
-    } else if (cell === "gru") {                       // PyTorch's nn.GRU: gates r, z, n
-      const ax = affine(t["W_ih" + l], cols, 0, 3 * m, input, t["b_ih" + l]);
-      const ah = affine(t["W_hh" + l], m, 0, 3 * m, h, t["b_hh" + l]);
-      hNew = new Float64Array(m);
-      for (let i = 0; i < m; i++) {
-        const r = sigmoid(ax[i] + ah[i]);
-        const z = sigmoid(ax[m + i] + ah[m + i]);
-        const n = Math.tanh(ax[2 * m + i] + r * ah[2 * m + i]);   // r scales W_hn h + b_hn
-        hNew[i] = (1 - z) * n + z * h[i];
-      }
-    } else {                                           // PyTorch's nn.LSTM: gates i, f, g, o
-      const ax = affine(t["W_ih" + l], cols, 0, 4 * m, input, t["b_ih" + l]);
-      const ah = affine(t["W_hh" + l], m, 0, 4 * m, h, t["b_hh" + l]);
-      hNew = new Float64Array(m);
-      cNew = new Float64Array(m);
-      for (let i = 0; i < m; i++) {
-        const ig = sigmoid(ax[i] + ah[i]);
-        const fg = sigmoid(ax[m + i] + ah[m + i]);
-        const gg = Math.tanh(ax[2 * m + i] + ah[2 * m + i]);
-        const og = sigmoid(ax[3 * m + i] + ah[3 * m + i]);
-        cNew[i] = fg * c[i] + ig * gg;
-        hNew[i] = og * Math.tanh(cNew[i]);
-      }
-    }
-    next.push({ h: hNew, c: cNew });
-    input = hNew;
+    const layer = CELLS[cell](t, m, l, input, l === 0 ? K : m, h, c);
+    next.push(layer);
+    input = layer.h;
   }
   return next;
 }
