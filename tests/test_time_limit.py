@@ -131,11 +131,20 @@ def test_a_machine_faster_than_measured_ends_early_but_never_late(text_file, tmp
 
 def test_a_budget_too_small_to_train_is_refused_before_the_run_starts(text_file, tmp_path,
                                                                      monkeypatch):
-    with pytest.raises(CharnnError, match=r"--time-limit 3s is too short .* at least \d+"):
+    with pytest.raises(CharnnError, match=r"time_limit 3s is too short .* at least \d+"):
         timed_run(text_file, tmp_path, monkeypatch, 3.0, per_update=0.5, per_char=0.001,
                   val_frac=0.1)
     assert not (tmp_path / "run" / "config.json").exists()
     assert not (tmp_path / "run" / "latest.npz").exists()
+
+
+def test_the_command_line_names_the_flag_of_a_budget_too_short(tiny_text_file, tmp_path, capsys):
+    from charnn.cli import main
+    assert main(["train", str(tiny_text_file), "--time-limit", "0.01s", "--out",
+                 str(tmp_path / "r"), "--backend", "numpy", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--time-limit 0.01s is too short" in err
+    assert "give a --time-limit of at least" in err
 
 
 def test_the_printed_length_and_eval_chars_repeat_the_run(text_file, tmp_path, monkeypatch):

@@ -274,9 +274,10 @@ class Trainer:
                 if c.updates is None and c.epochs is None and not self.resumed:
                     if distributed.world_size() > 1:
                         # each process would measure its own speed and fix its own length
-                        raise CharnnError("--time-limit alone fixes the run's length from a "
-                                          "speed measured by one process; under torchrun give "
-                                          "--updates N or --epochs E with it")
+                        raise SettingError(
+                            f"{setting('time_limit')} alone fixes the run's length from a speed "
+                            "measured by one process; under torchrun give "
+                            f"{setting('updates')} N or {setting('epochs')} E with it")
                     self._fix_length()
             self._prepare_run_dir()
             s, c = self.state, self.config
@@ -440,11 +441,12 @@ class Trainer:
         if updates < MIN_UPDATES:
             need = spent + eval_total + 2 * plan["sample_seconds"] + MIN_UPDATES / rate / \
                 BUDGET_FILL + 2 * self._save_seconds + self._plot_seconds + SLICE_SECONDS
-            raise CharnnError(
-                f"--time-limit {limit} is too short to train this network: measuring it took "
+            raise SettingError(
+                f"{setting('time_limit')} {limit} is too short to train this network: "
+                f"measuring it took "
                 f"{spent:.1f} s, it runs {rate:,.1f} updates/s, and its held-out evaluations "
                 f"and checkpoints take {eval_total + 2 * self._save_seconds:.1f} s, which "
-                f"leaves fewer than {MIN_UPDATES} updates; give a --time-limit of at least "
+                f"leaves fewer than {MIN_UPDATES} updates; give a {setting('time_limit')} of at least "
                 f"{format_duration(max(math.ceil(1.2 * need), math.ceil(c.time_limit) + 1))}"
                 ", or a smaller network")
         c.updates, self._rate_planned = updates, rate

@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from ... import optim
+from ...networks import Network
 from ...networks import dropout as dropout_hash
 from . import gru, lstm
 from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
@@ -527,14 +528,15 @@ class _Layout:
     W_hh, b_ih, b_hh, then V, c), their offsets, and the sizes."""
 
     def __init__(self, params):
-        self.layers = sum(1 for name in params if name.startswith("W_hh"))
+        network = Network.of_params(params)              # the network the params carry
+        self.layers = network.layers
         names = [f"{w}{l}" for l in range(self.layers) for w in ("W_ih", "W_hh", "b_ih", "b_hh")]
         self.names = names = names + ["V", "c"]
         K, m = params["V"].shape
         self.K, self.m = K, m
         self.Gm = params["W_hh0"].shape[0]
-        self.kind = {lstm.GATES: _LSTM, gru.GATES: _GRU}[self.Gm // m]
-        self.S = lstm.STATE_VECTORS if self.kind == _LSTM else gru.STATE_VECTORS
+        self.kind = {"lstm": _LSTM, "gru": _GRU}[network.cell]
+        self.S = network.state_vectors
         offsets, at = [], 0
         for name in names:
             offsets.append(at)
