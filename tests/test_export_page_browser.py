@@ -8,7 +8,6 @@ Skipped only where Playwright's Python package or a Chromium cannot be found.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +21,9 @@ import charnn  # noqa: E402
 from charnn.cli import main  # noqa: E402
 
 from _tiny_runs import NETWORKS, train_tiny  # noqa: E402
+from _browser import CHROMIUM, needs_chromium  # noqa: E402
 
-
-def find_chromium() -> str | None:
-    chosen = os.environ.get("CHARNN_CHROMIUM")
-    if chosen:
-        return chosen
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (install Debian's "
-                                "`chromium` package, or set CHARNN_CHROMIUM)")
+pytestmark = needs_chromium
 SHOTS = os.environ.get("CHARNN_SCREENSHOT_DIR")
 PRIMES = ["The ", "The king said to the queen: co", ""]
 

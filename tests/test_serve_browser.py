@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,21 +24,9 @@ from charnn.serve.app import AccessPolicy, create_app  # noqa: E402
 from charnn.serve.runs import RunTable  # noqa: E402
 
 from _serve_fixtures import running_server, train_run  # noqa: E402
+from _browser import CHROMIUM, needs_chromium  # noqa: E402
 
-
-def find_chromium() -> str | None:
-    chosen = os.environ.get("CHARNN_CHROMIUM")
-    if chosen:
-        return chosen
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
-
-
-CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (install Debian's "
-                                "`chromium` package, or set CHARNN_CHROMIUM)")
+pytestmark = needs_chromium
 SHOTS = os.environ.get("CHARNN_SCREENSHOT_DIR")
 
 

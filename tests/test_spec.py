@@ -135,7 +135,7 @@ def test_check_memory_counts_the_networks_real_parameters(cell, layers, optimize
 
 
 def test_a_network_too_big_names_itself_and_the_flag(monkeypatch):
-    monkeypatch.setattr("charnn.train.available_memory", lambda: 100 * 2**20)
+    monkeypatch.setattr("charnn.train.memory_available", lambda: 100 * 2**20)
     config = TrainConfig(model="lstm", layers=2, hidden=512)
     with pytest.raises(SettingError) as caught:
         check_memory(config, 80)

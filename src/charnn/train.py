@@ -11,7 +11,6 @@ What a run folder holds, and how it is written safely, is run_folder.py's job.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
 from .data import Dataset, Schedule, build_dataset, epoch_schedule, epoch_updates
 from .errors import CharnnError, SettingError, setting
+from .memory import describe, memory_available
 from .evaluation import WARMUP, carries_state, score_held_out
 from .model import Params
 from .networks import Network
@@ -856,32 +856,15 @@ def check_memory(config: TrainConfig, K: int) -> None:
     """Refuse, before allocating anything, a model whose weights, optimiser state, gradients
     and working copies do not fit in this machine's memory."""
     weights, needed = memory_needed(config, K)
-    available = available_memory()
+    available = memory_available()
     if available and needed > available:
         raise SettingError(f"{describe_network(config)} ({weights:,} parameters) needs about "
-                           f"{_gib(needed)} of memory for the weights, optimiser state and "
-                           f"gradients, and this machine has {_gib(available)} available; "
+                           f"{describe(needed)} of memory for the weights, optimiser state and "
+                           f"gradients, and this machine has {describe(available)} available; "
                            f"give a smaller {setting('hidden')}"
                            + (f" or fewer {setting('layers')}" if config.layers > 1 else ""))
 
 
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (0 when unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
 # -- convenience ----------------------------------------------------------------------------
