@@ -517,13 +517,16 @@ class Trainer:
 
     def _refix_length(self) -> bool:
         """After a call of a run given only a time limit: once the run's own speed has been
-        measured (from the end of its first call, which warms caches, to the last update
-        whose learning rate is the same for every length, or for the measuring time), fix
-        its length from it, say so, and stop measuring. True when the length was fixed."""
+        measured (from the end of its first call past the warm-up to the last update whose
+        learning rate is the same for every length, or for the measuring time), fix its
+        length from it, say so, and stop measuring. True when the length was fixed."""
         c, s, plan = self.config, self.state, self._plan
         now = self.clock()
         if plan["started"] is None:
-            plan["started"], plan["from"] = now, s.iteration
+            # from the end of a call, and past the warm-up, whose rate changes every update
+            # and so runs one update a call, slower than the rest of the run
+            if s.iteration >= min(c.warmup_updates, plan["until"] or c.warmup_updates):
+                plan["started"], plan["from"] = now, s.iteration
             return False
         spent, done = now - plan["started"], s.iteration - plan["from"]
         due = s.iteration >= plan["until"] if plan["until"] is not None else \
