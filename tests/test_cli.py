@@ -247,7 +247,8 @@ def test_a_network_too_big_for_the_memory_says_how_much_it_needs(tiny_text_file,
                                                                  capsys):
     assert main(["train", str(tiny_text_file), "--hidden", "100000", "--out",
                  str(tmp_path / "run"), "--backend", "numpy"]) == 2
-    clean_error(capsys, "--hidden 100000 needs about", "GiB of memory", "smaller --hidden")
+    clean_error(capsys, "the vanilla RNN of 100000 units", "needs about", "GiB of memory",
+                "smaller --hidden")
     assert not (tmp_path / "run").exists()
 
 

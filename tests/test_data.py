@@ -1,5 +1,4 @@
 import random
-import re
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from charnn.config import TrainConfig
 from charnn.corpus import END_OF_RECORD, Corpus, load_corpus
 from charnn.data import build_dataset, epoch_schedule, epoch_updates
 from charnn.errors import CharnnError
+from charnn.options import message_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _reference as old  # noqa: E402
@@ -91,7 +91,7 @@ def test_val_frac_too_large_for_a_tiny_record_corpus(tmp_path):
     path = tmp_path / "two.txt"
     path.write_text("one\ntwo\n")
     corpus = load_corpus(path, records=True)
-    with pytest.raises(CharnnError, match="--val-frac"):
+    with pytest.raises(CharnnError, match="val_frac"):
         build_dataset(corpus, TrainConfig(records=True, val_frac=0.99))
 
 
@@ -117,12 +117,13 @@ def compare(text, compiled, **settings):
         ref = old.build_dataset(old_c, config)
         ref_schedules = [old.epoch_schedule(ref, config, e) for e in (1, 2)]
     except CharnnError as exc:
-        with pytest.raises(CharnnError, match=re.escape(str(exc))):
+        with pytest.raises(CharnnError) as caught:
             ds = build_dataset(new_c, config)
             epoch_schedule(ds, config, 1)
+        assert message_of(caught.value) == str(exc)      # as the command line says it
         return "same error"
     if config.batch_size > len(ref.train) and (config.records or config.order == "shuffled"):
-        with pytest.raises(CharnnError, match=f"--batch-size {config.batch_size} is more than"):
+        with pytest.raises(CharnnError, match=f"batch_size {config.batch_size} is more than"):
             build_dataset(new_c, config)
         return "refused"
     ds = build_dataset(new_c, config)
@@ -210,11 +211,11 @@ def test_greedy_lanes_compiled_equal_argmin_on_many_segments():
 
 def test_more_lanes_than_chunks_or_records_is_refused_up_front():
     c = Corpus.from_text("one\ntwo\nthree\n", records=True)
-    with pytest.raises(CharnnError, match=r"--batch-size 4 is more than the 3 training records; "
-                                          r"give --batch-size 3 or less"):
+    with pytest.raises(CharnnError, match=r"batch_size 4 is more than the 3 training records; "
+                                          r"give batch_size 3 or less"):
         build_dataset(c, TrainConfig(records=True, batch_size=4))
     c = Corpus.from_text("x" * 250)
-    with pytest.raises(CharnnError, match=r"--batch-size 4 is more than the 3 training chunks"):
+    with pytest.raises(CharnnError, match=r"batch_size 4 is more than the 3 training chunks"):
         build_dataset(c, TrainConfig(order="shuffled", chunk_length=100, batch_size=4))
     build_dataset(c, TrainConfig(order="shuffled", chunk_length=100, batch_size=3))
 
@@ -231,3 +232,19 @@ def test_a_bounded_prefix_of_the_held_out_part():
         assert got.sum() >= n - 1
         np.testing.assert_array_equal(prefix[:, 0], ds.val[:len(prefix), 0])
     assert len(ds.val_prefix(1)) == 0
+
+
+def _double(a):
+    return a * 2
+
+
+def test_the_data_layouts_compile_is_announced_once(tmp_path, monkeypatch, capsys):
+    from charnn import data
+    monkeypatch.setattr(data, "_compile_marker", lambda function: tmp_path / function.__name__)
+    monkeypatch.setattr(data, "_compiled", {})
+    big = data.COMPILE_ABOVE + 1
+    assert data._run(_double, big, 3) == 6
+    assert "compiling the data layout's _double once" in capsys.readouterr().err
+    monkeypatch.setattr(data, "_compiled", {})               # a later process: marker found
+    assert data._run(_double, big, 4) == 8 and data._run(_double, 1, 5) == 10
+    assert capsys.readouterr().err == ""

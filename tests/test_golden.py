@@ -1,5 +1,20 @@
 """The golden runs: short trainings recorded before later changes; the same flags and seed
-must keep giving the same log, samples and weights, bit for bit."""
+must keep giving the same log and samples, character for character, and the same weights to
+within the rounding that differs from one CPU to another.
+
+Why a tolerance on the weights, and which one: the numbers were recorded on one machine, and
+the same float64 operations round differently on another (numba compiles for the host CPU:
+fused multiply-adds, vector widths and summation orders differ; numpy's BLAS picks a kernel per
+CPU). Each update then differs in the last bits (unit roundoff 1.1e-16), and 240 updates of the
+recurrence carry that forward: measured with numba generating code for five CPUs (this host,
+haswell, znver4, skylake-avx512, generic) and OpenBLAS on four kernels, the weights differed by
+at most 1.3e-13. WEIGHTS_ATOL = 1e-10 leaves a thousandfold room for other CPUs, and is still
+far below what any change of the computation does (one update more, another learning rate or
+clip, a missing gradient term move weights by 1e-4 or more). The log (six decimals) and the
+samples (a draw flips only when a uniform lands within 1e-13 of a boundary) stay identical.
+
+On one machine the runs are also identical bit for bit: tests/test_train.py and
+tests/test_kernels_threads.py hold that (threads, resumes, calls split differently)."""
 
 import json
 import sys
@@ -12,6 +27,8 @@ GOLDEN = Path(__file__).parent / "data" / "golden"
 sys.path.insert(0, str(GOLDEN))
 import make_golden  # noqa: E402
 
+WEIGHTS_ATOL = 1e-10      # see above: rounding across CPUs, with a thousandfold room
+
 
 @pytest.mark.parametrize("name", list(make_golden.RUNS))
 def test_a_golden_run_gives_the_recorded_log_samples_and_weights(name, tmp_path):
@@ -21,7 +38,20 @@ def test_a_golden_run_gives_the_recorded_log_samples_and_weights(name, tmp_path)
     assert got["samples"] == (folder / "samples.txt").read_text(encoding="utf-8")
     with np.load(folder / "params.npz") as recorded:
         for key, a in got["params"].items():
-            np.testing.assert_array_equal(a, recorded[key], err_msg=key)
+            np.testing.assert_allclose(a, recorded[key], rtol=0, atol=WEIGHTS_ATOL, err_msg=key)
+
+
+def test_the_weights_tolerance_is_far_below_what_one_more_update_changes(tmp_path):
+    # the tolerance must still catch a real change: the run stopped one update short
+    from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus
+    name = "b1-adagrad-compiled"
+    config = TrainConfig(**{**make_golden.SHARED, **make_golden.RUNS[name],
+                            "updates": make_golden.SHARED["updates"] - 1})
+    Trainer(load_corpus(make_golden.text_path()), config, tmp_path / "run").run()
+    got = load_checkpoint(tmp_path / "run" / "latest.npz").params
+    with np.load(GOLDEN / name / "params.npz") as recorded:
+        moved = max(np.abs(got[key] - recorded[key]).max() for key in recorded.files)
+    assert moved > 1e3 * WEIGHTS_ATOL
 
 
 def test_a_checkpoint_of_the_first_format_still_loads_samples_and_resumes(tmp_path):

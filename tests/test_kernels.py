@@ -291,12 +291,32 @@ def test_kernels_cache_in_charnns_folder_even_when_numba_was_imported_first(tmp_
     assert Path(out) == tmp_path / "numba"
 
 
-def test_ensure_compiled_announces_once(tmp_path, monkeypatch):
+def test_ensure_compiled_announces_and_counts_only_what_is_asked_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "_marker", lambda family, job, dtype:
+                        tmp_path / f"{family}-{job}-{np.dtype(dtype).name}.ok")
+    assert not compiled.is_compiled("rnn", ("sample",), "float64")
     messages = []
-    monkeypatch.setattr(cache, "_marker", lambda dtype: tmp_path / f"{np.dtype(dtype).name}.ok")
-    compiled.ensure_compiled(messages.append)
-    compiled.ensure_compiled(messages.append)
-    assert len(messages) == 1 and messages[0].startswith("compiling kernels, once per machine")
+    compiled.ensure_compiled(messages.append, dtypes=("float64",), networks=("rnn",),
+                             jobs=("sample", "evaluate"))
+    assert messages[0].startswith("compiling the kernels this needs, once for this machine: ")
+    assert "vanilla RNN sample (float64)" in messages[0] and "evaluate" in messages[0]
+    assert [m.split(":")[0] for m in messages[1:]] == ["  compiled 1/2", "  compiled 2/2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn-evaluate-float64.ok",
+                                                          "rnn-sample-float64.ok"]
+    assert compiled.is_compiled("rnn", ("sample", "evaluate"), "float64")
+    assert not compiled.is_compiled("rnn", ("train-one",), "float64")
+    assert not compiled.is_compiled("gru", ("sample",), "float64")
+    compiled.ensure_compiled(messages.append, dtypes=("float64",), networks=("rnn",),
+                             jobs=("sample",))
+    assert len(messages) == 3                                 # nothing more to say
+
+
+def test_the_compile_markers_name_the_cpu_numba_compiles_for(monkeypatch):
+    # a compile for another CPU (NUMBA_CPU_NAME) is a compile of its own, and is announced
+    host = cache._marker("rnn", "sample", "float64")
+    monkeypatch.setattr(cache.numba.config, "CPU_NAME", "haswell")
+    monkeypatch.setattr(cache.numba.config, "CPU_FEATURES", "")
+    assert cache._marker("rnn", "sample", "float64") != host
 
 
 # --------------------------------------------------------------------------------------
@@ -544,15 +564,19 @@ def test_uint8_and_memmapped_text_train_and_evaluate_as_int32(B, tmp_path):
                 assert np.array_equal(a, b), (backend.__name__, name)
 
 
-def test_every_registered_backend_speaks_the_backend_protocol():
-    import importlib
-    from charnn.backends import BACKENDS, Backend, get_backend
+@pytest.mark.parametrize("name", ["compiled", "numpy", "torch"])
+def test_every_registered_backend_speaks_the_backend_protocol(name):
+    from charnn.backends import BACKENDS, EXTRAS, Backend, get_backend, import_backend
     from charnn.errors import CharnnError
-    for name, module in BACKENDS.items():
-        backend = importlib.import_module(module)
-        assert isinstance(backend, Backend), name
-        assert "rnn" in backend.NETWORKS and "float64" in backend.DTYPES
+    assert name in BACKENDS
+    if name in EXTRAS:                                # an optional extra: only where installed
+        pytest.importorskip(EXTRAS[name][0], reason=f"the {name} backend needs "
+                            f"{EXTRAS[name][1]}")
+    backend = import_backend(name)
+    assert isinstance(backend, Backend), name
+    assert "rnn" in backend.NETWORKS and "float64" in backend.DTYPES
     for network in ("lstm", "gru"):
-        assert get_backend("compiled", network=network).__name__ == "charnn.backends.compiled"
+        assert get_backend("compiled", network=network, jobs=("sample",)).__name__ == \
+            "charnn.backends.compiled"
     with pytest.raises(CharnnError, match="unknown"):
         get_backend("cuda")

@@ -18,8 +18,8 @@ import pytest
 
 from charnn import cli
 
-CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
-              "chrome", "headless_shell")
+from _browser import CHROMIUM, needs_chromium
+
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
          "--disable-dev-shm-usage", "--hide-scrollbars")
@@ -40,25 +40,7 @@ window.addEventListener("load", function () {
 });
 </script>"""
 
-
-def find_chromium() -> str | None:
-    chosen = os.environ.get("CHARNN_CHROMIUM")
-    if chosen:
-        return chosen
-    for name in CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    for path in ("/usr/bin/chromium", "/usr/lib/chromium/chromium", "/snap/bin/chromium"):
-        if os.access(path, os.X_OK):
-            return path
-    return None
-
-
-CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium found (install Debian's `chromium` package, or set "
-                             "CHARNN_CHROMIUM to a Chromium or Chrome binary)")
+pytestmark = needs_chromium
 
 
 def browse(tmp_path: Path, profile: str, *args: str) -> subprocess.CompletedProcess:

@@ -183,7 +183,7 @@ def test_time_limit_on_the_command_line(tiny_text_file, tmp_path, capsys):
                  "--out", str(run), *CLI_FAST]) == 0
     out = capsys.readouterr().out
     n = json.loads((run / "config.json").read_text())["config"]["updates"]
-    assert f"this run is {n:,} updates (--updates {n} in place of --time-limit" in out
+    assert f"so it is {n:,} updates (--updates {n} in place of --time-limit" in out
     assert "--time-limit 2s" in out.splitlines()[0]        # the settings line
     # the run's length is fixed; a preset may not change it, but a resumed session can go
     # further and be capped by a time limit of its own
@@ -224,9 +224,20 @@ def test_a_preset_gives_its_settings_and_flags_override_them(tiny_text_file, tmp
     for name, value in PRESETS["best-cpu"].items():
         if name != "hidden":
             assert saved[name] == value, name
-            assert f"--{name.replace('_', '-')} {value}" in first
-    assert saved["hidden"] == 16 and "--hidden 16 " in first
-    assert first.startswith("settings (preset best-cpu")
+            assert f"--{name.replace('_', '-')} " not in first      # the preset's own: quiet
+    assert saved["hidden"] == 16
+    # only what differs from the preset, and where every setting is
+    assert first == (f"settings: preset best-cpu with --hidden 16 --updates 20 --sample-every "
+                     f"1000 --log-every 10 --backend numpy (every setting: {run / 'config.json'})")
+
+
+def test_the_default_run_says_its_preset_in_a_short_line(tiny_text_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_text_file), "--updates", "3", "--out", str(run),
+                 "--no-progress", "--backend", "numpy"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (f"settings: preset assignment with --updates 3 --backend numpy "
+                     f"(every setting: {run / 'config.json'})")
 
 
 def test_a_new_eta_keeps_the_presets_schedule_in_proportion(tiny_text_file, tmp_path):
@@ -253,5 +264,5 @@ def test_the_presets_are_listed_in_the_help(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--preset {assignment,best-cpu}" in out and "--time-limit DURATION" in out
-    assert "--lr-schedule" in out and "best-cpu (" in out
+    assert "--preset {assignment,best-cpu,fine-tune}" in out and "--time-limit DURATION" in out
+    assert "--lr-schedule" in out and "best-cpu (" in out and "fine-tune (" in out

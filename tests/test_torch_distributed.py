@@ -125,9 +125,9 @@ def test_more_processes_than_lanes_or_a_cpu_backend_under_torchrun_are_refused(
     corpus = load_corpus(tiny_text_file)
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(CharnnError, match="8 processes cannot share --batch-size 5"):
+    with pytest.raises(CharnnError, match="8 processes cannot share batch_size 5"):
         Trainer(corpus, TrainConfig(**RUN, updates=5), tmp_path / "a").run()
-    with pytest.raises(CharnnError, match="only on --backend torch"):
+    with pytest.raises(CharnnError, match="only on backend torch"):
         Trainer(corpus, TrainConfig(**dict(RUN, backend="numpy", device="auto"), updates=5),
                 tmp_path / "b")
 

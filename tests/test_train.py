@@ -111,6 +111,37 @@ def test_resumed_run_matches_uninterrupted_run(tiny_text_file, tmp_path, options
     assert smooth_losses(tmp_path / "whole") == smooth_losses(tmp_path / "split")
 
 
+
+def _sample_blocks(run_dir):
+    """{iteration: text} of a run folder's samples."""
+    import json
+    lines = (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    return {block["iteration"]: block["text"] for block in map(json.loads, lines)}
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"batch_size": 3},
+    {"model": "lstm", "layers": 2, "dropout": 0.2, "hidden": 8, "batch_size": 2},
+    {"model": "gru", "hidden": 8, "optimizer": "adam", "eta": 0.01},
+])
+def test_an_extended_run_prints_the_samples_of_a_straight_one(tiny_text_file, tmp_path, options):
+    # a run that ends off the --sample-every grid (at 250) draws its final sample; extended
+    # to 500, its grid samples must be those of a straight run to 500
+    corpus = load_corpus(tiny_text_file)
+    config = dict(SMALL, updates=500, **options)
+    Trainer(corpus, TrainConfig(**config), tmp_path / "straight").run()
+    Trainer(corpus, TrainConfig(**dict(config, updates=250)), tmp_path / "extended").run()
+    resume_trainer(tmp_path / "extended", updates=500).run()
+    straight, extended = _sample_blocks(tmp_path / "straight"), _sample_blocks(tmp_path / "extended")
+    assert sorted(straight) == [0, 100, 200, 300, 400, 500]
+    assert sorted(extended) == [0, 100, 200, 250, 300, 400, 500]   # and the first end's
+    assert {i: extended[i] for i in straight} == straight
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "extended")
+    for name, w in a.params.items():
+        np.testing.assert_array_equal(w, b.params[name], err_msg=name)
+
+
 def test_training_is_reproducible_with_a_seed(tiny_text_file, tmp_path):
     corpus = load_corpus(tiny_text_file)
     for name in ("a", "b"):

@@ -13,6 +13,7 @@ a record is finished: it keeps its total and competes with the longer ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,9 @@ from .corpus import END_OF_RECORD
 from .errors import CharnnError
 
 MAX_WIDTH = 100
+# Beams print only when the search ends, and each character costs a step of every beam in
+# Python: past this many characters the search would run for hours without a word.
+MAX_LENGTH = 100_000
 
 
 @dataclass
@@ -37,11 +41,15 @@ def log_softmax(o: np.ndarray) -> np.ndarray:
 
 
 def beam_search(model, length: int, width: int = 5, prime: str = "",
-                zero_state: bool = False) -> list[Beam]:
+                zero_state: bool = False,
+                on_step: Callable[[int], None] | None = None) -> list[Beam]:
     """The `width` most likely continuations of `length` characters after `prime` (from the
-    carried state unless zero_state), best first. `model` is a TrainedModel."""
-    if length < 1:
-        raise CharnnError(f"length is {length}; give a number of characters of at least 1")
+    carried state unless zero_state), best first. `model` is a TrainedModel. on_step, if
+    given, is called with the step number before each step; an exception it raises ends the
+    search there (a server stops the search of a client that went away)."""
+    if not 1 <= length <= MAX_LENGTH:
+        raise CharnnError(f"a beam search of {length} characters: give a length (-n) from 1 "
+                          f"to {MAX_LENGTH:,}")
     if not 1 <= width <= MAX_WIDTH:
         raise CharnnError(f"--beam is {width}; give a width from 1 to {MAX_WIDTH}")
     h, x = model.start_state(prime, zero_state)
@@ -49,7 +57,9 @@ def beam_search(model, length: int, width: int = 5, prime: str = "",
     # live beams: (indices so far, h before the last index, last index, total)
     live = [([], h, x, 0.0)]
     finished: list[tuple[list[int], float]] = []
-    for _ in range(length):
+    for step in range(length):
+        if on_step is not None:
+            on_step(step)
         states = [model.advance(h, x) for _, h, x, _ in live]
         logp = log_softmax(model.logits(np.stack(states)))          # (beams, K)
         totals = np.array([total for *_, total in live])[:, None] + logp

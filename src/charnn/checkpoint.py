@@ -10,13 +10,22 @@ Loading checks the whole file before any of it reaches a kernel (a compiled kern
 the shapes it is given, so one wrong array would make it read or write out of bounds).
 Every problem becomes one CharnnError that names the file, the problem and what to do:
 
+- the file: a regular file (a FIFO or a device is refused before it is opened) holding a
+  zip archive (a text or any other file is named as not a checkpoint). Every array's .npy
+  header is read from its member first; its dtype and shape are checked (and its entry's
+  size against them, and all of them together against the memory available) before any of
+  its data is inflated, so a small file that declares a huge array is refused unread.
 - meta: a JSON object; format "charnn-checkpoint"; version a whole number from 1 to
   FORMAT_VERSION (a newer one asks for a newer charnn; 0, negative or not a whole number is
   corruption). Keys this charnn does not know are allowed (meta may grow).
 - config: an object holding every setting format 1 wrote (settings added to TrainConfig
   later may be missing and take their defaults), each of its TrainConfig type, and passing
   TrainConfig.validate.
-- vocab: a non-empty string (or list of one-character strings) of distinct characters.
+- network (in files written since it was added; older files are the network their config
+  names): the network's spec (networks.Network.to_dict), the one the config and vocabulary
+  make.
+- vocab: a non-empty string (or list of one-character strings) of distinct characters, none
+  of them a lone surrogate (no text gives one, and no output can print it).
 - state: every training counter, of its type: whole numbers at least 0 (epoch at least 1,
   best_iteration at most iteration); smooth_loss finite; best_value finite, or +inf before
   the run found a best; elapsed finite and at least 0; last_val null or finite and at
@@ -29,8 +38,8 @@ Every problem becomes one CharnnError that names the file, the problem and what 
   Shapes: b (m,), c (K,), U (m, K), W (m, m), V (K, m), each optimiser array its
   parameter's shape, h (batch_size, m), with m = config hidden and K = len(vocab). All of
   the config's dtype (float32 or float64) and finite; AdaGrad's and RMSProp's m and Adam's
-  v at least 0; h within [-1, 1] (it is a tanh). Arrays come back C-contiguous, in native
-  byte order.
+  v at least 0; the weights at most MAX_WEIGHT in magnitude; h within [-1, 1] (it is a
+  tanh). Arrays come back C-contiguous, in native byte order.
 
 A checkpoint must hold everything charnn train writes, optimiser state and h included,
 even when it is loaded only to sample or evaluate: every file charnn writes has them, so a
@@ -43,21 +52,26 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import LARGEST_WHOLE, TrainConfig
 from .errors import CharnnError
+from .memory import describe, limit_note, memory_available
 from .model import Params
-from .networks import NETWORKS
+from .networks import Network
 from .optim import STATE_SLOTS
 
 FORMAT = "charnn-checkpoint"
 # 1: the vanilla RNN (b, c, U, W, V; h (B, m)). 2: the network is named in the config (model,
 # layers; rnn when absent), its arrays are that network's (networks/), h (B, layers, S, m) for
-# a stacked one. Version 1 files read as version 2 files of the vanilla RNN.
+# a stacked one. Version 1 files read as version 2 files of the vanilla RNN. Files written
+# since hold the network's spec (networks.Network.to_dict) as meta["network"] too; one without
+# it is the network its config names.
 FORMAT_VERSION = 2
 LATEST = "latest.npz"
 BEST = "best.npz"
@@ -73,7 +87,11 @@ STATE_WHOLE = ("opt_step", "iteration", "epoch", "position", "best_iteration")
 STATE_REAL = ("smooth_loss", "best_value", "elapsed", "last_val")
 # Optimiser state that sums squares, so it is never negative.
 NON_NEGATIVE_SLOTS = {("adagrad", "m"), ("rmsprop", "m"), ("adam", "v")}
-LARGEST_WHOLE = 2 ** 62          # counters and settings are passed to kernels as int64
+# The largest weight a checkpoint may hold. Training moves a weight by about eta per update
+# (the gradients are clipped), so no run comes near it; below it, with at most a million units
+# (config.WHOLE_LIMITS), the logits stay under 1e21 and o / T under 1e24 at the lowest
+# temperature, far inside float32's 3e38, so sampling and beam search never overflow.
+MAX_WEIGHT = 1e15
 
 
 @dataclass
@@ -81,7 +99,21 @@ class Checkpoint:
     params: Params
     meta: dict                                    # config, vocab, corpus, counters, rng ...
     opt_state: dict[str, np.ndarray] = field(default_factory=dict)
-    h: np.ndarray | None = None                   # (B, m) hidden state of every lane
+    h: np.ndarray | None = None                   # every lane's state, (B,) + state_shape
+
+    @property
+    def network(self) -> Network:
+        """The network these parameters are: the spec the file states, or, in a file written
+        before files stated it, the one its config names, for its vocabulary."""
+        return network_of_meta(self.meta)
+
+
+def network_of_meta(meta: dict) -> Network:
+    """The network a checkpoint's meta states (meta["network"]), or the one its config and
+    vocabulary make."""
+    if "network" in meta:
+        return Network.from_dict(meta["network"])
+    return Network.from_config(meta["config"], len(meta["vocab"]))
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
@@ -123,19 +155,34 @@ def resolve_checkpoint_path(source: str | Path, prefer: str = LATEST) -> Path:
     return path
 
 
+def _require_regular_file(path: Path) -> None:
+    """Refuse what is not a regular file before opening it: opening a FIFO waits forever for
+    a writer, and a device can be read forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CharnnError(f"cannot read {path} ({exc.strerror}); check the path") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode) \
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        raise CharnnError(f"{path} is {kind}, not a checkpoint file; give a run folder or a "
+                          ".npz file written by charnn train")
+
+
 def load_checkpoint(source: str | Path, prefer: str = LATEST) -> Checkpoint:
     """Load a checkpoint file, or the checkpoint named `prefer` of a run folder, checked
     whole (see the module's docstring); a damaged file raises a one-line CharnnError."""
     path = resolve_checkpoint_path(source, prefer)
-    arrays = _read_arrays(path)
-    meta = _read_meta(path, arrays.pop("meta", None))
-    try:
-        return _checked(_Checker(path), meta, arrays)
-    except CharnnError:
-        raise
-    except Exception as exc:            # damage no rule foresaw: still one line, not a trace
-        raise CharnnError(f"{path} is corrupt ({type(exc).__name__}: {_show(str(exc))}); "
-                          f"{_another(path)}") from None
+    with _open_archive(path) as archive:
+        arrays = _members(path, archive)
+        meta = _read_meta(path, arrays.pop("meta", None))
+        try:
+            return _checked(_Checker(path), meta, arrays)
+        except CharnnError:
+            raise
+        except Exception as exc:        # damage no rule foresaw: still one line, not a trace
+            raise CharnnError(f"{path} is corrupt ({type(exc).__name__}: {_show(str(exc))}); "
+                              f"{_another(path)}") from None
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -157,37 +204,107 @@ def _cut(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+# A checkpoint is a zip archive (.npz); a bare .npy array starts with its own magic.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")      # the first member, or an empty archive
+_NPY_MAGIC = b"\x93NUMPY"
+# The metadata is JSON: the settings, the vocabulary (all of Unicode, written out as \u
+# escapes, is 13 MB) and the counters.
+MAX_META_BYTES = 64 << 20
+
+
+class _Member:
+    """An array of the archive, known by its .npy header until its data is read: its shape
+    and dtype are checked before any of its data is inflated, so that a small file that
+    declares a huge array (a zip bomb) is refused unread."""
+
+    def __init__(self, path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                 shape: tuple, dtype: np.dtype):
+        self.path, self.archive, self.info = path, archive, info
+        self.shape, self.dtype = shape, dtype
+
+    def read(self) -> np.ndarray:
+        try:
+            with self.archive.open(self.info) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+        except Exception as exc:
+            raise CharnnError(f"{self.path} is not a readable checkpoint (corrupt or truncated: "
+                              f"{type(exc).__name__}); {_another(self.path)}") from None
+
+
+def _open_archive(path: Path) -> zipfile.ZipFile:
+    """The checkpoint's zip archive, opened after checking that it is one: a text, a bare
+    array or any other file is named for what it is, not misread."""
+    _require_regular_file(path)
     try:
         with open(path, "rb") as f:
-            archive = np.load(f, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise CharnnError(f"{path} is not a charnn checkpoint (it holds one bare "
-                                  "array, not an archive); give a file written by charnn train")
-            with archive:
-                return {key: archive[key] for key in archive.files}
+            head = f.read(len(_NPY_MAGIC))
+        if head.startswith(_NPY_MAGIC):
+            raise CharnnError(f"{path} is not a charnn checkpoint (it holds one bare array, "
+                              "not an archive); give a file written by charnn train")
+        if head[:4] not in _ZIP_MAGIC:
+            raise CharnnError(f"{path} is not a charnn checkpoint (not a .npz archive: "
+                              f"{'it is empty' if not head else 'it does not start as one'}); "
+                              "give a file written by charnn train")
+        return zipfile.ZipFile(path)
     except CharnnError:
         raise
     except (PermissionError, IsADirectoryError) as exc:
         raise CharnnError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
-    except ValueError as exc:
-        if "allow_pickle" not in str(exc):
-            raise CharnnError(f"{path} is not a readable checkpoint (corrupt or truncated: "
-                              f"ValueError); {_another(path)}") from None
-        raise CharnnError(f"{path} holds Python objects, which charnn never writes and does "
-                          f"not load (loading them could run code); {_another(path)}") from None
     except Exception as exc:
         raise CharnnError(f"{path} is not a readable checkpoint (corrupt or truncated: "
                           f"{type(exc).__name__}); {_another(path)}") from None
 
 
-def _read_meta(path: Path, raw: np.ndarray | None) -> dict:
-    if raw is None:
+def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, _Member]:
+    """The archive's arrays by name (as numpy.load names them), from their headers alone."""
+    members, total = {}, 0
+    try:
+        for info in archive.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"npy format {version}")
+                header = f.tell()
+            if dtype.hasobject:
+                raise CharnnError(f"{path} holds Python objects ({name}), which charnn never "
+                                  "writes and does not load (loading them could run code); "
+                                  f"{_another(path)}")
+            size = math.prod(shape) * dtype.itemsize
+            if info.file_size != header + size:
+                raise CharnnError(f"{path} is corrupt: its array {_cut(name)} declares "
+                                  f"{size:,} bytes of data but holds {info.file_size - header:,}"
+                                  f"; {_another(path)}")
+            members[name] = _Member(path, archive, info, tuple(shape), dtype)
+            total += size
+    except CharnnError:
+        raise
+    except Exception as exc:
+        raise CharnnError(f"{path} is not a readable checkpoint (corrupt or truncated: "
+                          f"{type(exc).__name__}); {_another(path)}") from None
+    # every array is checked against the settings before it is read; this refuses, before
+    # then, a file that could not be held at all
+    available = memory_available()
+    if available and total > available:
+        raise CharnnError(f"{path} declares {describe(total)} of arrays, more than the "
+                          f"{describe(available)} of memory available{limit_note()}; "
+                          f"{_another(path)}")
+    return members
+
+
+def _read_meta(path: Path, member: _Member | None) -> dict:
+    if member is None:
         raise CharnnError(f"{path} is not a charnn checkpoint (no metadata); give a file "
                           "written by charnn train")
+    if member.dtype != np.uint8 or len(member.shape) != 1 or member.shape[0] > MAX_META_BYTES:
+        raise CharnnError(f"{path} has corrupt metadata (not JSON text of at most "
+                          f"{describe(MAX_META_BYTES)}); {_another(path)}")
+    raw = member.read()
     try:
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError("not bytes")
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except Exception:
         raise CharnnError(f"{path} has corrupt metadata (not JSON text); "
@@ -230,18 +347,18 @@ class _Checker:
             self.fail(problem, fix)
 
 
-def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoint:
+def _checked(c: _Checker, meta: dict, arrays: dict[str, _Member]) -> Checkpoint:
     config = _check_config(c, meta.get("config"))
     meta["vocab"] = vocab = _check_vocab(c, meta.get("vocab"))
-    m, K, B = config.hidden, len(vocab), config.batch_size
+    K, B = len(vocab), config.batch_size
     dtype = np.dtype(config.dtype)
-    network = NETWORKS[config.model]
-    shapes = network.param_shapes(K, m, config.layers)
+    network = Network.from_config(config, K)
+    shapes = network.param_shapes()
     names = tuple(shapes)
-    why = (f"the {config.model} of hidden size {m} and {config.layers} layer(s) (config) and "
-           f"{K} characters (vocabulary) make it" if config.model != "rnn" else
-           f"hidden size {m} (config) and {K} characters (vocabulary) make it")
-    state = (m,) if config.model == "rnn" else (config.layers, network.STATE_VECTORS, m)
+    why = (f"hidden size {network.hidden} and {network.layers} "
+           f"layer{'s' if network.layers > 1 else ''} of the {network.title} (config) and {K} "
+           "characters (vocabulary) make it")
+    state = network.state_shape
 
     slots = STATE_SLOTS[config.optimizer]
     wanted = {f"opt_{slot}_{name}" for slot in slots for name in names}
@@ -264,6 +381,10 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoi
         c.need(not bad, f"the model's {name} holds {bad}: the model diverged before this "
                         "checkpoint was saved", "use an earlier checkpoint or train again with "
                                                 "a lower --eta")
+        c.need(not (np.abs(a) > MAX_WEIGHT).any(),
+               f"the model's {name} holds weights of magnitude {float(np.abs(a).max()):.3g}, "
+               f"past any a run reaches ({MAX_WEIGHT:g}), where its outputs would overflow",
+               "use an earlier checkpoint or train again with a lower --eta")
         params[name] = a
 
     opt_state = {}
@@ -282,32 +403,51 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, np.ndarray]) -> Checkpoi
 
     c.need("h" in arrays, "the hidden state h is missing")
     h = _check_array(c, "h", arrays["h"], (B,) + state, dtype,
-                     f"batch size {B} and hidden size {m} (config) make it")
+                     f"batch size {B} and hidden size {network.hidden} of "
+                     f"{network.describe()} (config) make it")
     bad = _non_finite(h)
     c.need(not bad, f"the hidden state h holds {bad}")
-    outputs = h if config.model == "rnn" else h[..., 0, :]   # h itself; an LSTM's cell is free
+    outputs = network.hidden_of(h)                       # h itself; an LSTM's cell is free
     # tanh's range, give or take the rounding of the compiled float32 tanh (a few ulp)
     bound = 1 + 8 * np.finfo(dtype).eps
     c.need(not (np.abs(outputs) > bound).any(), "the hidden state h holds values outside [-1, 1], "
                                             "which tanh never gives")
 
+    _check_stated_network(c, meta, network)
     _check_state(c, meta.get("state"))
     _check_rng(c, meta.get("sample_rng"))
     _check_corpus(c, meta.get("corpus"), K)
-    return Checkpoint(params=Params(params), meta=meta, opt_state=opt_state, h=h)
+    return Checkpoint(params=Params(params).carrying(network), meta=meta, opt_state=opt_state,
+                      h=h)
 
 
-def _check_array(c: _Checker, key: str, a: np.ndarray, shape: tuple, dtype: np.dtype,
+def _check_stated_network(c: _Checker, meta: dict, made: Network) -> None:
+    """A file that states its network (files written since the spec was) states the one its
+    config and vocabulary make, which its arrays have been checked against."""
+    if "network" in meta:
+        try:
+            stated = Network.from_dict(meta["network"])
+        except (TypeError, ValueError) as exc:
+            c.fail(f"its network {_show(meta['network'])} is not one charnn writes ({exc})")
+        c.need(stated == made, f"it states its network is {stated.summary()}, but its config "
+                               f"and vocabulary make {made.summary()}")
+
+
+def _check_array(c: _Checker, key: str, member: _Member, shape: tuple, dtype: np.dtype,
                  why: str) -> np.ndarray:
-    if a.dtype.kind == "f" and a.dtype.newbyteorder("=") == dtype:
-        a = a.astype(dtype, copy=False)                  # native byte order
-    if a.dtype != dtype:
-        what = {"f": f"{a.dtype.name} numbers", "i": f"whole numbers ({a.dtype.name})",
-                "u": f"whole numbers ({a.dtype.name})", "b": "booleans", "c": "complex numbers",
-                "U": "text", "S": "bytes", "O": "objects"}.get(a.dtype.kind, str(a.dtype))
+    """The member's data, read once its header's dtype and shape are the expected ones."""
+    found = member.dtype
+    if found.kind == "f" and found.newbyteorder("=") == dtype:
+        found = dtype                                    # read, then made native below
+    if found != dtype:
+        what = {"f": f"{found.name} numbers", "i": f"whole numbers ({found.name})",
+                "u": f"whole numbers ({found.name})", "b": "booleans", "c": "complex numbers",
+                "U": "text", "S": "bytes", "O": "objects"}.get(found.kind, str(found))
         c.fail(f"{key} holds {what}, but its config's dtype is {dtype.name}")
+    c.need(member.shape == shape, f"{key} has shape {member.shape}, but {why} {shape}")
+    a = member.read()
     c.need(a.shape == shape, f"{key} has shape {a.shape}, but {why} {shape}")
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a.astype(dtype, copy=False))
 
 
 def _non_finite(a: np.ndarray) -> str:
@@ -351,6 +491,9 @@ def _check_vocab(c: _Checker, vocab) -> str:
         vocab = "".join(vocab)
     c.need(isinstance(vocab, str), f"its vocabulary is {_show(vocab)}, not a string of characters")
     c.need(len(vocab) > 0, "its vocabulary is empty")
+    lone = next((ch for ch in vocab if "\ud800" <= ch <= "\udfff"), None)
+    c.need(lone is None, f"its vocabulary holds {lone!r}, half of a UTF-16 surrogate pair and "
+                         "no character, which no text gives and no terminal can print")
     seen = set()
     for ch in vocab:
         c.need(ch not in seen, f"its vocabulary holds {ch!r} twice")

@@ -12,8 +12,8 @@ import numpy as np
 
 from .config import BACKENDS
 from .errors import CharnnError
-from .options import (add_train_arguments, config_from_args, load_training_corpus, number,
-                      seed_number, unescape, whole_number)
+from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
+                      message_of, number, seed_number, text_source, unescape, whole_number)
 from .progress import ProgressView
 from .schedule import format_duration
 
@@ -37,19 +37,34 @@ def cmd_train(args) -> int:
     view = ProgressView(show_bar=not args.no_progress) if writer else (lambda event: None)
     announce = (lambda message: print(message, flush=True)) if writer else (lambda m: None)
     if args.resume is not None:
+        if args.init_from is not None:
+            raise CharnnError("a resumed run goes on from its own weights; leave out "
+                              "--init-from (or start a new run with it, without --resume)")
         trainer = _resume(args, view, announce)
     else:
-        config = config_from_args(args)
-        announce(describe_settings(config, args.preset))
+        base = None
+        if args.init_from is not None:                   # fine-tuning: finetune.py
+            from .finetune import finetune_config, load_base
+            base = load_base(args.init_from)
+            config = finetune_config(args, base)
+        else:
+            config = config_from_args(args)
         corpus = load_training_corpus(args, config)
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
                               "that every process names the same run folder")
-        run_dir = args.out or Path("runs") / (args.name or _default_run_name(corpus.name))
+        run_dir = args.out or Path("runs") / (_plain_name(args.name) if args.name else
+                                              _default_run_name(corpus.name))
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir}, or give another --name or --out")
-        trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
+        announce(describe_settings(config, args.preset, Path(run_dir) / "config.json"))
+        if base is not None:
+            from .finetune import finetune_trainer
+            trainer = finetune_trainer(base, corpus, config, run_dir, on_event=view,
+                                       announce=announce)
+        else:
+            trainer = Trainer(corpus, config, run_dir, on_event=view, announce=announce)
     state = trainer.run()
     run_dir = trainer.run_dir
     if not writer:
@@ -74,13 +89,24 @@ def cmd_train(args) -> int:
     return 0
 
 
-def describe_settings(config, preset: str) -> str:
-    """Every setting of a new run, as the flags that give it."""
-    from .presets import as_flags
-    values = config.to_dict()
-    if values["time_limit"] is not None:
-        values["time_limit"] = format_duration(values["time_limit"]).replace(" ", "")
-    return f"settings (preset {preset}, then the flags given): {as_flags(values)}"
+def describe_settings(config, preset: str, every: Path) -> str:
+    """A new run's settings in one line: the preset, the settings that differ from it (as the
+    flags that give them), and where all of them are written."""
+    from .config import TrainConfig
+    from .presets import PRESETS, as_flags
+    values, base = config.to_dict(), TrainConfig(**PRESETS[preset]).to_dict()
+    # sigma and eta left out default to values that follow other settings (the width, the
+    # optimiser): they differ from the preset's only where they were given
+    follows = TrainConfig(**{**values, "sigma": None, "eta": None}).to_dict()
+    for name in ("sigma", "eta"):
+        if name not in PRESETS[preset]:
+            base[name] = follows[name]
+    changed = {name: value for name, value in values.items() if value != base[name]}
+    if changed.get("time_limit") is not None:
+        changed["time_limit"] = format_duration(changed["time_limit"]).replace(" ", "")
+    flags = as_flags(changed)
+    return (f"settings: preset {preset}" + (f" with {flags}" if flags else " as it is")
+            + f" (every setting: {every})")
 
 
 def _resume(args, view, announce):
@@ -117,7 +143,7 @@ def _resume(args, view, announce):
         changes["updates"] = None
     corpus = None
     if args.text or args.corpus:
-        corpus = load_corpus(args.corpus or args.text, encoding=args.encoding,
+        corpus = load_corpus(text_source(args), encoding=args.encoding,
                              records=saved.records, record_separator=saved.record_separator)
     trainer = resume_trainer(run, corpus, changes=changes, on_event=view, announce=announce)
     if trainer.state.iteration >= trainer.total_updates:
@@ -131,6 +157,14 @@ def _resume(args, view, announce):
     return trainer
 
 
+def _plain_name(name: str) -> str:
+    """A --name that keeps the run inside runs/: one folder name, not a path."""
+    if name in ("", ".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise CharnnError(f"--name {name!r} is not a plain folder name (runs go in runs/NAME); "
+                          "give a name without / or .., or --out for a folder elsewhere")
+    return name
+
+
 def _default_run_name(corpus_name: str) -> str:
     stem = Path(corpus_name).stem or "run"
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -141,7 +175,7 @@ def _default_run_name(corpus_name: str) -> str:
 def _add_sampling_arguments(g) -> None:
     g.add_argument("--temperature", type=number, default=1.0,
                    help="softmax(o / T): 1.0 = the model's distribution, < 1 = less random")
-    g.add_argument("--top-k", type=whole_number, default=0,
+    g.add_argument("--top-k", type=limited("top_k"), default=0,
                    help="draw only from the K most likely characters (0 = off)")
     g.add_argument("--top-p", type=number, default=1.0,
                    help="nucleus: draw from the most likely characters reaching P (1.0 = off)")
@@ -171,8 +205,10 @@ def cmd_sample(args) -> int:
         args.checkpoint = DEFAULT_MODEL
         print(f"charnn: no run folder given: sampling from the pretrained model "
               f"{DEFAULT_MODEL!r}", file=sys.stderr, flush=True)
-    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True),
+                 jobs=("sample",))
     prime = read_text(args.prime_file) if args.prime_file else (args.prime or "")
+    model.check_known(prime, "the prime text")        # before anything is written to stdout
     if args.beam is not None:
         return _print_beams(model, prime, args)
     records = model.is_record_model
@@ -206,56 +242,42 @@ def _print_beams(model, prime: str, args) -> int:
 
 def cmd_gradcheck(args) -> int:
     from .corpus import load_corpus
-    from .gradcheck import check_gradients, check_network_gradients, format_table, \
-        gradcheck_problem
-    from .networks import NETWORKS
+    from .gradcheck import format_table, run_gradient_check
+    from dataclasses import replace
+
+    from .networks import Network
     if args.hidden < 1 or args.seq_length < 1 or args.layers < 1:
         raise CharnnError("--hidden, --seq-length and --layers must be at least 1")
-    if args.step is None:
-        args.step = 1e-4 if args.model == "rnn" else 1e-5
-    if not (args.step > 0 and args.threshold > 0):
+    if not ((args.step is None or args.step > 0) and args.threshold > 0):
         raise CharnnError("--step and --threshold must be greater than 0")
     if args.batch_size < 1 or (args.elements is not None and args.elements < 1):
         raise CharnnError("--batch-size and --elements must be at least 1")
     if not 0 <= args.dropout < 1:
         raise CharnnError(f"--dropout is {args.dropout}; give a probability from 0 up to "
                           "(not including) 1")
-    if args.model == "rnn" and args.layers != 1:
-        raise CharnnError("the vanilla RNN has one layer; give --layers 1, or --model lstm "
-                          "or gru for stacked layers")
-    corpus = load_corpus(args.corpus or args.text, encoding=args.encoding)
+    network = Network(args.model, args.layers, args.hidden, dropout=args.dropout)
+    if not network.stacked and args.layers != 1:
+        raise CharnnError(f"the {network.title} has one layer; give --layers 1, or --model "
+                          "lstm or gru for stacked layers")
+    corpus = load_corpus(text_source(args), encoding=args.encoding)
+    network = replace(network, vocab=len(corpus.vocab))
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
     if len(data) < args.batch_size + 1:
         raise CharnnError(f"{corpus.name} is too short for {args.batch_size} lanes; give a "
                           "longer text or a smaller --batch-size")
-    network = NETWORKS[args.model]
-    sigma = args.sigma if args.sigma is not None else \
-        0.01 if args.model == "rnn" else 1 / math.sqrt(args.hidden)
-    params, inputs, targets, states = gradcheck_problem(
-        data, len(corpus.vocab), args.hidden, args.seq_length, sigma, args.seed,
-        args.batch_size, args.model, args.layers)
-    gradient_fn = None                                   # the numpy reference's
-    if args.backend == "compiled":
-        from .backends import get_backend
-        gradient_fn = get_backend("compiled", print, network=args.model).loss_and_gradients
-    if gradient_fn is not None and args.model == "rnn":  # the kernel takes h (m,) alone
-        rows = check_gradients(params, inputs, targets, states, args.step, args.threshold,
-                               gradient_fn, elements=args.elements, seed=args.seed)
-    else:
-        masks = [network.dropout_masks(args.dropout, inputs.shape[-1], args.hidden,
-                                       args.layers, (args.seed, 1, lane))
-                 for lane in range(args.batch_size)]
-        rows = check_network_gradients(network, params, inputs, targets, states, args.step,
-                                       args.threshold, gradient_fn, elements=args.elements,
-                                       seed=args.seed, masks=masks)
+    check = run_gradient_check(network, data, args.seq_length, sigma=args.sigma,
+                               step=args.step, threshold=args.threshold, backend=args.backend,
+                               batch_size=args.batch_size, elements=args.elements,
+                               seed=args.seed, announce=print)
+    rows = check.rows
     lanes = f", batch {args.batch_size} (loss averaged over lanes)" if args.batch_size > 1 else ""
     checked = f", {args.elements} random elements per parameter" if args.elements else ""
     stack = f" x {args.layers} layers" if args.layers > 1 else ""
     dropout = f", dropout {args.dropout:g} (fixed masks)" if args.dropout and args.layers > 1 \
         else ""
-    print(f"gradient check ({args.model}{stack}, {args.backend}): m={args.hidden}, "
-          f"K={len(corpus.vocab)}, seq_length={inputs.shape[-1]}{lanes}{dropout}, "
-          f"sigma={sigma:.3g}, h={args.step:g}, float64{checked}, text {corpus.name}")
+    print(f"gradient check ({args.model}{stack}, {check.backend}): m={args.hidden}, "
+          f"K={len(corpus.vocab)}, seq_length={check.seq_length}{lanes}{dropout}, "
+          f"sigma={check.sigma:.3g}, h={check.step:g}, float64{checked}, text {corpus.name}")
     print(format_table(rows, args.threshold))
     failed = [r.name for r in rows if not r.passed]
     if failed:
@@ -275,7 +297,8 @@ def cmd_eval(args) -> int:
     from .trained import load
     if args.warmup < 0 or args.max_chars < 0:
         raise CharnnError("--warmup and --max-chars must be 0 or more")
-    model = load(args.checkpoint, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    announce = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    model = load(args.checkpoint, args.backend, announce, jobs=("evaluate", "sample"))
     text = read_text(args.text, args.encoding)
     unknown = model.vocab.unknown(text.replace(model.config.get("record_separator", "\n"), "")
                                   if model.is_record_model else text)
@@ -286,6 +309,7 @@ def cmd_eval(args) -> int:
         text = "".join(ch for ch in text if ch not in set(unknown))
     if len(text) < 2:
         raise CharnnError(f"{args.text} has fewer than 2 known characters; give a longer text")
+    model.prefer_compiled(min(len(text), args.max_chars or len(text)), announce)
     score = model.evaluate(text, warmup=args.warmup, max_chars=args.max_chars)
     skipped = f" ({len(unknown)} unknown character kinds skipped)" if unknown else ""
     if model.is_record_model:
@@ -305,7 +329,8 @@ def cmd_inspect(args) -> int:
     from .corpus import read_text
     from .insight import FEATURES, default_text, find_units, inspect_html
     from .trained import load
-    model = load(args.run, args.backend, lambda m: print(m, file=sys.stderr, flush=True))
+    model = load(args.run, args.backend, lambda m: print(m, file=sys.stderr, flush=True),
+                 jobs=("sample",))
     if args.text:
         text, source = read_text(args.text, args.encoding), args.text
     else:
@@ -315,24 +340,38 @@ def cmd_inspect(args) -> int:
     text = text[:args.max_chars]
     analysis = model.analyse(text)
     layers = len(analysis.layers)
-    if not 0 <= args.layer < layers:
-        raise CharnnError(f"--layer is {args.layer}; this network has layer 0"
+    if args.layer is not None and not 0 <= args.layer < layers:
+        raise CharnnError(f"--layer is {args.layer}; {model.network.describe()} has layer 0"
                           + (f" to {layers - 1}" if layers > 1 else ""))
     units = find_units(analysis.layers, text)
-    m = analysis.layers[args.layer].shape[1]
-    unit = args.unit if args.unit is not None else (units[0].unit if units else 0)
+    layer, unit = chosen_unit(units, args.layer, args.unit)
+    m = analysis.layers[layer].shape[1]
     if not 0 <= unit < m:
         raise CharnnError(f"--unit is {unit}; give a unit from 0 to {m - 1}")
-    print(f"{source}: {len(text):,} characters; units whose activation tracks a feature "
-          "(|Pearson r|):")
+    print(f"{source}: {len(text):,} characters through {model.network.describe()}; units "
+          "whose activation tracks a feature (|Pearson r|):")
     for u in units:
         print(f"  {FEATURES[u.feature]:<22} layer {u.layer} unit {u.unit:>4}  r = {u.r:+.3f}")
     if args.html:
-        page = inspect_html(analysis, units, unit, args.layer, f"{Path(args.run).name}: "
-                            f"unit {unit}", source)
-        Path(args.html).write_text(page, encoding="utf-8")
-        print(f"wrote {args.html} (unit {unit})")
+        where = f"layer {layer} unit {unit}" if layers > 1 else f"unit {unit}"
+        page = inspect_html(analysis, units, unit, layer, f"{Path(args.run).name}: {where}",
+                            source)
+        from .run_folder import write_atomically     # a full disk leaves no empty page
+        write_atomically(Path(args.html), page)
+        print(f"wrote {args.html} ({where})")
     return 0
+
+
+def chosen_unit(units, layer: int | None, unit: int | None) -> tuple[int, int]:
+    """(layer, unit) to colour by: the ones given; for what is not given, the best ranked
+    unit (of the layer given, if one is), whose own layer goes with it; layer 0 and unit 0
+    when nothing ranks."""
+    if unit is not None:
+        return (0 if layer is None else layer), unit
+    ranked = [u for u in units if layer is None or u.layer == layer]
+    if not ranked:
+        return (0 if layer is None else layer), 0
+    return ranked[0].layer, ranked[0].unit
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -340,12 +379,20 @@ def cmd_inspect(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import require_extra
     require_extra()
-    from .serve.app import serve
+    from .serve.app import serve, split_host
     if not 0 <= args.port <= 65535:
-        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535")
+        raise CharnnError(f"--port is {args.port}; give a port from 1 to 65535 (0: any free "
+                          "one)")
+    for name in args.allow_host:
+        try:
+            split_host(name)
+        except ValueError:
+            raise CharnnError(f"--allow-host is {name!r}; give a host name such as "
+                              "mybox.local, or NAME:PORT") from None
     try:
         serve(args.runs, args.runs_dir, args.host, args.port, args.backend,
-              announce=lambda message: print(message, flush=True))
+              allow_hosts=args.allow_host, announce=lambda message: print(message, flush=True),
+              warn=lambda message: print(message, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
         pass
     print("charnn serve: stopped", flush=True)
@@ -375,16 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a checkpoint file (.npz), a run folder (its best.npz) or a pretrained "
                         f"model's name (default: the pretrained {PRETRAINED})")
     g = p.add_argument_group("what to generate")
-    g.add_argument("-n", type=whole_number, default=1000, help="characters (default 1000)")
+    g.add_argument("-n", type=limited("length"), default=1000, help="characters (default 1000)")
     g.add_argument("--prime", default="", help="text the sample starts from")
     g.add_argument("--prime-file", default=None, help="a file whose text the sample starts from")
     g.add_argument("--stop-at", default=None,
                    help="stop after this string appears (\\n and \\t are understood)")
-    g.add_argument("--count", type=whole_number, default=1, help="number of samples (default 1)")
+    g.add_argument("--count", type=limited("count"), default=1, help="number of samples (default 1)")
     g.add_argument("--zero-state", action="store_true",
                    help="start from h = 0 (default: the state training carried, for models "
                         "trained in sequential order; records and shuffled chunks start at 0)")
-    g.add_argument("--max-length", type=whole_number, default=None,
+    g.add_argument("--max-length", type=limited("length"), default=None,
                    help="record models: the longest record to generate (default -n)")
     g = p.add_argument_group("how to draw")
     _add_sampling_arguments(g)
@@ -403,12 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--model", choices=["rnn", "lstm", "gru"], default="rnn",
                    help="the network (default rnn, the vanilla RNN)")
-    p.add_argument("--layers", type=whole_number, default=1,
+    p.add_argument("--layers", type=limited("layers"), default=1,
                    help="stacked layers (lstm and gru; default 1)")
     p.add_argument("--dropout", type=number, default=0.0,
                    help="dropout between stacked layers, with fixed masks (default 0)")
-    p.add_argument("--hidden", type=whole_number, default=5, help="hidden units (default 5)")
-    p.add_argument("--seq-length", type=whole_number, default=25, help="default 25")
+    p.add_argument("--hidden", type=limited("hidden"), default=5, help="hidden units (default 5)")
+    p.add_argument("--seq-length", type=limited("seq_length"), default=25, help="default 25")
     p.add_argument("--sigma", type=number, default=None,
                    help="init std (default 0.01 for rnn, the assignment's; 1/sqrt(hidden) for "
                         "lstm and gru, PyTorch's scale: at 0.01 a stacked network's lower "
@@ -419,9 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "whose larger weights curve the loss more)")
     p.add_argument("--threshold", type=number, default=1e-6,
                    help="largest relative difference that passes (default 1e-6)")
-    p.add_argument("--batch-size", type=whole_number, default=1,
+    p.add_argument("--batch-size", type=limited("batch_size"), default=1,
                    help="lanes: check the gradient of the loss averaged over B sequences")
-    p.add_argument("--elements", type=whole_number, default=None,
+    p.add_argument("--elements", type=limited("elements"), default=None,
                    help="check N random elements of each parameter (for big models)")
     p.add_argument("--seed", type=seed_number, default=0)
     p.add_argument("--backend", choices=["numpy", "compiled"], default="numpy",
@@ -436,17 +483,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--skip-unknown", action="store_true",
                    help="leave out characters the model does not know")
-    p.add_argument("--warmup", type=whole_number, default=WARMUP,
+    p.add_argument("--warmup", type=limited("warmup"), default=WARMUP,
                    help=f"characters read to set the hidden state before scoring (default "
                         f"{WARMUP}, at most half the text; as validation does)")
-    p.add_argument("--max-chars", type=whole_number, default=0,
+    p.add_argument("--max-chars", type=limited("max_chars"), default=0,
                    help="score at most N characters after the warm-up (default 0: all; "
                         "validation scores at most --eval-chars)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_eval)
 
-    from .report import add_report_parser
+    from .report.cli import add_report_parser
     add_report_parser(sub)
+
+    from .export import add_export_parser
+    add_export_parser(sub)
 
     p = sub.add_parser("inspect", help="which hidden units track which features of a text",
                        description="Run a text through a model, rank the hidden units by how "
@@ -458,9 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "held-out part, or its latest sample)")
     p.add_argument("--unit", type=whole_number, default=None,
                    help="the unit to colour by (default: the best one found)")
-    p.add_argument("--layer", type=whole_number, default=0, help="its layer (default 0)")
+    p.add_argument("--layer", type=whole_number, default=None,
+                   help="its layer (default: the best unit's, or 0 with --unit)")
     p.add_argument("--html", default=None, help="write the coloured text to this page")
-    p.add_argument("--max-chars", type=int, default=2000,
+    p.add_argument("--max-chars", type=whole_number, default=2000,
                    help="look at the first N characters (default 2000)")
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
@@ -475,8 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs",
                    help="a folder whose run folders are shown (default runs)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="default 8000")
+                   help="address to listen on (default 127.0.0.1: this machine only; any "
+                        "other address needs the token the server prints)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000 (0: any free port)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name (or NAME:PORT) the browser may use to reach the server, "
+                        "besides 127.0.0.1, localhost and [::1]; repeatable")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_serve)
     return parser
@@ -493,6 +548,16 @@ def given_options(argv) -> set[str]:
     return set(vars(parser.parse_args(argv)))
 
 
+def _out_of_memory() -> str:
+    from .memory import address_space_left
+    limit = address_space_left()
+    if limit is not None:
+        # the usual cause under a limit is the limit: it counts address space, not memory used
+        return ("out of memory under the address-space limit (ulimit -v); raise it (ulimit -v "
+                "unlimited), or give a smaller --hidden, --batch-size or text")
+    return "out of memory; give a smaller --hidden, --batch-size or text"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -502,7 +567,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except CharnnError as exc:
-        print(f"charnn: error: {exc}", file=sys.stderr)
+        print(f"charnn: error: {message_of(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("charnn: interrupted", file=sys.stderr)
@@ -510,8 +575,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 0
     except MemoryError:
-        print("charnn: error: out of memory; give a smaller --hidden, --batch-size or text",
-              file=sys.stderr)
+        print(f"charnn: error: {_out_of_memory()}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

@@ -22,6 +22,8 @@ import hashlib
 import json
 import lzma
 import os
+import re
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +42,11 @@ _READ = 1 << 22                  # bytes (or characters) handled at a time
 _UNICODE = 0x110000
 # Codecs that read an ASCII-only file as those same characters, one per byte.
 _ASCII_CODECS = {"utf-8", "utf-8-sig", "ascii", "latin-1", "iso8859-1", "iso8859-15", "cp1252"}
+# Python's codecs that are text encodings in name only: "undefined" refuses every input,
+# and "idna" and "punycode" read internet domain names (their decoders split at dots, refuse
+# labels longer than 63 characters and lower-case them), not files.
+_NOT_FOR_FILES = {"undefined", "idna", "punycode"}
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 # The on-disk cache of encoded texts: texts of at least CACHE_MIN_BYTES bytes, the
 # CACHE_KEEP most recently used. CACHE_FORMAT changes whenever the files' meaning does.
@@ -93,6 +100,10 @@ class Vocabulary:
         return "".join(chars[i] for i in indices)
 
 
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _index_dtype(K: int) -> np.dtype:
     return np.dtype(np.uint8 if K <= 256 else np.int32)
 
@@ -108,7 +119,21 @@ def text_codec(encoding: str) -> codecs.CodecInfo:
     if info is None or not getattr(info, "_is_text_encoding", True):
         raise CharnnError(f"unknown encoding {encoding!r}; give one Python knows, "
                           "such as utf-8 or latin-1")
+    if info.name in _NOT_FOR_FILES:
+        why = "it refuses every input" if info.name == "undefined" else "it reads domain names"
+        raise CharnnError(f"--encoding {encoding} does not read text files ({why}); give the "
+                          "file's encoding, such as utf-8 or latin-1")
     return info
+
+
+def _no_surrogates(text: str, label: str, before: int = 0) -> None:
+    """Refuse a text that decodes to a lone surrogate (utf-7 and the escape codecs can give
+    one): half of a UTF-16 pair is no character, and no output can print it."""
+    lone = _SURROGATES.search(text)
+    if lone:
+        raise CharnnError(f"{label}: character {before + lone.start():,} is a lone surrogate "
+                          f"({lone.group()!r}), which is no character; give the file's real "
+                          "encoding with --encoding, or remove it")
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
@@ -121,6 +146,10 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     except UnicodeDecodeError as exc:
         raise CharnnError(f"{path}: byte {exc.start} is not valid {encoding}; give its "
                           "encoding with --encoding (for example latin-1)") from None
+    except (UnicodeError, ValueError) as exc:    # codecs that name no byte
+        raise CharnnError(f"{path} is not valid {encoding} ({_cut(str(exc))}); give its "
+                          "encoding with --encoding (for example latin-1)") from None
+    _no_surrogates(text, str(path))
     if not text:
         raise CharnnError(f"{path} is empty; give a text file with some text in it")
     return text
@@ -132,6 +161,16 @@ def _check_file(path: Path) -> int:
         raise CharnnError(f"{path}: no such file; give the path of a text file")
     if path.is_dir():
         raise CharnnError(f"{path} is a folder; give the path of a text file")
+    # opening a FIFO waits forever for a writer, and a device can be read forever
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CharnnError(f"{path}: cannot read ({exc.strerror}); check the path") from None
+    if not stat.S_ISREG(mode):
+        kind = "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" \
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        first = " (save what the pipe gives to a file first)" if stat.S_ISFIFO(mode) else ""
+        raise CharnnError(f"{path} is {kind}; give the path of a text file{first}")
     try:
         with open(path, "rb") as f:
             f.read(1)
@@ -251,6 +290,7 @@ class _Encoded:
 def _decoded(raw: _Raw, codec: codecs.CodecInfo, encoding: str, label: str):
     """The text in chunks of code points (uint32 arrays), each with its str."""
     decoder = codec.incrementaldecoder("strict")
+    decoded = 0                                 # characters before this chunk
     for start, chunk, last in raw.chunks():
         pending = len(decoder.getstate()[0])
         try:
@@ -259,7 +299,12 @@ def _decoded(raw: _Raw, codec: codecs.CodecInfo, encoding: str, label: str):
             raise CharnnError(f"{label}: byte {start - pending + exc.start} is not valid "
                               f"{encoding}; give its encoding with --encoding (for example "
                               "latin-1)") from None
+        except (UnicodeError, ValueError) as exc:    # codecs that name no byte
+            raise CharnnError(f"{label} is not valid {encoding} ({_cut(str(exc))}); give its "
+                              "encoding with --encoding (for example latin-1)") from None
         if text:
+            _no_surrogates(text, label, decoded)
+            decoded += len(text)
             yield np.frombuffer(text.encode("utf-32-le"), np.uint32), text
 
 
@@ -583,6 +628,7 @@ class Corpus:
     def from_text(cls, text: str, name: str = "text", records: bool = False,
                   record_separator: str = "\n") -> "Corpus":
         """A corpus of a str in memory, encoded as load_corpus encodes a UTF-8 file."""
+        _no_surrogates(text, name)
         raw = text.encode("utf-8")
         return _corpus(_Raw(data=raw), name, name, "utf-8", records, record_separator,
                        cache=False)

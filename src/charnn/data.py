@@ -20,14 +20,16 @@ and laying millions of them out in lanes runs in a compiled loop (numba, loaded 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from .config import TrainConfig
 from .corpus import Corpus
-from .errors import CharnnError
+from .errors import CharnnError, SettingError, setting
 
 # Above this many segments the lane assignment and the schedule's filling run compiled.
 COMPILE_ABOVE = 4096
@@ -86,8 +88,9 @@ def build_dataset(corpus: Corpus, config: TrainConfig) -> Dataset:
         R = len(segments)
         n_val = int(round(config.val_frac * R))
         if config.val_frac > 0 and (n_val < 1 or n_val >= R):
-            raise CharnnError(f"--val-frac {config.val_frac} leaves no records for validation or "
-                              f"for training out of {R}; give a fraction that does")
+            raise SettingError(f"{setting('val_frac')} {config.val_frac} leaves no records for "
+                               f"validation or for training out of {R}; give a fraction that "
+                               "does")
         if config.order == "shuffled":
             held = np.zeros(R, bool)
             held[rng.choice(R, n_val, replace=False)] = True
@@ -95,8 +98,9 @@ def build_dataset(corpus: Corpus, config: TrainConfig) -> Dataset:
         else:
             train, val = segments[:R - n_val], segments[R - n_val:]
         if B > len(train):
-            raise CharnnError(f"--batch-size {B} is more than the {len(train):,} training "
-                              f"records; give --batch-size {len(train)} or less")
+            raise SettingError(f"{setting('batch_size')} {B} is more than the {len(train):,} "
+                               f"training records; give {setting('batch_size')} {len(train)} "
+                               "or less")
         return Dataset(data, train, val, full_windows_only=False)
 
     data = corpus.data
@@ -105,11 +109,12 @@ def build_dataset(corpus: Corpus, config: TrainConfig) -> Dataset:
     if config.order == "sequential":
         train_end = N - n_val
         if train_end < tau + 1:
-            raise CharnnError(f"{corpus.name} has {train_end} training characters, fewer than "
-                              f"--seq-length + 1 = {tau + 1}; give a longer text or a shorter "
-                              "--seq-length")
+            raise SettingError(f"{corpus.name} has {train_end} training characters, fewer than "
+                               f"{setting('seq_length')} + 1 = {tau + 1}; give a longer text or "
+                               f"a shorter {setting('seq_length')}")
         if n_val and n_val < 2:
-            raise CharnnError("--val-frac holds out fewer than 2 characters; give a larger fraction")
+            raise SettingError(f"{setting('val_frac')} holds out fewer than 2 characters; give a "
+                               "larger fraction")
         val = _spans([(train_end, N)] if n_val else [])
         return Dataset(data, _spans([(0, train_end)]), val, full_windows_only=True)
 
@@ -129,9 +134,10 @@ def build_dataset(corpus: Corpus, config: TrainConfig) -> Dataset:
         pieces.append(np.stack([s, e], axis=1)[e - s >= 2])
     chunks = np.concatenate(pieces)
     if B > len(chunks):
-        raise CharnnError(f"--batch-size {B} is more than the {len(chunks):,} training chunks "
-                          f"of --chunk-length {chunk}; give --batch-size {len(chunks)} or less, "
-                          "or a shorter --chunk-length")
+        raise SettingError(f"{setting('batch_size')} {B} is more than the {len(chunks):,} "
+                           f"training chunks of {setting('chunk_length')} {chunk}; give "
+                           f"{setting('batch_size')} {len(chunks)} or less, or a shorter "
+                           f"{setting('chunk_length')}")
     return Dataset(data, chunks, val, full_windows_only=False)
 
 
@@ -219,7 +225,29 @@ def _run(function, size: int, *args):
         if not numba.config.CACHE_DIR:   # numba was imported before charnn and missed the setting
             numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
         _compiled[function.__name__] = numba.njit(cache=True, nogil=True)(function)
+        marker = _compile_marker(function)
+        if not marker.exists():                          # a compile nobody waits for unawares
+            print(f"charnn: compiling the data layout's {function.__name__} once for this "
+                  "machine (a few seconds)", file=sys.stderr, flush=True)
+            result = _compiled[function.__name__](*args)
+            try:
+                marker.write_text("compiled\n")
+            except OSError:
+                pass                                     # a read-only cache only costs time
+            return result
     return _compiled[function.__name__](*args)
+
+
+def _compile_marker(function) -> Path:
+    """The file that says `function` is compiled for this numba, this source and this CPU."""
+    import hashlib
+
+    import numba
+
+    from .paths import compile_target
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return Path(numba.config.CACHE_DIR) / (f"charnn-data-{function.__name__}-{numba.__version__}"
+                                           f"-{source}-{compile_target()}.ok")
 
 
 @dataclass
@@ -243,9 +271,9 @@ def _layout(dataset: Dataset, config: TrainConfig, epoch: int) -> _Layout:
             start, end = int(seg_starts[0]), int(seg_ends[0])
             length = (end - start) // B
             if length < tau + 1:
-                raise CharnnError(f"--batch-size {B} cuts the text into streams of {length} "
-                                  f"characters, shorter than --seq-length + 1; give a smaller "
-                                  "batch or a longer text")
+                raise SettingError(f"{setting('batch_size')} {B} cuts the text into streams of "
+                                   f"{length} characters, shorter than {setting('seq_length')} "
+                                   "+ 1; give a smaller batch or a longer text")
             seg_starts = start + length * np.arange(B, dtype=np.int64)
             seg_ends = np.minimum(seg_starts + length + 1, end)
         w = _windows(seg_starts, seg_ends, tau, full)

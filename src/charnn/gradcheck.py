@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .model import Params, loss_and_gradients
+from .networks import Network
 
 LossAndGradients = Callable[[Params, np.ndarray, np.ndarray, np.ndarray],
                             tuple[float, Params, np.ndarray]]
@@ -72,7 +73,7 @@ def check_network_gradients(network, params, inputs: np.ndarray, targets: np.nda
     params = Params(dict(params.items())).astype(np.float64)
     inputs, targets = np.asarray(inputs), np.asarray(targets)
     lanes = inputs.shape[0] if inputs.ndim == 2 else 1
-    m, layers = params.hidden_size, _layers_of(network, params)
+    m, layers = params.hidden_size, Network.of_params(params).layers
     if states is None:
         states = np.zeros((lanes,) + network.zero_state(m, layers).shape)
     states = np.asarray(states, np.float64).reshape((lanes,) + network.zero_state(m, layers).shape)
@@ -122,11 +123,6 @@ def check_network_gradients(network, params, inputs: np.ndarray, targets: np.nda
     return rows
 
 
-def _layers_of(network, params) -> int:
-    """Layers of a stacked network's parameters (W_hh0, W_hh1, ...); one for the RNN."""
-    return max(1, sum(1 for name in params.names if name.startswith("W_hh")))
-
-
 def gradcheck_problem(data: np.ndarray, K: int, hidden: int = 5, seq_length: int = 25,
                       sigma: float = 0.01, seed: int = 0, batch_size: int = 1,
                       network: str = "rnn", layers: int = 1):
@@ -160,3 +156,85 @@ def format_table(rows: list[GradientCheckRow], threshold: float) -> str:
         lines.append(f"{r.name:<6}{shape:>10}  {r.max_abs:13.3e}  {r.max_rel:13.3e}  "
                      f"{'pass' if r.passed else 'FAIL'}")
     return "\n".join(lines)
+
+
+# -- the check as `charnn gradcheck` and the report's Figure 1 run it ------------------------
+
+@dataclass
+class GradCheck:
+    """A gradient check's result, and what it was run on."""
+    rows: list[GradientCheckRow]
+    network: Network             # the small network checked
+    seq_length: int              # characters per lane
+    batch_size: int
+    sigma: float
+    step: float
+    threshold: float
+    dropout: float
+    elements: int | None         # random elements checked per parameter (None: all)
+    backend: str                 # whose analytic gradients: the backend's name
+    gradients_of: str            # the same, in words
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    @property
+    def hidden(self) -> int:
+        return self.network.hidden
+
+    @property
+    def K(self) -> int:  # noqa: N802
+        return self.network.vocab
+
+
+def default_step(network) -> float:
+    """The centred difference's h: the assignment's 1e-4 for the vanilla RNN; 1e-5 for the
+    gated networks, whose larger initial weights (Network.default_sigma) curve the loss more."""
+    return 1e-5 if network.module.GATED else 1e-4
+
+
+def run_gradient_check(network, data: np.ndarray, seq_length: int = 25, *,
+                       sigma: float | None = None, step: float | None = None,
+                       threshold: float = 1e-6, backend: str = "numpy", batch_size: int = 1,
+                       elements: int | None = None, seed: int = 0, announce=None) -> GradCheck:
+    """Check the analytic gradients of `network` (a networks.Network, its vocab the text's)
+    on the first characters of `data`, from a random state, with the network's default
+    initial scale and step unless given: the numpy reference's own gradients (backend
+    "numpy") or those of the backend the registry gives for `backend` ("auto": the fastest
+    that runs the network), the dropout masks fixed by `seed`. announce is told of a compile."""
+    import time
+
+    from .backends import get_backend, resolve_backend
+    started = time.perf_counter()
+    sigma = network.default_sigma if sigma is None else sigma
+    step = default_step(network) if step is None else step
+    params, inputs, targets, states = gradcheck_problem(
+        data, network.vocab, network.hidden, seq_length, sigma, seed, batch_size, network.cell,
+        network.layers)
+    name = resolve_backend(backend, network.cell)
+    module = network.module
+    if name == "numpy":
+        gradient_fn, whose = None, f"the numpy reference (networks/{network.cell}.py)"
+    else:
+        own = get_backend(name, announce, network=network.cell,
+                          jobs=("gradients",)).loss_and_gradients
+        gradient_fn, whose = _in_layers(network, own), f"the {name} backend"
+    lanes = inputs.shape[0] if inputs.ndim == 2 else 1
+    masks = [module.dropout_masks(network.dropout, inputs.shape[-1], network.hidden,
+                                  network.layers, (seed, 1, lane)) for lane in range(lanes)]
+    rows = check_network_gradients(module, params, inputs, targets, states, step, threshold,
+                                   gradient_fn, elements=elements, seed=seed, masks=masks)
+    return GradCheck(rows, network, inputs.shape[-1], batch_size, sigma, step, threshold,
+                     network.dropout, elements, name, whose, time.perf_counter() - started)
+
+
+def _in_layers(network, gradient_fn):
+    """A backend's loss_and_gradients (its state in the network's state_shape, masks only
+    where there are any) in the networks' interface (the state (layers, S, m))."""
+    def network_fn(params, inputs, targets, state, masks=None):
+        args = (params, inputs, targets, network.unlayered(state))
+        loss, grads, last = gradient_fn(*args) if masks is None else gradient_fn(*args, masks)
+        return loss, dict(grads.items()), network.layered(np.asarray(last))
+    return network_fn

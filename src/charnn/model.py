@@ -28,6 +28,14 @@ class Params:
 
     def __init__(self, arrays: dict[str, np.ndarray] | None = None, **named: np.ndarray):
         self.__dict__["_arrays"] = dict(arrays or {}, **named)
+        self.__dict__["network"] = None                # see carrying()
+
+    def carrying(self, network) -> "Params":
+        """These parameters, knowing the network they belong to (a networks.Network), so
+        that what runs them asks it rather than recognise them by their shapes; returns
+        self."""
+        self.__dict__["network"] = network
+        return self
 
     @classmethod
     def initial(cls, m: int, K: int, sigma: float, rng: np.random.Generator,
@@ -41,7 +49,8 @@ class Params:
 
     @classmethod
     def zeros_like(cls, other: "Params") -> "Params":
-        return cls({name: np.zeros_like(a) for name, a in other.items()})
+        return cls({name: np.zeros_like(a) for name, a in other.items()}).carrying(
+            getattr(other, "network", None))
 
     def __getattr__(self, name: str) -> np.ndarray:
         try:
@@ -90,10 +99,10 @@ class Params:
         return self._arrays.items()
 
     def copy(self) -> "Params":
-        return Params({name: a.copy() for name, a in self.items()})
+        return Params({name: a.copy() for name, a in self.items()}).carrying(self.network)
 
     def astype(self, dtype) -> "Params":
-        return Params({name: a.astype(dtype) for name, a in self.items()})
+        return Params({name: a.astype(dtype) for name, a in self.items()}).carrying(self.network)
 
 
 def softmax(o: np.ndarray) -> np.ndarray:

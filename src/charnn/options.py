@@ -11,11 +11,23 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from .config import BACKENDS, DEVICES, DTYPES, ORDERS, TrainConfig
+from .config import (BACKENDS, DEVICES, DTYPES, MAX_TIME_LIMIT, ORDERS, WHOLE_LIMITS,
+                     TrainConfig)
+from .errors import CharnnError, SettingError
 from .networks import NETWORKS
 from .optim import OPTIMIZERS
 from .presets import PRESETS, describe_presets
 from .schedule import SCHEDULES, parse_duration
+
+
+def flag_of(name: str) -> str:
+    """The flag that gives TrainConfig's field `name`: every setting's flag is its name."""
+    return "--" + name.replace("_", "-")
+
+
+def message_of(exc: CharnnError) -> str:
+    """A library error as the command line says it: the settings it names, as flags."""
+    return exc.naming(flag_of) if isinstance(exc, SettingError) else str(exc)
 
 
 def whole_number(text: str) -> int:
@@ -32,18 +44,36 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
-def seed_number(text: str) -> int:
-    value = whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; give a seed of 0 or more")
-    return value
+def limited(name: str):
+    """The argparse type of a whole-number flag bounded as config.WHOLE_LIMITS[name] bounds
+    it, so that the command line refuses what TrainConfig.validate and the checkpoint
+    loader would refuse later."""
+    least, most = WHOLE_LIMITS[name]
+
+    def parse(text: str) -> int:
+        value = whole_number(text)
+        if least <= value <= most:
+            return value
+        shown = text if len(text) <= 30 else f"a number of {len(text.strip())} digits"
+        why = "is too large" if value > most else "is negative" if value < 0 else "is too small"
+        raise argparse.ArgumentTypeError(f"{shown!r} {why}; give a whole number from "
+                                         f"{least:,} to {most:,}")
+    parse.__name__ = f"whole number ({name})"
+    return parse
+
+
+seed_number = limited("seed")
 
 
 def duration(text: str) -> float:
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds > MAX_TIME_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than ten years; give a shorter "
+                                         "duration, such as 10m")
+    return seconds
 
 
 def unescape(text: str) -> str:
@@ -114,13 +144,16 @@ RUN = {
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
-def add_config_flags(group, flags: dict, defaults: dict | None = None) -> None:
+def add_config_flags(group, flags: dict, defaults: dict | None = None,
+                     notes: dict | None = None) -> None:
     """Add one flag per TrainConfig field in `flags`, its default TrainConfig's (or
-    `defaults`'), shown in its help."""
+    `defaults`'), shown in its help, followed by notes[name] where there is one."""
     for name, (help_text, keywords) in flags.items():
         default = (defaults or {}).get(name, _DEFAULTS[name])
-        shown = "" if "default" in help_text else _shown(default)
-        group.add_argument("--" + name.replace("_", "-"), dest=name, default=default,
+        shown = ("" if "default" in help_text else _shown(default)) + (notes or {}).get(name, "")
+        if name in WHOLE_LIMITS:
+            keywords = dict(keywords, type=limited(name))
+        group.add_argument(flag_of(name), dest=name, default=default,
                            help=help_text + shown, **keywords)
 
 
@@ -132,22 +165,28 @@ def _shown(default) -> str:
     return f" (default {default:,})" if isinstance(default, int) else f" (default {default:g})"
 
 
-def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> None:
+def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True,
+                        notes: dict | None = None, length_title: str | None = None) -> list[str]:
+    """Add the training flags to `p` (with_run: also those of a run folder, the reporting
+    intervals and the backend); notes[name] follows a flag's help; length_title names the
+    length's group. Returns the TrainConfig fields given flags (with_run False: the
+    network's, the optimisation's, the length's and the data's)."""
     p.add_argument("text", nargs="?", help="the text file to train on (default: the bundled "
                    "Shakespeare corpus)")
     p.add_argument("--corpus", choices=["shakespeare"], help="train on a bundled corpus")
     p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default utf-8)")
-    add_config_flags(p.add_argument_group("model"), MODEL)
-    add_config_flags(p.add_argument_group("optimisation"), OPTIMISATION)
+    add_config_flags(p.add_argument_group("model"), MODEL, notes=notes)
+    add_config_flags(p.add_argument_group("optimisation"), OPTIMISATION, notes=notes)
     if with_run:
         p.add_argument("--preset", choices=tuple(PRESETS), default="assignment",
                        help="start from a named set of settings, which the flags given "
                             "override: " + describe_presets())
-    add_config_flags(p.add_argument_group("length (--epochs or --updates; default 100,000 "
-                                          "updates)"), LENGTH)
-    add_config_flags(p.add_argument_group("data"), DATA)
+    add_config_flags(p.add_argument_group(length_title or "length (--epochs or --updates; "
+                                          "default 100,000 updates)"), LENGTH, notes=notes)
+    add_config_flags(p.add_argument_group("data"), DATA, notes=notes)
+    given = [*MODEL, *OPTIMISATION, *LENGTH, *DATA]
     if not with_run:
-        return
+        return given
     add_config_flags(p.add_argument_group("reporting"), REPORTING)
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=None,
@@ -156,8 +195,14 @@ def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True) -> No
                    help="the run's name (default: the text's name and the time)")
     g.add_argument("--resume", type=Path, default=None, metavar="RUN",
                    help="continue the run in folder RUN where it stopped")
+    g.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="fine-tune: start from the weights of MODEL (a pretrained model's "
+                        "name such as shakespeare, a run folder, a checkpoint or an exported "
+                        "folder), keeping its network; --preset fine-tune unless --preset is "
+                        "given")
     add_config_flags(g, RUN)
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return given + [*REPORTING, *RUN]
 
 
 def config_from_args(args) -> TrainConfig:
@@ -173,11 +218,25 @@ def config_from_args(args) -> TrainConfig:
     if given is not None and "eta" in given and "min_eta" not in given and "min_eta" in preset:
         # the preset's schedule ends at a fraction of its eta: keep that fraction of the new one
         values["min_eta"] = values["eta"] * preset["min_eta"] / preset["eta"]
+    separator_given = "record_separator" in given if given is not None else \
+        values.get("record_separator", "\n") != _DEFAULTS["record_separator"]
+    if separator_given and not values.get("records"):
+        raise CharnnError("--record-separator splits a text into records, which only --records "
+                          "trains on; give --records too, or leave --record-separator out")
     values["record_separator"] = unescape(values.get("record_separator", "\n"))
     return TrainConfig(**values).validate()
 
 
+def text_source(args):
+    """The text a command reads: the file given, or the bundled corpus (--corpus); both at
+    once would leave one of them unread."""
+    if args.text and args.corpus:
+        raise CharnnError(f"both a text file ({args.text}) and --corpus {args.corpus} given; "
+                          "give one of them")
+    return args.corpus or args.text
+
+
 def load_training_corpus(args, config: TrainConfig):
     from .corpus import load_corpus
-    return load_corpus(args.corpus or args.text, encoding=args.encoding, records=config.records,
+    return load_corpus(text_source(args), encoding=args.encoding, records=config.records,
                        record_separator=config.record_separator)

@@ -1,4 +1,5 @@
-"""Where charnn keeps files of its own: the converted corpus and the compiled kernels."""
+"""Where charnn keeps files of its own: the converted corpus and the compiled kernels (and
+the CPU they are compiled for)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,19 @@ def cache_dir() -> Path:
         except OSError:
             continue
     raise OSError("no writable cache folder; set CHARNN_CACHE_DIR to one")
+
+
+def compile_target() -> str:
+    """The CPU that numba generates code for, as a short key: the host's, or the one that
+    NUMBA_CPU_NAME and NUMBA_CPU_FEATURES name. numba keys its cached code by it, so the
+    files that say "compiled" must be keyed by it too, or a compile for another CPU would go
+    unannounced."""
+    import hashlib
+
+    import numba
+    from llvmlite import binding
+    name = numba.config.CPU_NAME or binding.get_host_cpu_name()
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = binding.get_host_cpu_features().flatten()
+    return f"{name}-{hashlib.sha256(features.encode()).hexdigest()[:8]}"

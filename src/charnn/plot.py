@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,15 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None,
     """loss.png: the smooth loss (summed over a sequence of seq_length characters) against
     updates, epoch boundaries marked, validation loss when there is one, and bits per
     character on a second axis."""
+    with warnings.catch_warnings():
+        # a run name in a script the font lacks (CJK, say) is drawn as boxes; matplotlib
+        # would warn of every missing glyph at every plot, and the run plots at every log row
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from",
+                                category=UserWarning)
+        return _plot_run(run_dir, out, seq_length, updates_per_epoch)
+
+
+def _plot_run(run_dir, out, seq_length, updates_per_epoch) -> Path:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "loss.png"
     if seq_length is None or updates_per_epoch is None:   # from the run's config.json
@@ -59,7 +69,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None,
     ax.set_title(f"{run_dir.name}: smooth loss")
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        fig.savefig(tmp)
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)       # a full disk leaves the last plot, and no stray file
+        raise
+    finally:
+        plt.close(fig)
     return out

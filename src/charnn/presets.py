@@ -4,6 +4,9 @@
     best-cpu     the most held-out text per CPU-minute that benchmarks/bench_learning.py found
                  on a 2-core machine (see the README's learning table); meant to be run with
                  --time-limit, over which its learning-rate schedule spans
+    fine-tune    for `charnn train --init-from MODEL` (the default there): a trained model's
+                 weights need smaller steps than a new model's, after a short warm-up that
+                 lets Adam's fresh moments settle; found by benchmarks/bench_finetune.py
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ PRESETS: dict[str, dict] = {
         "eta": 0.004, "lr_schedule": "cosine", "warmup_updates": 100, "min_eta": 0.0004,
         "seq_length": 50, "batch_size": 32,
     },
+    "fine-tune": {
+        "optimizer": "adam", "eta": 0.002, "lr_schedule": "cosine", "warmup_updates": 20,
+        "min_eta": 0.0002, "seq_length": 50, "batch_size": 32,
+    },
 }
 
 SUMMARY = {
     "assignment": "the assignment's settings (the default)",
     "best-cpu": "the best held-out loss per CPU-minute found on 2 cores",
+    "fine-tune": "for --init-from: smaller steps after a short warm-up",
 }
 
 

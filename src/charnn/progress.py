@@ -52,6 +52,11 @@ class ProgressView:
                     share = event.iteration / max(self.total, 1)
                     print(f"update {event.iteration:,}/{self.total:,} ({share:.0%}) | {post}",
                           file=self.stream, flush=True)
+        elif isinstance(event, t.Planned):                # a time-limited run's length
+            self.total = event.total_updates
+            if self.bar is not None:
+                self.bar.total = event.total_updates
+                self.bar.refresh()
         elif isinstance(event, t.Sampled):
             self.write(event.block())
         elif isinstance(event, t.Evaluated):

@@ -107,6 +107,11 @@ class RunFolder:
             write_atomically(self.path / SAMPLES_JSONL, ""),
             write_atomically(self.path / SAMPLES_TXT, "")))
 
+    def write_config(self, config_doc: dict) -> None:
+        """config.json anew (a time-limited run fixes its length after it starts)."""
+        self._guard("write", lambda: write_atomically(
+            self.path / CONFIG, json.dumps(config_doc, indent=2) + "\n"))
+
     def resume(self, iteration: int, config_doc: dict) -> None:
         """A resumed run: the log and the samples cut back to the checkpoint's iteration (what
         was written after it is written again, identically, by the resumed run)."""

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from .config import WHOLE_LIMITS
 from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import carries_state
@@ -22,6 +23,12 @@ from .networks import state_shape
 # Characters are drawn in blocks of this many, so that text can stream to the terminal
 # while the compiled kernel still does the drawing.
 BLOCK = 64
+# The temperatures sampling accepts. At 0.001 the most likely character already takes all
+# of the probability unless another's logit is within a few thousandths of it (--greedy
+# asks for exactly that); much lower, o / T overflows (float32 past 3e38, and at T = 1e-320
+# float64 too) and the probabilities become NaN. Above 1000 every character is equally
+# likely to within a fraction of a percent at any logits a trained model gives.
+TEMPERATURE_RANGE = (1e-3, 1e3)
 
 
 @dataclass
@@ -32,11 +39,15 @@ class SamplingOptions:
     greedy: bool = False        # always take the most likely character
 
     def validate(self) -> "SamplingOptions":
-        if not (self.temperature > 0 and np.isfinite(self.temperature)):
-            raise CharnnError(f"--temperature is {self.temperature}; give a number greater "
-                              "than 0, such as 0.8")
-        if self.top_k < 0:
-            raise CharnnError(f"--top-k is {self.top_k}; give 0 (off) or a positive count")
+        low, high = TEMPERATURE_RANGE
+        if not low <= self.temperature <= high:
+            raise CharnnError(f"--temperature is {self.temperature}; give a number from {low:g} "
+                              f"to {high:g}, such as 0.8 (--greedy always takes the most "
+                              "likely character)")
+        most = WHOLE_LIMITS["top_k"][1]
+        if not (isinstance(self.top_k, (int, np.integer)) and 0 <= self.top_k <= most):
+            raise CharnnError(f"--top-k is {self.top_k}; give 0 (off) or a count up to "
+                              f"{most:,}")
         if not 0 < self.top_p <= 1:
             raise CharnnError(f"--top-p is {self.top_p}; give a probability in (0, 1], such as 0.9")
         return self

@@ -11,7 +11,6 @@ What a run folder holds, and how it is written safely, is run_folder.py's job.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -21,15 +20,16 @@ from typing import Callable
 import numpy as np
 
 from . import __version__, distributed, optim
-from .backends import get_backend, open_session, resolve_backend
+from .backends import get_backend, open_session, resolve_backend, training_jobs
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
 from .data import Dataset, Schedule, build_dataset, epoch_schedule, epoch_updates
-from .errors import CharnnError
-from .evaluation import carries_state, score_held_out
+from .errors import CharnnError, SettingError, setting
+from .memory import describe, memory_available
+from .evaluation import WARMUP, carries_state, score_held_out
 from .model import Params
-from .networks import NETWORKS, state_shape
+from .networks import Network
 from .run_folder import RunFolder, sample_block
 from .sampling import generate
 from .schedule import MIN_STEP_UPDATES, format_duration, learning_rate
@@ -40,11 +40,18 @@ SMOOTHING = 0.999
 SLICE_SECONDS = 0.25
 # A run given only a time limit first trains a copy of the model for about this share of it
 # (between CALIBRATION_SECONDS' bounds) to measure its speed, then fixes its length.
-CALIBRATION_SHARE = 0.03
-CALIBRATION_SECONDS = (0.5, 5.0)
+CALIBRATION_SHARE = 0.04
+CALIBRATION_SECONDS = (0.5, 8.0)
 # The share of the remaining time the fixed length aims to fill: the rest absorbs the noise
 # of the measured speed (a run that is slower still stops at the time limit).
-BUDGET_FILL = 0.97
+BUDGET_FILL = 0.98
+# Under a time limit, all held-out evaluations together take at most this share of it: each
+# scores at most the characters that fit (--eval-chars is lowered, and says so), at least
+# MIN_EVAL_CHARS of them.
+EVAL_SHARE = 0.10
+MIN_EVAL_CHARS = 1_000
+# A time limit that leaves fewer updates than this is refused before the run starts.
+MIN_UPDATES = 10
 # What the processes agree on before each backend call (TrainingSession.agree): go on, the
 # time limit has passed, or a stop was asked for.
 TIME_UP, STOP_REQUESTED = 1, 2
@@ -99,6 +106,11 @@ class Evaluated:
 
 
 @dataclass
+class Planned:
+    total_updates: int         # a time-limited run's length, fixed from its own speed
+
+
+@dataclass
 class Finished:
     iteration: int
     interrupted: bool
@@ -137,25 +149,33 @@ _COUNTERS = ("opt_step", "iteration", "epoch", "position", "smooth_loss", "best_
              "best_iteration", "elapsed", "last_val")
 
 
-def initial_state(config: TrainConfig, K: int) -> TrainState:
-    rng = np.random.default_rng(config.seed)
-    params = Params(NETWORKS[config.model].initial_params(
-        K, config.hidden, config.layers, config.sigma, rng, np.dtype(config.dtype)))
+def initial_state(config: TrainConfig, K: int, params: Params | None = None) -> TrainState:
+    """A new run's state: new weights (or `params`, a fine-tuned run's start; finetune.py),
+    a fresh optimiser, h = 0."""
+    network = Network.from_config(config, K)
+    if params is None:
+        params = network.initial_params(config.sigma, np.random.default_rng(config.seed),
+                                        np.dtype(config.dtype))
+    else:
+        params = params.carrying(network)
     return TrainState(params=params, opt_state=optim.initial_state(config.optimizer, params),
-                      h=np.zeros((config.batch_size,) + state_shape(params), params.dtype),
+                      h=network.zero_state(params.dtype, lanes=config.batch_size),
                       sample_rng=np.random.default_rng([config.seed, 1]))
 
 
 def state_to_checkpoint(state: TrainState, config: TrainConfig, corpus: Corpus,
-                        sample_rng_state: dict) -> Checkpoint:
+                        sample_rng_state: dict, init_from: dict | None = None) -> Checkpoint:
     meta = {
         "charnn_version": __version__,
         "config": config.to_dict(),
+        "network": Network.from_config(config, len(corpus.vocab)).to_dict(),
         "vocab": corpus.vocab.chars,
         "corpus": corpus_facts(corpus),
         "state": {k: getattr(state, k) for k in _COUNTERS},
         "sample_rng": sample_rng_state,
     }
+    if init_from is not None:
+        meta["init_from"] = init_from                    # where a fine-tuned run started
     return Checkpoint(params=state.params, meta=meta, opt_state=state.opt_state, h=state.h)
 
 
@@ -163,7 +183,7 @@ def state_from_checkpoint(ckpt: Checkpoint) -> TrainState:
     rng = np.random.default_rng()
     rng.bit_generator.state = ckpt.meta["sample_rng"]
     config = TrainConfig.from_dict(ckpt.meta["config"])
-    h = ckpt.h if ckpt.h is not None else np.zeros((config.batch_size, config.hidden))
+    h = ckpt.h if ckpt.h is not None else ckpt.network.zero_state(lanes=config.batch_size)
     return TrainState(params=ckpt.params, opt_state=dict(ckpt.opt_state),
                       h=h.astype(ckpt.params.dtype), sample_rng=rng,
                       **{k: ckpt.meta["state"][k] for k in _COUNTERS})
@@ -186,8 +206,15 @@ class Trainer:
     def __init__(self, corpus: Corpus, config: TrainConfig, run_dir: str | Path,
                  state: TrainState | None = None,
                  on_event: Callable[[object], None] | None = None,
-                 announce: Callable[[str], None] | None = None):
+                 announce: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter,
+                 params: Params | None = None, init_from: dict | None = None):
+        # params: a new run's first weights (a fine-tuned run's, finetune.py) instead of new
+        # ones; init_from: the facts of where those came from, kept in config.json and in
+        # every checkpoint
         self.corpus, self.config = corpus, config.validate()
+        self.init_from = init_from
+        self.clock = clock                               # seconds; the time limit's clock
         self.run_dir = Path(run_dir)
         # several processes (torchrun) train one model; rank 0 alone writes the run folder
         self.writer = distributed.is_writer()
@@ -196,16 +223,25 @@ class Trainer:
         self.announce = announce or (lambda message: None)
         check_memory(config, len(corpus.vocab))
         self.backend_name = choose_backend(config)
-        self.backend = get_backend(self.backend_name, announce, config.dtype, config.model)
+        self.backend = get_backend(self.backend_name, announce, config.dtype, config.model,
+                                   jobs=training_jobs(config.batch_size))
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None
-        self.state = state or initial_state(config, len(corpus.vocab))
+        self.state = state or initial_state(config, len(corpus.vocab), params)
         self.schedule: Schedule = epoch_schedule(self.dataset, config, self.state.epoch)
         self.updates_per_epoch = epoch_updates(self.dataset, config, 1)
         self.best: TrainState | None = None
         self.stop_requested = False
         self.time_up = False                             # stopped by config.time_limit
         self._deadline = math.inf
+        # what the run must leave before its deadline to end on time: the last measured
+        # evaluation, checkpoint save and plot (see _time_left)
+        self._eval_seconds = self._save_seconds = self._plot_seconds = 0.0
+        # a run given only a time limit fixes its length twice: from copies of the model
+        # before it starts, then from its own speed over its first updates (_refix_length)
+        self._plan: dict | None = None
+        self._recent_rate = math.inf                     # updates/s of the last call
+        self._rate_planned = 0.0                         # and the one the length assumed
         self._slice = 1                                  # updates per backend call, see _loop
         self.session = None                              # the backend's, while run() trains
         self._synced_at = -1                             # the update of the last session sync
@@ -232,14 +268,16 @@ class Trainer:
         handlers = self._install_signal_handlers()
         try:
             if self.config.time_limit is not None:
-                self._deadline = time.perf_counter() + self.config.time_limit
+                self._deadline = self.clock() + self.config.time_limit
                 c = self.config
+                self._plot_seconds = self._time_plot()
                 if c.updates is None and c.epochs is None and not self.resumed:
                     if distributed.world_size() > 1:
                         # each process would measure its own speed and fix its own length
-                        raise CharnnError("--time-limit alone fixes the run's length from a "
-                                          "speed measured by one process; under torchrun give "
-                                          "--updates N or --epochs E with it")
+                        raise SettingError(
+                            f"{setting('time_limit')} alone fixes the run's length from a speed "
+                            "measured by one process; under torchrun give "
+                            f"{setting('updates')} N or {setting('epochs')} E with it")
                     self._fix_length()
             self._prepare_run_dir()
             s, c = self.state, self.config
@@ -273,13 +311,13 @@ class Trainer:
             if self.dataset.val_chars:
                 self._evaluate()
             self._sample()
-        started = time.perf_counter()
+        started = self.clock()
         elapsed_before, first_iteration = s.elapsed, s.iteration
         window_start, window_updates, window_chars = started, 0, 0
         while s.iteration < total:
             # every process stops together and runs the same number of updates per call; a
             # stop request anywhere outranks the time limit (read on each process's clock)
-            time_up = time.perf_counter() >= self._deadline
+            time_up = self._time_left() <= 0
             verdict, self._slice = self.session.agree(
                 STOP_REQUESTED if self.stop_requested else TIME_UP if time_up else 0,
                 self._slice)
@@ -295,17 +333,22 @@ class Trainer:
             # one eta per call: the call ends where the schedule changes it
             eta, eta_until = learning_rate(c.lr_schedule, c.eta, c.min_eta, c.warmup_updates,
                                            s.iteration, total)
+            if self._plan is not None and self._plan["until"] is not None:
+                # end a call where the length must be fixed at the latest (see _fix_length)
+                eta_until = min(eta_until, max(self._plan["until"], s.iteration + 1))
             n = min(total - s.iteration, eta_until - s.iteration,
                     len(self.schedule) - s.position, self._slice,
                     *(every - s.iteration % every for every in
                       (c.log_every, c.sample_every, c.eval_every, c.checkpoint_every)))
             first, last = s.position, s.position + n
-            call_started = time.perf_counter()
+            call_started = self.clock()
             losses = self.session.train_updates(
                 s.params, c.optimizer, s.opt_state, s.opt_step, eta, c.clip, s.h,
                 self.dataset.data, self.schedule.starts, self.schedule.lengths,
                 self.schedule.resets, first, last, **self._dropout)
-            self._fit_slice(n, time.perf_counter() - call_started)
+            took = self.clock() - call_started
+            self._fit_slice(n, took)
+            self._recent_rate = n / max(took, 1e-9)
             smooth = s.smooth_loss
             for loss in losses:                          # smooth <- 0.999 smooth + 0.001 loss
                 smooth = SMOOTHING * smooth + (1 - SMOOTHING) * loss
@@ -316,12 +359,14 @@ class Trainer:
             s.opt_step += n
             s.position = last
             s.iteration += n
-            s.elapsed = elapsed_before + time.perf_counter() - started
+            s.elapsed = elapsed_before + self.clock() - started
             window_updates += n
             window_chars += int(self.schedule.lengths[first:last].sum())
+            if self._plan is not None and self._refix_length():
+                total = self.total_updates
             it = s.iteration
             if it % c.log_every == 0 or it == total:
-                now = time.perf_counter()
+                now = self.clock()
                 span = max(now - window_start, 1e-9)
                 self._log_row(it, float(losses[-1]))
                 self.on_event(Progress(it, s.epoch, float(losses[-1]), s.smooth_loss,
@@ -335,10 +380,16 @@ class Trainer:
                 self._sample()
             if it % c.checkpoint_every == 0 and it < total:
                 self._save()
+        if self._plan is not None:          # a run that ended before its speed was measured
+            self._announce_length(self._plan, self._rate_planned)
+            self._plan = None
         if self.time_up and self.dataset.val_chars and self._evaluated_at != s.iteration:
             self._evaluate()          # the best checkpoint must not predate the last stretch
         if s.iteration == total and total % c.sample_every and s.iteration > first_iteration:
-            self._sample()                               # the final model's text
+            # the final model's text, off the --sample-every grid: drawn from a generator of
+            # its own, so that the grid's samples of a run extended past here are those of a
+            # straight run
+            self._sample(np.random.default_rng([c.seed, 2, s.iteration]))
         self._save()
         self._plot()
         self.on_event(Finished(s.iteration, self.stop_requested, s.best_iteration,
@@ -347,38 +398,225 @@ class Trainer:
 
     # -- pieces ------------------------------------------------------------------------------
 
+    def _time_left(self) -> float:
+        """Seconds of training left before the time limit, less what the run needs after its
+        last call to end on time: that call (at most a slice), a last evaluation, the
+        checkpoints and the plot, each as long as it last took, and longer by as much as
+        the machine has slowed down since the length was fixed."""
+        if self._deadline == math.inf:
+            return math.inf
+        after = SLICE_SECONDS + 2 * self._save_seconds + self._plot_seconds
+        if self.dataset.val_chars:
+            after += self._eval_seconds
+        planned = self.config.updates and self._rate_planned
+        slower = max(1.0, planned / self._recent_rate) if planned else 1.0
+        return self._deadline - self.clock() - after * slower
+
     def _fix_length(self) -> None:
-        """A run given only a time limit: measure the speed of training (on a copy of the
-        model, so that the run itself is exactly the run of --updates N) and of one
-        evaluation, then fix config.updates to what fits in the time left, so that the
-        learning-rate schedule spans the run and the run can be repeated and resumed."""
-        c, started = self.config, time.perf_counter()
+        """A run given only a time limit: measure, on copies of the model, the speed of
+        training, of the held-out evaluation, of a sample and of a checkpoint save; bound the
+        evaluations to EVAL_SHARE of the budget (their size is fixed here, before update 0's);
+        fix config.updates to what fits in the time left; and have the loop fix it again from
+        the run's own speed (_refix_length), which copies timed for a few seconds can
+        misjudge. That happens where the learning rate does not depend on the run's length
+        yet (the constant schedule; the warm-up and first cosine step), so that the run is
+        exactly the run of --updates N. The compile happened before (Trainer's backend)."""
+        c, started = self.config, self.clock()
         seconds = min(max(CALIBRATION_SHARE * c.time_limit, CALIBRATION_SECONDS[0]),
                       CALIBRATION_SECONDS[1])
-        rate = self._measure_speed(seconds)
-        per_update, eval_seconds = 1 / rate, 0.0
-        if self.dataset.val_chars:
-            before = time.perf_counter()
-            self.validation_score()
-            eval_seconds = time.perf_counter() - before
-            per_update += eval_seconds / c.eval_every
-        # what is left once the speed is known, less the first evaluation and sample
-        left = self._deadline - time.perf_counter() - eval_seconds
-        c.updates = max(1, int(BUDGET_FILL * left / per_update))
+        rate = self._measure_speed(seconds / 2)
+        plan = self._plan = {
+            "sample_seconds": self._time_copy(lambda params, h: generate(
+                params, self.corpus.vocab, c.sample_length, np.random.default_rng(0),
+                self.backend, h=h[0], x=0)),
+            "eval_rate": self._measure_evaluation() if self.dataset.val_chars else 0.0,
+            "warm": WARMUP if not c.records else 0,
+            "seconds": min(seconds, 0.1 * c.time_limit), "started": None, "from": 0,
+            # the last update whose learning rate is the same for every length
+            "until": c.warmup_updates + MIN_STEP_UPDATES if c.lr_schedule == "cosine" else None}
+        self._save_seconds = self._time_save()
+        updates, count, chars, eval_total, every = self._plan_length(plan, rate, 0)
+        spent = self.clock() - started
         limit = format_duration(c.time_limit)
-        self.announce(f"time limit {limit}: {rate:,.0f} updates/s measured in "
-                      f"{time.perf_counter() - started:.1f} s (on a copy of the model), so "
-                      f"this run is {c.updates:,} updates (--updates {c.updates} in place of "
-                      f"--time-limit repeats it exactly), stopped early if {limit} pass first")
+        if updates < MIN_UPDATES:
+            need = spent + eval_total + 2 * plan["sample_seconds"] + MIN_UPDATES / rate / \
+                BUDGET_FILL + 2 * self._save_seconds + self._plot_seconds + SLICE_SECONDS
+            raise SettingError(
+                f"{setting('time_limit')} {limit} is too short to train this network: "
+                f"measuring it took "
+                f"{spent:.1f} s, it runs {rate:,.1f} updates/s, and its held-out evaluations "
+                f"and checkpoints take {eval_total + 2 * self._save_seconds:.1f} s, which "
+                f"leaves fewer than {MIN_UPDATES} updates; give a {setting('time_limit')} of at least "
+                f"{format_duration(max(math.ceil(1.2 * need), math.ceil(c.time_limit) + 1))}"
+                ", or a smaller network")
+        c.updates, self._rate_planned = updates, rate
+        plan["repeat"], evaluation = "", ""
+        if count:
+            if chars < c.eval_chars and chars < self.dataset.val_chars:
+                c.eval_chars = chars
+                plan["repeat"] += f" --eval-chars {chars}"
+            if every != c.eval_every:
+                c.eval_every = every
+                plan["repeat"] += f" --eval-every {every}"
+            evaluation = (f"; {count} held-out evaluation{'s' * (count > 1)} of "
+                          f"{min(c.eval_chars, self.dataset.val_chars):,} characters (about "
+                          f"{eval_total:.1f} s, {eval_total / c.time_limit:.0%} of the budget)")
+        when = (f"its first {plan['until']:,} updates" if plan["until"] is not None else
+                f"its first {seconds:.0f} s")
+        self.announce(f"time limit {limit}: {rate:,.1f} updates/s on a copy of the model "
+                      f"(measured in {spent:.1f} s){evaluation}; about {updates:,} updates, "
+                      f"fixed once the run's own speed is measured over {when}")
+
+    def _plan_length(self, plan: dict, rate: float, evaluated: int):
+        """(updates, evaluations, characters each, their seconds, updates between them): the
+        most updates of the whole run that fit in the time left at `rate` updates/s once
+        their evaluations (`evaluated` of them done), samples, saves and the plot are paid;
+        plan holds what _fix_length measured."""
+        c, s = self.config, self.state
+        eval_rate, warm = plan["eval_rate"], plan["warm"]
+
+        def evaluations(updates: int) -> tuple[int, int, float, int]:
+            """At update 0, every eval_every and at the end, each of as many characters as
+            EVAL_SHARE of the budget allows, at least MIN_EVAL_CHARS; where even that is too
+            much, fewer of them (a longer eval_every). Fixed once update 0 is scored."""
+            if not self.dataset.val_chars:
+                return 0, 0, 0.0, c.eval_every
+            budget, every = EVAL_SHARE * c.time_limit, c.eval_every
+            least = (min(MIN_EVAL_CHARS, self.dataset.val_chars) + warm) / eval_rate
+            count = 1 + math.ceil(updates / every)
+            if evaluated == 0 and count > 2 and count * least > budget:
+                allowed = max(2, int(budget / least))
+                every = max(every, math.ceil(updates / (allowed - 1)))
+                count = 1 + math.ceil(updates / every)
+            chars = c.eval_chars if evaluated else min(
+                c.eval_chars, self.dataset.val_chars,
+                max(MIN_EVAL_CHARS, int(budget * eval_rate / count) - warm))
+            return count, chars, count * (min(chars, self.dataset.val_chars) + warm) / \
+                eval_rate, every
+
+        def fits(updates: int) -> int:
+            """The updates that fit once those of a run of `updates` are paid for."""
+            count, _, eval_total, _ = evaluations(updates)
+            if count:
+                eval_total *= (count - evaluated) / count
+            samples = updates // c.sample_every + 2 - (s.iteration // c.sample_every + 1
+                                                       if evaluated else 0)
+            saves = updates // c.checkpoint_every + 2 - s.iteration // c.checkpoint_every
+            fixed = (eval_total + samples * plan["sample_seconds"] + saves * self._save_seconds
+                     + self._plot_seconds + SLICE_SECONDS)
+            left = self._deadline - self.clock() - fixed
+            return s.iteration + int(BUDGET_FILL * left * rate)
+
+        # the most updates that still fit once their own evaluations are paid (fits falls as
+        # the run grows: each eval_every updates more add an evaluation)
+        low, high = s.iteration, s.iteration + max(1, int(rate * c.time_limit))
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) >= middle else (low, middle - 1)
+        return (low,) + evaluations(max(low, 1))
+
+    def _refix_length(self) -> bool:
+        """After a call of a run given only a time limit: once the run's own speed has been
+        measured (from the end of its first call past the warm-up to the last update whose
+        learning rate is the same for every length, or for the measuring time), fix its
+        length from it, say so, and stop measuring. True when the length was fixed."""
+        c, s, plan = self.config, self.state, self._plan
+        now = self.clock()
+        if plan["started"] is None:
+            # from the end of a call, and past the warm-up, whose rate changes every update
+            # and so runs one update a call, slower than the rest of the run
+            if s.iteration >= min(c.warmup_updates, plan["until"] or c.warmup_updates):
+                plan["started"], plan["from"] = now, s.iteration
+            return False
+        spent, done = now - plan["started"], s.iteration - plan["from"]
+        due = s.iteration >= plan["until"] if plan["until"] is not None else \
+            spent >= plan["seconds"]
+        if not due:
+            return False
+        self._plan = None
+        rate = done / spent if done and spent > 0 else self._rate_planned
+        evaluated = 1 + s.iteration // c.eval_every if self.dataset.val_chars else 0
+        updates = max(s.iteration + 1, self._plan_length(plan, rate, evaluated)[0])
+        c.updates, self._rate_planned = updates, rate
+        self._prepare_run_dir(rewrite=True)
+        self._announce_length(plan, rate)
+        self.on_event(Planned(updates))
+        return True
+
+    def _announce_length(self, plan: dict, rate: float) -> None:
+        c = self.config
+        limit = format_duration(c.time_limit)
+        self.announce(f"time limit {limit}: the run trains at {rate:,.1f} updates/s, so it is "
+                      f"{c.updates:,} updates (--updates {c.updates}{plan['repeat']} in place "
+                      f"of --time-limit repeats it exactly), stopped early if {limit} pass first")
+
+    def _copies(self):
+        """Copies of the model, its optimiser state and the lanes' states."""
+        s = self.state
+        return s.params.copy(), {k: a.copy() for k, a in s.opt_state.items()}, s.h.copy()
+
+    def _time_copy(self, job) -> float:
+        """Seconds that job(params, h) takes on copies of the model."""
+        params, _, h = self._copies()
+        before = self.clock()
+        job(params, h)
+        return self.clock() - before
+
+    def _measure_evaluation(self) -> float:
+        """Held-out characters scored per second (with the warm-up read before them), timed
+        on up to 2% of the budget's worth of the held-out part: a probe that doubles until
+        it takes that long or covers the part."""
+        c = self.config
+        params, _, h = self._copies()
+        probe, rate = 256, 0.0
+        while True:
+            chars = min(probe, self.dataset.val_chars)
+            before = self.clock()
+            score = self.validation_score(params, h, max_chars=chars)
+            took = max(self.clock() - before, 1e-9)
+            rate = (score.count + score.warmup) / took
+            if chars >= self.dataset.val_chars or took >= 0.02 * c.time_limit or took >= 1.0:
+                return rate
+            probe *= 4
+
+    def _time_save(self) -> float:
+        """Seconds a checkpoint save of this model takes (written to a temporary folder)."""
+        import tempfile
+        s = self.state
+        with tempfile.TemporaryDirectory() as folder:
+            before = self.clock()
+            save_checkpoint(Path(folder) / LATEST, state_to_checkpoint(
+                s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+            return self.clock() - before
+
+    def _time_plot(self) -> float:
+        """Seconds that drawing loss.png costs, about: an empty figure, drawn once the
+        plotting library is imported (the first import is paid here, inside the budget,
+        rather than at the end)."""
+        try:
+            import io
+
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            def draw() -> None:
+                figure = plt.figure(figsize=(8, 4.5))
+                figure.savefig(io.BytesIO(), format="png")
+                plt.close(figure)
+            draw()
+            before = self.clock()
+            draw()
+            return self.clock() - before
+        except Exception:                                 # the plot itself will say why
+            return 0.0
 
     def _measure_speed(self, seconds: float) -> float:
         """Updates per second of backend calls on copies of the model, its optimiser state
         and hidden state, over about `seconds` (the first call, which warms caches, not
         counted)."""
-        s, c = self.state, self.config
-        params = s.params.copy()
-        opt_state = {k: a.copy() for k, a in s.opt_state.items()}
-        h = s.h.copy()
+        c = self.config
+        params, opt_state, h = self._copies()
         rows = len(self.schedule)
         # the loop's calls end at every log row and at every step of a cosine schedule, and a
         # call has a fixed cost (a compiled LSTM's about 19 ms): time calls no longer than those
@@ -391,12 +629,12 @@ class Trainer:
             while spent < seconds:
                 first = done % rows
                 last = min(first + n, rows)
-                before = time.perf_counter()
+                before = self.clock()
                 session.train_updates(params, c.optimizer, opt_state, done, c.eta, c.clip, h,
                                       self.dataset.data, self.schedule.starts,
                                       self.schedule.lengths, self.schedule.resets, first,
                                       last, **self._dropout)
-                took = time.perf_counter() - before
+                took = self.clock() - before
                 if done or took >= seconds:          # a first call that slow is the measure
                     timed, spent = timed + last - first, spent + took
                 done += last - first
@@ -435,8 +673,9 @@ class Trainer:
                     f"{load_checkpoint(latest).meta['state']['iteration']:,}), is kept")
         else:
             kept = "no checkpoint had been saved yet"
-        raise CharnnError(f"the loss became {smooth} at update {iteration:,} (the model "
-                          f"diverged); {kept}; train again with a lower --eta or --clip")
+        raise SettingError(f"the loss became {smooth} at update {iteration:,} (the model "
+                           f"diverged); {kept}; train again with a lower {setting('eta')} or "
+                           f"{setting('clip')}")
 
     @property
     def _best_kind(self) -> str:
@@ -467,38 +706,44 @@ class Trainer:
             self._sync()
             self.best = s.snapshot()
 
-    def validation_score(self, params: Params | None = None, h: np.ndarray | None = None):
+    def validation_score(self, params: Params | None = None, h: np.ndarray | None = None,
+                         max_chars: int | None = None):
         """The held-out part scored as `charnn eval` scores it (evaluation.py): from the
-        state lane 0 carries (pointer walk) or zeros, after a warm-up."""
+        state lane 0 carries (pointer walk) or zeros, after a warm-up; at most max_chars
+        characters (default --eval-chars)."""
         s, c = self.state, self.config
         params = s.params if params is None else params
         h = s.h if h is None else h
         start = np.asarray(h)[0] if carries_state(c.to_dict()) else None
         return score_held_out(params, self.dataset.data, self.dataset.val, self.backend,
-                              records=c.records, h_start=start, max_chars=c.eval_chars)
+                              records=c.records, h_start=start,
+                              max_chars=c.eval_chars if max_chars is None else max_chars)
 
     def _evaluate(self) -> None:
         s = self.state
-        started = time.perf_counter()
+        started = self.clock()
         self._sync()
         score = self.validation_score()
+        self._eval_seconds = self.clock() - started
         self._evaluated_at = s.iteration
         if not math.isfinite(score.nats):
             self._diverged(s.iteration, score.nats)
         s.last_val = score.bits
         self._log_row(s.iteration, None, score.nats)
         self.on_event(Evaluated(s.iteration, s.epoch, score.nats, score.bits, score.count,
-                                time.perf_counter() - started))
+                                self._eval_seconds))
         self._track_best(score.nats)
 
-    def _sample(self) -> None:
+    def _sample(self, rng: np.random.Generator | None = None) -> None:
+        """A sample block from the model as it is: drawn from the run's sampling stream (the
+        samples on the --sample-every grid), or from `rng`."""
         s, c = self.state, self.config
         self._sync()
         row = min(s.position, len(self.schedule) - 1)
         x = int(self.dataset.data[self.schedule.starts[row, 0]])
         h = s.h[0] if s.iteration else np.zeros_like(s.h[0])
-        text = generate(s.params, self.corpus.vocab, c.sample_length, s.sample_rng,
-                        self.backend, h=h, x=x)
+        text = generate(s.params, self.corpus.vocab, c.sample_length,
+                        s.sample_rng if rng is None else rng, self.backend, h=h, x=x)
         event = Sampled(s.iteration, s.epoch, s.smooth_loss, text)
         self.folder.append_sample(s.iteration, s.epoch, s.smooth_loss, text)
         self.on_event(event)
@@ -508,16 +753,20 @@ class Trainer:
         self._sync()                                     # (every process: it gathers h)
         if not self.writer:
             return
+        started = self.clock()
         save_checkpoint(self.run_dir / LATEST, state_to_checkpoint(
-            s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+            s, self.config, self.corpus, s.sample_rng.bit_generator.state, self.init_from))
+        self._save_seconds = self.clock() - started
         if self.best is not None:
             # the best snapshot resumes with the RNG as it is now: its own was not kept
             save_checkpoint(self.run_dir / BEST, state_to_checkpoint(
-                self.best, self.config, self.corpus, s.sample_rng.bit_generator.state))
+                self.best, self.config, self.corpus, s.sample_rng.bit_generator.state,
+                self.init_from))
             self.best = None
         elif not (self.run_dir / BEST).exists():
             save_checkpoint(self.run_dir / BEST, state_to_checkpoint(
-                s, self.config, self.corpus, s.sample_rng.bit_generator.state))
+                s, self.config, self.corpus, s.sample_rng.bit_generator.state,
+                self.init_from))
 
     def _plot(self) -> None:
         from .plot import plot_run
@@ -538,11 +787,18 @@ class Trainer:
             "val_bpc": "" if val_loss is None else f"{val_loss / math.log(2):.6f}",
             "elapsed": f"{s.elapsed:.3f}"})
 
-    def _prepare_run_dir(self) -> None:
+    def _prepare_run_dir(self, rewrite: bool = False) -> None:
+        """config.json and a new log, or (resumed) the log cut back to the checkpoint;
+        rewrite: config.json again, where a time-limited run has fixed its length."""
         config = {"config": self.config.to_dict(), "corpus": corpus_facts(self.corpus),
                   "vocab": self.corpus.vocab.chars, "K": len(self.corpus.vocab),
                   "updates_per_epoch": self.updates_per_epoch,
                   "total_updates": self.total_updates, "charnn_version": __version__}
+        if self.init_from is not None:
+            config["init_from"] = self.init_from
+        if rewrite:
+            self.folder.write_config(config)
+            return
         if self.resumed:
             self.folder.resume(self.state.iteration, config)
             return
@@ -575,58 +831,43 @@ def choose_backend(config: TrainConfig) -> str:
     if config.backend == "auto" and (config.device in ("cuda", "mps") or several):
         return "torch"
     if several and config.backend != "torch":
-        raise CharnnError(f"{distributed.world_size()} processes (torchrun) train together "
-                          f"only on --backend torch, not {config.backend}; give --backend torch")
+        raise SettingError(f"{distributed.world_size()} processes (torchrun) train together "
+                           f"only on {setting('backend')} torch, not {config.backend}; give "
+                           f"{setting('backend')} torch")
     return resolve_backend(config.backend, config.model, config.dtype)
 
 
 def describe_network(config: TrainConfig) -> str:
     """The network in words: 'the vanilla RNN of 100 units', 'an LSTM of 2 layers of 128
-    units, dropout 0.2 between them'."""
-    if config.model == "rnn":
-        return f"the vanilla RNN of {config.hidden} units"
-    stack = (f"{config.layers} layers of {config.hidden} units" if config.layers > 1 else
-             f"{config.hidden} units")
-    dropout = f", dropout {config.dropout:g} between them" if config.dropout else ""
-    article = "an" if config.model == "lstm" else "a"
-    return f"{article} {config.model.upper()} of {stack}{dropout}"
+    units, dropout 0.2 between them' (Network.describe)."""
+    return Network.from_config(config).describe()
+
+
+def memory_needed(config: TrainConfig, K: int) -> tuple[int, int]:
+    """(parameters, bytes): the network's parameter count, and the memory its weights,
+    optimiser state, gradients and working copies take while it trains."""
+    weights = Network.from_config(config, K).param_count
+    slots = {"adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
+    # weights, optimiser state, the summed gradient, and the kernels' working copies and
+    # per-group gradients (the weights once more per group of lanes, up to 8 groups)
+    copies = 1 + slots + 1 + 2 + (min(config.batch_size, 8) if config.batch_size > 1 else 1)
+    # the first draw of the weights is made in float64 whatever the dtype
+    return weights, weights * (np.dtype(config.dtype).itemsize * copies + 8)
 
 
 def check_memory(config: TrainConfig, K: int) -> None:
     """Refuse, before allocating anything, a model whose weights, optimiser state, gradients
     and working copies do not fit in this machine's memory."""
-    m = config.hidden
-    weights = m * K * 2 + m * m + m + K
-    slots = {"adagrad": 1, "rmsprop": 1, "adam": 2}.get(config.optimizer, 2)
-    # weights, optimiser state, the summed gradient, and the kernels' working copies and
-    # per-group gradients (W and V once more per group of lanes, up to 8 groups)
-    copies = 1 + slots + 1 + 2 + (min(config.batch_size, 8) if config.batch_size > 1 else 1)
-    # the first draw of the weights is made in float64 whatever the dtype
-    needed = weights * (np.dtype(config.dtype).itemsize * copies + 8)
-    available = available_memory()
+    weights, needed = memory_needed(config, K)
+    available = memory_available()
     if available and needed > available:
-        raise CharnnError(f"--hidden {m} needs about {_gib(needed)} of memory for the weights, "
-                          f"optimiser state and gradients, and this machine has "
-                          f"{_gib(available)} available; give a smaller --hidden")
+        raise SettingError(f"{describe_network(config)} ({weights:,} parameters) needs about "
+                           f"{describe(needed)} of memory for the weights, optimiser state and "
+                           f"gradients, and this machine has {describe(available)} available; "
+                           f"give a smaller {setting('hidden')}"
+                           + (f" or fewer {setting('layers')}" if config.layers > 1 else ""))
 
 
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (0 when unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
 # -- convenience ----------------------------------------------------------------------------
@@ -649,9 +890,9 @@ def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int |
         changes["device"] = "auto"                       # a GPU run resumed on a CPU backend
     fixed = [name for name in changes if name not in RESUMABLE]
     if fixed:
-        flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
-        raise CharnnError(f"{flags} cannot change when a run resumes (the checkpoint's network "
-                          f"and data order are fixed); leave {flags} out, or start a new run")
+        flags = ", ".join(setting(name) for name in fixed)
+        raise SettingError(f"{flags} cannot change when a run resumes (the checkpoint's network "
+                           f"and data order are fixed); leave {flags} out, or start a new run")
     for name, value in changes.items():
         setattr(config, name, value)
     facts = ckpt.meta["corpus"]
@@ -665,8 +906,13 @@ def resume_trainer(run: str | Path, corpus: Corpus | None = None, updates: int |
     if corpus.sha256 != facts["sha256"]:
         raise CharnnError(f"{corpus.name} is not the text this run trained on (its hash "
                           "differs); give the original text to resume")
+    init_from = ckpt.meta.get("init_from")
+    if init_from is not None:                            # a fine-tuned run: the union vocabulary
+        from .finetune import widen_corpus
+        corpus = widen_corpus(corpus, Vocabulary(ckpt.meta["vocab"]))
     if Vocabulary(ckpt.meta["vocab"]) != corpus.vocab:
         raise CharnnError("the text's vocabulary differs from the checkpoint's; give the "
                           "original text to resume")
     run_dir = run if run.is_dir() else run.parent
-    return Trainer(corpus, config, run_dir, state=state_from_checkpoint(ckpt), **kwargs)
+    return Trainer(corpus, config, run_dir, state=state_from_checkpoint(ckpt),
+                   init_from=init_from, **kwargs)

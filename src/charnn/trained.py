@@ -15,19 +15,25 @@ stay for those who want to drive them by hand.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .checkpoint import BEST, Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint
+from .config import whole_limits_message
 from .corpus import END_OF_RECORD, Vocabulary
 from .errors import CharnnError
 from .evaluation import WARMUP, Score, score_records, score_stream
 from .model import Params
-from .networks import state_shape
+from .networks import Network
 from .sampling import SamplingOptions, carried_state, generate, start_state
+
+# A job that the numpy reference would finish in about this many seconds runs there rather
+# than wait for the compiled kernels' first compile (TrainedModel.prefer_compiled).
+NUMPY_SECONDS = 10.0
 
 
 @dataclass
@@ -53,6 +59,13 @@ class TrainedModel:
     carried: np.ndarray | None   # where sampling and evaluation start; None: zeros
     backend: object              # the module that runs the math (backends.get_backend)
     checkpoint: Checkpoint
+    backend_name: str = ""
+    auto: bool = False           # the backend was chosen by load (backend='auto')
+
+    @property
+    def network(self) -> Network:
+        """What the model is: cell, layers, hidden size, vocabulary (networks.Network)."""
+        return Network.of_params(self.params)
 
     @property
     def is_record_model(self) -> bool:
@@ -68,9 +81,10 @@ class TrainedModel:
         """Up to `length` new characters after `prime` (not repeated), drawn as `charnn
         sample` draws them: from the carried state unless zero_state."""
         options = SamplingOptions(temperature, top_k, top_p, greedy).validate()
-        if length < 1:
-            raise CharnnError(f"length is {length}; give a number of characters of at least 1")
-        self._check_known(prime, "the prime text")
+        problem = whole_limits_message("length", length, "length")
+        if problem:
+            raise CharnnError(problem)
+        self.check_known(prime, "the prime text")
         rng = rng if rng is not None else np.random.default_rng(seed)
         return generate(self.params, self.vocab, length, rng, self.backend, options,
                         prime=prime, h=None if zero_state else self.carried, stop_at=stop_at,
@@ -86,7 +100,7 @@ class TrainedModel:
             data, segments = self.frame_records(text, separator)
             score = score_records(self.params, data, segments, self.backend, max_chars)
         else:
-            self._check_known(text, "the text")
+            self.check_known(text, "the text")
             if len(text) < 2:
                 raise CharnnError("the text has fewer than 2 characters; give a longer text")
             data = self.vocab.encode(text)
@@ -101,8 +115,8 @@ class TrainedModel:
         """The state after reading each character of `text`, from the carried state (or
         zeros): (len(text), m) for the vanilla RNN, (len(text), layers, S, m) for a stacked
         network (S = 2 for the LSTM: h, then the cell c)."""
-        self._check_known(text, "the text")
-        shape = state_shape(self.params)
+        self.check_known(text, "the text")
+        shape = self.network.state_shape
         h = np.zeros(shape, self.params.dtype) if zero_state or self.carried is None else \
             self.carried.astype(self.params.dtype)
         states = np.empty((len(text),) + shape, self.params.dtype)
@@ -112,12 +126,13 @@ class TrainedModel:
         return states
 
     def beam_search(self, length: int, width: int = 5, prime: str = "",
-                    zero_state: bool = False):
+                    zero_state: bool = False, on_step: Callable[[int], None] | None = None):
         """The `width` most likely continuations of `length` characters after `prime`, best
-        first, each with its total log-probability (beam.py)."""
+        first, each with its total log-probability (beam.py). on_step(step) is called before
+        each step; an exception it raises stops the search."""
         from .beam import beam_search
-        self._check_known(prime, "the prime text")
-        return beam_search(self, length, width, prime, zero_state)
+        self.check_known(prime, "the prime text")
+        return beam_search(self, length, width, prime, zero_state, on_step)
 
     def analyse(self, text: str, zero_state: bool = False, k: int = 5) -> Analysis:
         """Run `text` through the model from the carried state (or zeros): the hidden states,
@@ -126,8 +141,8 @@ class TrainedModel:
             raise CharnnError("the text is empty; give at least one character")
         states = self.hidden_states(text, zero_state)                  # (T, ...state)
         logp = self.log_probabilities(states)                          # (T, K)
-        layers = [states] if states.ndim == 2 else \
-            [states[:, l, 0] for l in range(states.shape[1])]          # each layer's h (T, m)
+        hidden = self.network.hidden_of(states)                        # (T, layers, m)
+        layers = [hidden[:, l] for l in range(hidden.shape[1])]        # each layer's h (T, m)
         indices = self.vocab.encode(text)
         loss = np.full(len(text), np.nan)
         loss[1:] = -logp[np.arange(len(text) - 1), indices[1:]]
@@ -155,13 +170,41 @@ class TrainedModel:
         """The output o = V h + c of a state or of states (T, ...): (K,) or (T, K); h is the
         top layer's for a stacked network."""
         h = np.asarray(h)
-        top = h if len(state_shape(self.params)) == 1 else h[..., -1, 0, :]
+        top = self.network.top_hidden(h)
         return top @ self.params.V.T + self.params.c
 
     def log_probabilities(self, h: np.ndarray) -> np.ndarray:
         """ln softmax(o) for states h (m,) or (T, m), in float64."""
         from .beam import log_softmax
         return log_softmax(self.logits(h))
+
+    # -- the backend ----------------------------------------------------------------------------
+
+    def use_backend(self, name: str, announce=None, jobs=("sample", "evaluate")) -> None:
+        """Run the math on backend `name` from now on (compiling its kernels for `jobs`,
+        announced, where they are not compiled yet)."""
+        from .backends import get_backend
+        self.backend = get_backend(name, announce, self.params.dtype.name,
+                                   self.network.cell, jobs=jobs)
+        self.backend_name = name
+
+    def prefer_compiled(self, chars: int, announce=None, jobs=("evaluate", "sample")) -> None:
+        """For a job over `chars` characters: if load chose the numpy reference only because
+        the compiled kernels were not built yet, and the reference would take longer than
+        a compile costs (NUMPY_SECONDS, timed on this machine), compile them and use them."""
+        from .backends import resolve_backend
+        fastest = resolve_backend("auto", self.network.cell, self.params.dtype.name)
+        if not self.auto or self.backend_name != "numpy" or fastest == "numpy":
+            return
+        probe = np.zeros(min(chars, 200) + 1, np.int32)
+        started = time.perf_counter()
+        self.backend.total_loss(self.params, probe, np.array([[0, len(probe)]]))
+        per_char = (time.perf_counter() - started) / len(probe)
+        if per_char * chars > NUMPY_SECONDS:
+            if announce:
+                announce(f"backend {fastest}: the numpy reference would take about "
+                         f"{per_char * chars:,.0f} s for {chars:,} characters")
+            self.use_backend(fastest, announce, jobs)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -172,7 +215,7 @@ class TrainedModel:
         records = [r for r in text.split(separator) if r.strip()]
         if not records:
             raise CharnnError("the text has no records; check the record separator")
-        self._check_known("".join(records), "the text")
+        self.check_known("".join(records), "the text")
         eor = self.vocab.index[END_OF_RECORD]
         pieces, edges, pos = [], [], 0
         for record in records:
@@ -181,7 +224,8 @@ class TrainedModel:
             pos += len(record) + 2
         return np.concatenate(pieces).astype(np.int32), np.array(edges, np.int64)
 
-    def _check_known(self, text: str, what: str) -> None:
+    def check_known(self, text: str, what: str) -> None:
+        """Refuse a text with characters outside the model's vocabulary, naming them."""
         unknown = self.vocab.unknown(text)
         if unknown:
             raise CharnnError(f"{what} has characters {''.join(unknown[:10])!r} that the model "
@@ -189,17 +233,25 @@ class TrainedModel:
 
 
 def load(source: str | Path, backend: str = "auto",
-         announce: Callable[[str], None] | None = None) -> TrainedModel:
+         announce: Callable[[str], None] | None = None,
+         jobs: tuple[str, ...] = ("sample", "evaluate")) -> TrainedModel:
     """A trained model from a run folder (its best checkpoint) or a checkpoint file, on the
-    fastest backend that runs its network ('auto'), or the one named ('compiled', 'numpy').
-    `source` may also name a pretrained model that charnn ships: load("shakespeare")."""
-    from .backends import get_backend
-    from .bundled import resolve_model
-    ckpt = load_checkpoint(resolve_model(source), prefer=BEST)
+    backend named ('compiled', 'numpy'), or for 'auto' on the fastest one whose kernels for
+    `jobs` are ready on this machine: a model loaded to sample or to score a short text never
+    waits for a compile (announce says so when the numpy reference stands in; see
+    TrainedModel.prefer_compiled for long jobs). `source` may also name a pretrained model
+    that charnn ships: load("shakespeare"), or a folder `charnn export` wrote."""
+    from .backends import ready_backend
+    from .exported import open_checkpoint
+    ckpt = open_checkpoint(source)                       # an exported folder too (exported.py)
     config = dict(ckpt.meta.get("config", {}))
-    return TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),
-                        config=config, carried=carried_state(ckpt),
-                        backend=get_backend(backend, announce, ckpt.params.dtype.name,
-                                            config.get("model", "rnn")),
-                        checkpoint=ckpt)
+    name, why = ready_backend(backend, ckpt.network.cell, ckpt.params.dtype.name, jobs)
+    if backend == "auto" and name == "numpy" and announce:
+        announce(f"backend {why}")
+    model = TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),
+                         config=config, carried=carried_state(ckpt), backend=None,
+                         checkpoint=ckpt)
+    model.use_backend(name, announce, jobs)
+    model.auto = backend == "auto"
+    return model
 

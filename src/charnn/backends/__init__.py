@@ -133,11 +133,34 @@ def resolve_backend(name: str, network: str = "rnn", dtype: str = "float64") -> 
     raise CharnnError(f"no backend runs {network} in {dtype}")
 
 
+def training_jobs(batch_size: int) -> tuple[str, ...]:
+    """What a training run needs compiled: its training kernel (one lane or a batch), the
+    evaluation (the first update's loss, the held-out text) and sampling."""
+    return ("train-one" if batch_size == 1 else "train-batch", "evaluate", "sample")
+
+
+def ready_backend(name: str, network: str, dtype: str, jobs) -> tuple[str, str]:
+    """(backend, why) for a short job: for 'auto', the fastest backend whose kernels for
+    `jobs` are ready on this machine, so that sampling or scoring a short text never waits
+    for a compile the numpy reference does not need (a backend named explicitly is kept,
+    and compiles what it must)."""
+    if name != "auto":
+        return name, name
+    fastest = resolve_backend(name, network, dtype)
+    module = import_backend(fastest)
+    if hasattr(module, "is_compiled") and not module.is_compiled(network, jobs, dtype):
+        return "numpy", (f"numpy (auto: the {fastest} kernels for this network in {dtype} are "
+                         "not compiled on this machine yet, and the numpy reference does "
+                         "this job at once; a training run compiles them, or give "
+                         f"--backend {fastest})")
+    return fastest, f"{fastest} (auto)"
+
+
 def get_backend(name: str, announce=None, dtype: str = "float64",
-                network: str = "rnn") -> ModuleType:
+                network: str = "rnn", jobs=None) -> ModuleType:
     """The backend module `name` ('auto': the fastest that can) for `network` in `dtype`; the
-    compiled one is built for `dtype` on first use on a machine, and `announce` is told so
-    before it starts."""
+    compiled one is built on first use on a machine for `jobs` (default: all of them;
+    compiled.cache lists them), and `announce` is told so before it starts."""
     name = resolve_backend(name, network, dtype)
     if name not in BACKENDS:
         raise CharnnError(f"--backend {name!r} is unknown; choose auto, "
@@ -151,5 +174,6 @@ def get_backend(name: str, announce=None, dtype: str = "float64",
         raise CharnnError(f"--backend {name} does not run {dtype}; use "
                           f"{' or '.join(module.DTYPES)}")
     if hasattr(module, "ensure_compiled"):
-        module.ensure_compiled(announce or (lambda message: None), dtypes=(np.dtype(dtype),))
+        module.ensure_compiled(announce or (lambda message: None), dtypes=(np.dtype(dtype),),
+                               networks=(network,), **({} if jobs is None else {"jobs": jobs}))
     return module

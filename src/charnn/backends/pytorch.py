@@ -58,13 +58,15 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import distributed, optim
-from ..errors import CharnnError
+from ..errors import SettingError, setting
 from ..model import Params
 from ..networks import dropout as charnn_dropout
-from ..networks import network_of, state_shape
+from ..networks import Network
 from . import BACKENDS
 
 NETWORKS = ("rnn", "lstm", "gru")
+# Each cell's PyTorch module.
+TORCH_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 DTYPES = ("float64", "float32")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -87,14 +89,16 @@ def resolve_device(name: str = "auto", dtype: str = "float64") -> torch.device:
     """The torch.device --device `name` stands for (auto: CUDA when PyTorch sees a GPU, else
     the CPU); under torchrun, the GPU of this process's local rank."""
     if name not in DEVICES:
-        raise CharnnError(f"--device {name!r} is unknown; choose one of {', '.join(DEVICES)}")
+        raise SettingError(f"{setting('device')} {name!r} is unknown; choose one of "
+                           f"{', '.join(DEVICES)}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
-            raise CharnnError(f"--device cuda: PyTorch {torch.__version__} sees no CUDA GPU "
-                              f"({build}); give --device cpu, or install PyTorch's CUDA build")
+            raise SettingError(f"{setting('device')} cuda: PyTorch {torch.__version__} sees no "
+                               f"CUDA GPU ({build}); give {setting('device')} cpu, or install "
+                               "PyTorch's CUDA build")
         # float32 means float32: cuDNN's RNNs would otherwise round their products' inputs to
         # TF32 (a 10-bit mantissa), which put 30 updates of an LSTM 5e-3 away from the same
         # run in float32 on a CPU
@@ -105,9 +109,11 @@ def resolve_device(name: str = "auto", dtype: str = "float64") -> torch.device:
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise CharnnError("--device mps: PyTorch sees no Apple GPU here; give --device cpu")
+            raise SettingError(f"{setting('device')} mps: PyTorch sees no Apple GPU here; give "
+                               f"{setting('device')} cpu")
         if np.dtype(dtype) == np.float64:
-            raise CharnnError("--device mps has no float64; give --dtype float32")
+            raise SettingError(f"{setting('device')} mps has no float64; give {setting('dtype')} "
+                               "float32")
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -135,10 +141,11 @@ class CharNet(nn.Module):
     layers - 1 tensors (T, B, m). Returns the logits (T, B, K), zero past a lane's length,
     and each lane's state after its own last step."""
 
-    def __init__(self, kind: str, K: int, m: int, layers: int, per_layer: bool, **where):
+    def __init__(self, spec: Network, per_layer: bool, **where):
         super().__init__()
-        self.kind, self.K, self.m, self.layers_count = kind, K, m, layers
-        module = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        K, m, layers = spec.vocab, spec.hidden, spec.layers
+        self.spec, self.K, self.m, self.layers_count = spec, K, m, layers
+        module = TORCH_CELLS[spec.cell]
         if per_layer and layers > 1:
             self.rnns = nn.ModuleList(module(K if l == 0 else m, m, **where)
                                       for l in range(layers))
@@ -146,7 +153,7 @@ class CharNet(nn.Module):
             self.rnns = nn.ModuleList([module(K, m, num_layers=layers, **where)])
         self.out = nn.Linear(m, K, **where)
         self.named: dict[str, nn.Parameter] = {}
-        if kind == "rnn":
+        if not spec.stacked:                                 # the assignment's names
             rnn = self.rnns[0]
             self.named = {"b": rnn.bias_ih_l0, "c": self.out.bias, "U": rnn.weight_ih_l0,
                           "W": rnn.weight_hh_l0, "V": self.out.weight}
@@ -161,10 +168,7 @@ class CharNet(nn.Module):
 
     @classmethod
     def of(cls, params: Params, per_layer: bool, device: torch.device) -> "CharNet":
-        network = network_of(params)
-        kind = "rnn" if "W" in params else ("lstm" if network.STATE_VECTORS == 2 else "gru")
-        layers = 1 if kind == "rnn" else sum(1 for n in params if n.startswith("W_hh"))
-        net = cls(kind, params.vocab_size, params.hidden_size, layers, per_layer, device=device,
+        net = cls(Network.of_params(params), per_layer, device=device,
                   dtype=_torch_dtype(params.dtype))
         net.load(params)
         return net
@@ -173,7 +177,7 @@ class CharNet(nn.Module):
         with torch.no_grad():
             for name, p in self.named.items():
                 p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
-            if self.kind == "rnn":
+            if not self.spec.stacked:
                 self.rnns[0].bias_hh_l0.zero_()
         for rnn in self.rnns:
             rnn.flatten_parameters()
@@ -210,7 +214,7 @@ class CharNet(nn.Module):
         return logits, from_native(hx)
 
     def _hidden(self, hx):
-        return hx if self.kind == "lstm" else hx[0]
+        return hx if self.spec.state_vectors > 1 else hx[0]       # the LSTM's (h, c)
 
     @staticmethod
     def _pack(inp, lengths):
@@ -236,12 +240,6 @@ def to_native(state: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def from_native(hx) -> torch.Tensor:
     return torch.stack(hx, dim=2).transpose(0, 1)
-
-
-def _state4(h: np.ndarray) -> np.ndarray:
-    """Lanes' states in the (lanes, layers, S, m) layout: the RNN's (lanes, m) is
-    (lanes, 1, 1, m)."""
-    return h.reshape(h.shape[0], 1, 1, h.shape[1]) if h.ndim == 2 else h
 
 
 # -- dropout masks: networks/dropout.py's hash with integer tensors ---------------------------
@@ -344,9 +342,9 @@ class TorchSession:
         self.world, self.rank = distributed.world_size(), distributed.rank()
         B = h.shape[0]
         if self.world > B:
-            raise CharnnError(f"{self.world} processes cannot share --batch-size {B}: each "
-                              f"needs a lane; run {B} processes or fewer (a run's batch size "
-                              "is fixed)")
+            raise SettingError(f"{self.world} processes cannot share {setting('batch_size')} "
+                               f"{B}: each needs a lane; run {B} processes or fewer (a run's "
+                               "batch size is fixed)")
         self.group = distributed.init_process_group(self.device.type)
         self.lanes = np.array_split(np.arange(B), self.world)[self.rank]
         self.lanes_t = torch.from_numpy(self.lanes).to(self.device)
@@ -357,7 +355,7 @@ class TorchSession:
             opt_state[f"{slot}_{name}"])).to(self.device) for name in self.names]
             for slot in optim.STATE_SLOTS[optimizer]}
         self.hx = to_native(torch.from_numpy(np.ascontiguousarray(
-            _state4(h)[self.lanes])).to(self.device))
+            self.net.spec.layered(h)[self.lanes])).to(self.device))
         self.model = self.net
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -535,7 +533,7 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
     """The reference's total_loss: segments scored side by side, EVAL_LANES at a time, in
     chunks of EVAL_CHUNK characters that carry the state."""
     net, device = _net_for(params)
-    shape = state_shape(params)
+    shape = net.spec.state_shape
     segments = np.asarray(segments, np.int64).reshape(-1, 2)
     if h0 is not None:
         h0 = np.asarray(h0)
@@ -555,7 +553,7 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
             state = np.broadcast_to(h0, (len(group),) + shape).astype(params.dtype)
         else:
             state = h0[group].astype(params.dtype)
-        state = torch.from_numpy(np.ascontiguousarray(_state4(state))).to(device)
+        state = torch.from_numpy(np.ascontiguousarray(net.spec.layered(state))).to(device)
         remaining = end - begin - 1                          # characters predicted
         count += int(remaining.sum())
         for offset in range(0, int(remaining.max()), EVAL_CHUNK):
@@ -587,7 +585,7 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     x = torch.from_numpy(np.asarray(inputs, np.int64)).to(device)
     y = torch.from_numpy(np.asarray(targets, np.int64)).to(device)
     h_prev = np.asarray(h_prev, params.dtype)
-    state = torch.from_numpy(np.ascontiguousarray(_state4(h_prev[None]))).to(device)
+    state = torch.from_numpy(np.ascontiguousarray(net.spec.layered(h_prev[None]))).to(device)
     logits, last = net.run(x[:, None], state)
     loss = F.cross_entropy(logits[:, 0], y, reduction="sum")
     loss.backward()
@@ -596,9 +594,9 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     return float(loss), grads, last.detach().cpu().numpy().reshape(h_prev.shape)
 
 
-def _device_state(h: np.ndarray, device) -> torch.Tensor:
+def _device_state(net: CharNet, h: np.ndarray, device) -> torch.Tensor:
     h = np.asarray(h)
-    return torch.from_numpy(np.ascontiguousarray(_state4(h[None]))).to(device)
+    return torch.from_numpy(np.ascontiguousarray(net.spec.layered(h[None]))).to(device)
 
 
 @torch.no_grad()
@@ -608,7 +606,7 @@ def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     if not len(inputs):
         return np.array(h, copy=True)
     net, device = _net_for(params)
-    _, state = net.run(torch.from_numpy(inputs).to(device)[:, None], _device_state(h, device))
+    _, state = net.run(torch.from_numpy(inputs).to(device)[:, None], _device_state(net, h, device))
     return state.cpu().numpy().reshape(np.shape(h)).astype(params.dtype)
 
 
@@ -621,7 +619,7 @@ def sample_indices(params: Params, h: np.ndarray, x: int, uniforms: np.ndarray,
     inverse CDF), so that a draw is the reference's draw from the same logits."""
     reference = _reference()
     net, device = _net_for(params)
-    state = _device_state(h, device)
+    state = _device_state(net, h, device)
     drawn = []
     for u in uniforms:
         logits, state = net.run(torch.tensor([[x]], device=device), state)

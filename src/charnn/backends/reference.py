@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import optim
 from ..model import Params, loss_and_gradients, softmax
-from ..networks import network_of, state_shape
+from ..networks import Network
 
 # What this backend runs (see backends/__init__.py).
 NETWORKS = ("rnn", "lstm", "gru")
@@ -53,8 +53,8 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     the masks of update t (counted from 1) and lane l drawn from (dropout_seed, t, l) as
     networks/dropout.py says, so that any split of the updates into calls, and a resumed run, draws the same ones. Returns the
     loss of each update (float64)."""
-    network = network_of(params)
-    layers, m = (h.shape[1] if h.ndim == 4 else 1), params.hidden_size
+    spec = Network.of_params(params)
+    network, layers, m = spec.module, spec.layers, spec.hidden
     losses = np.empty(last - first)
     for u in range(first, last):
         grads = Params.zeros_like(params)
@@ -70,8 +70,8 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
             masks = network.dropout_masks(dropout, L, m, layers, (dropout_seed, t, lane),
                                           params.dtype) if dropout else None
             loss, g, state = network.loss_and_gradients(
-                params, data[s:s + L], data[s + 1:s + L + 1], _state(network, h[lane]), masks)
-            h[lane] = state.reshape(h[lane].shape)
+                params, data[s:s + L], data[s + 1:s + L + 1], spec.layered(h[lane]), masks)
+            h[lane] = spec.unlayered(state)
             for name, acc in grads.items():
                 acc += g[name]
             loss_sum += loss
@@ -86,13 +86,6 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
     return losses
 
 
-def _state(network, lane_state: np.ndarray) -> np.ndarray:
-    """One lane's state in the network interface's shape (layers, S, m): the vanilla RNN's
-    h (m,) is (1, 1, m)."""
-    return lane_state.reshape(network.zero_state(lane_state.shape[-1], 1).shape) \
-        if lane_state.ndim == 1 else lane_state
-
-
 @_quiet
 def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
                h0: np.ndarray | None = None) -> tuple[float, int]:
@@ -101,7 +94,8 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
     targets data[start+1:end]. The state starts at zero in each segment, or at h0[q] for
     segment q when h0 holds one state per segment, or at h0 in every segment when h0 is one
     state (networks.state_shape). Returns (summed loss, number of characters predicted)."""
-    network, shape = network_of(params), state_shape(params)
+    spec = Network.of_params(params)
+    network, shape = spec.module, spec.state_shape
     total, count = 0.0, 0
     segments = np.asarray(segments).reshape(-1, 2)
     if h0 is not None:
@@ -116,7 +110,7 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
             state = np.zeros(shape, params.dtype)
         else:
             state = np.asarray(h0 if h0.shape == shape else h0[q], params.dtype)
-        state = _state(network, state)
+        state = spec.layered(state)
         # in blocks, carrying the state, so that a long segment never holds all its states
         for block in range(start, end - 1, EVAL_BLOCK):
             stop = min(block + EVAL_BLOCK, end - 1)
@@ -129,15 +123,11 @@ def total_loss(params: Params, data: np.ndarray, segments: np.ndarray,
 
 def advance(params: Params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """The state after feeding `inputs` to the network from h."""
-    h = h.copy()
-    if "W" in params:                                    # the RNN: no output layer needed
-        for x in inputs:
-            h = np.tanh(params.W @ h + params.U[:, x] + params.b)
-        return h
-    network = network_of(params)
+    spec = Network.of_params(params)
+    state = spec.layered(h.copy())
     for x in inputs:
-        h, _ = network.step(params, int(x), h)
-    return h
+        state, _ = spec.module.step(params, int(x), state)
+    return spec.unlayered(state)
 
 
 def filtered_probabilities(o: np.ndarray, temperature: float, top_k: int, top_p: float) -> np.ndarray:
@@ -168,15 +158,11 @@ def sample_indices(params: Params, h: np.ndarray, x: int, uniforms: np.ndarray,
     h is updated in place to the state the last character was drawn from, so that a next
     call with x = that character continues the same text.
     """
-    network = None if "W" in params else network_of(params)
+    spec = Network.of_params(params)
     drawn = []
     for u in uniforms:
-        if network is None:
-            h[:] = np.tanh(params.W @ h + params.U[:, x] + params.b)
-            o = params.V @ h + params.c
-        else:
-            state, o = network.step(params, x, h)
-            h[...] = state
+        state, o = spec.module.step(params, x, spec.layered(h))
+        h[...] = spec.unlayered(state)
         if greedy:
             x = int(np.argmax(o))
         else:

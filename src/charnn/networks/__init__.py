@@ -5,8 +5,16 @@
     params = net.initial_params(K, m, layers=2, sigma=0.1, rng=np.random.default_rng(0))
     loss, grads, state = net.loss_and_gradients(params, inputs, targets, net.zero_state(m, 2))
 
-Every module in NETWORKS provides, with the same names and signatures:
+What a network is (cell, layers, hidden size, vocabulary, dropout) is a Network (spec.py):
+its parameters' names and shapes, its state's shape, its parameter count, its initial scale
+and its description come from there. Every module in NETWORKS provides, with the same names
+and signatures:
 
+    STACKED                        True: layers of the cell stack (PyTorch's names, a state
+                                   (layers, STATE_VECTORS, m)); False: the vanilla RNN, one
+                                   layer, the assignment's names, its state h (m,) alone
+    GATED                          gated cells start from a larger scale (Network.default_sigma)
+    TITLE, ABBREVIATION            its name in words ("vanilla RNN", "LSTM") and short ("RNN")
     STATE_VECTORS                  vectors in each layer's state: 2 for the LSTM (h, cell c),
                                    1 for the GRU (h)
     param_shapes(K, m, layers)     {name: shape} in a fixed order: per layer l W_ih{l}
@@ -40,27 +48,20 @@ W, V, and it has one layer).
 """
 
 from . import gru, lstm, rnn
+from .spec import CELLS, Network
 
-NETWORKS = {"rnn": rnn, "lstm": lstm, "gru": gru}
+NETWORKS = CELLS
 
 
 def network_of(params):
-    """The network whose parameters these are, told by their names and shapes: b, c, U, W, V
-    is the vanilla RNN; a stacked network's W_hh0 has 4 gates' rows (LSTM) or 3 (GRU)."""
-    if "W" in params:
-        return rnn
-    rows, m = params["W_hh0"].shape
-    return {lstm.GATES: lstm, gru.GATES: gru}[rows // m]
+    """The module of the network these parameters belong to (see Network.of_params)."""
+    return Network.of_params(params).module
 
 
 def state_shape(params) -> tuple[int, ...]:
     """The shape of one lane's state: (m,) for the vanilla RNN (h alone, as its kernels and
     checkpoints hold it), (layers, STATE_VECTORS, m) for a stacked network."""
-    network, m = network_of(params), params["V"].shape[1]
-    if network is rnn:
-        return (m,)
-    layers = sum(1 for name in params if name.startswith("W_hh"))
-    return (layers, network.STATE_VECTORS, m)
+    return Network.of_params(params).state_shape
 
 
-__all__ = ["NETWORKS", "gru", "lstm", "network_of", "rnn", "state_shape"]
+__all__ = ["CELLS", "NETWORKS", "Network", "gru", "lstm", "network_of", "rnn", "state_shape"]

@@ -12,6 +12,13 @@ import numpy as np
 from .. import model
 
 STATE_VECTORS = 1       # h
+# What charnn.networks.spec asks of every network module. The vanilla RNN is not a stack:
+# one layer, the assignment's names (b, c, U, W, V), and a state of h alone, (m,), as its
+# kernels and checkpoints hold it.
+STACKED = False
+GATED = False           # its initial scale is the assignment's 0.01 (see Network.default_sigma)
+TITLE = "vanilla RNN"
+ABBREVIATION = "RNN"
 
 
 def param_shapes(K: int, m: int, layers: int) -> dict[str, tuple[int, ...]]:

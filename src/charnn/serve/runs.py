@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..checkpoint import BEST, LATEST
 from ..errors import CharnnError
+from ..networks import Network
 from ..run_folder import CONFIG, LOCK, SAMPLES_JSONL, RunFolder
 
 try:
@@ -40,7 +41,16 @@ class Run:
             return {}
 
     def log(self) -> list[dict]:
-        return RunFolder(self.path).read_log()
+        try:
+            return RunFolder(self.path).read_log()
+        except CharnnError as exc:
+            raise CharnnError(f"run {self.name!r}: {self.without_path(str(exc))}") from None
+
+    def without_path(self, message: str) -> str:
+        """The message with this run's folder left out: files are named by their name alone,
+        the folder by the run's name (a client is not to learn where the runs live)."""
+        folder = str(self.path)
+        return message.replace(folder + os.sep, "").replace(folder, f"run {self.name!r}")
 
     def samples(self) -> list[dict]:
         if not (self.path / SAMPLES_JSONL).exists():
@@ -78,13 +88,11 @@ class Run:
         val_rows = [r for r in rows if r["val_bpc"]]
         best_val = min((v for r in val_rows if (v := _number(r["val_bpc"])) is not None),
                        default=None)
+        network = _network(config, doc.get("K", corpus.get("K")))
         return {
             "name": self.name,
-            "network": f"vanilla RNN, m = {config.get('hidden', '?')}, "
-                       f"K = {doc.get('K', corpus.get('K', '?'))}",
-            "settings": {k: config.get(k) for k in (
-                "hidden", "seq_length", "batch_size", "optimizer", "eta", "dtype", "order",
-                "val_frac", "records") if k in config},
+            "network": network.summary() if network else "?",
+            "settings": _settings(network, config),
             "corpus": corpus.get("name"),
             "iteration": int(rows[-1]["iteration"]) if rows else 0,
             "total_updates": doc.get("total_updates"),
@@ -97,6 +105,29 @@ class Run:
             "has_checkpoint": self.checkpoint_file() is not None,
             "log_error": log_error,
         }
+
+
+def _network(config: dict, K) -> Network | None:
+    """The network a run's config.json states (its config names the model: a run written
+    before the model was a setting is the vanilla RNN); None when it names none that
+    exists."""
+    try:
+        network = Network.from_config(config, K if isinstance(K, int) else None).check()
+    except (TypeError, ValueError):
+        return None
+    return network if "hidden" in config else None
+
+
+def _settings(network: Network | None, config: dict) -> dict:
+    """The settings line: the network first (cell, layers, hidden size, dropout when there
+    is any), then how it trains."""
+    settings = {} if network is None else {
+        "model": network.cell, "layers": network.layers, "hidden": network.hidden,
+        **({"dropout": network.dropout} if network.dropout else {})}
+    settings.update({k: config.get(k) for k in ("seq_length", "batch_size", "optimizer", "eta",
+                                                 "dtype", "order", "val_frac", "records")
+                     if k in config})
+    return settings
 
 
 def _number(text: str) -> float | None:
@@ -143,6 +174,19 @@ class RunTable:
                 table[run.name] = run
             self._by_name = table
             return list(table.values())
+
+    def without_paths(self, message: str) -> str:
+        """The message with every run folder, and the runs folder, left out (see
+        Run.without_path): the last guard before an error goes over HTTP."""
+        with self._lock:
+            runs = sorted(self._by_name.values(), key=lambda r: -len(str(r.path)))
+        for run in runs:
+            message = run.without_path(message)
+        for folder in (self.runs_dir, Path.cwd(), Path.home()):
+            if folder is not None and len(folder.parts) > 1:
+                message = message.replace(str(folder) + os.sep, "").replace(str(folder),
+                                                                             folder.name)
+        return message
 
     def get(self, name: str) -> Run:
         with self._lock:

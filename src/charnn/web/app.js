@@ -2,6 +2,14 @@
 "use strict";
 
 const params = new URLSearchParams(location.search);
+// A server reachable from other machines prints its address with ?token=...; the answer to
+// that address set a cookie that the page's requests carry, so the token leaves the address
+// bar (and what is copied or bookmarked from it).
+if (params.has("token")) {
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(null, "", `${location.pathname}${rest ? "?" + rest : ""}${location.hash}`);
+}
 const POLL_MS = Math.max(200, Number(params.get("poll")) || 3000);
 const state = { run: null, view: "runs", analysis: null, controller: null };
 const $ = (id) => document.getElementById(id);
@@ -23,6 +31,8 @@ async function api(path, options) {
   }
   return body;
 }
+// Model requests are POSTs of JSON: a page on another site cannot send those unasked.
+const JSON_TYPE = { "Content-Type": "application/json" };
 const runPath = (what) => `/api/runs/${encodeURIComponent(state.run)}/${what}`;
 const fmt = (x, digits) => (x === null || x === undefined) ? "–" : Number(x).toFixed(digits);
 
@@ -156,10 +166,9 @@ async function generate(event) {
   event.preventDefault();
   if (!state.run) { showError("choose a run first"); return; }
   clearError();
-  const form = new FormData($("gen-form"));
-  const q = new URLSearchParams();
-  for (const [k, v] of form.entries()) if (k !== "greedy" && v !== "") q.set(k, v);
-  if ($("greedy").checked) q.set("greedy", "true");
+  const fields = {};
+  for (const [k, v] of new FormData($("gen-form")).entries()) if (k !== "greedy" && v !== "") fields[k] = v;
+  fields.greedy = $("greedy").checked;
   const out = $("gen-output");
   out.textContent = $("prime").value;
   $("gen-status").textContent = "drawing…";
@@ -167,7 +176,9 @@ async function generate(event) {
   state.controller = controller;
   $("stop").disabled = false; $("generate").disabled = true;
   try {
-    const response = await fetch(`${runPath("generate")}?${q}`, { signal: controller.signal });
+    const response = await fetch(runPath("generate"), { method: "POST", headers: JSON_TYPE,
+                                                        body: JSON.stringify(fields),
+                                                        signal: controller.signal });
     if (!response.ok) {
       let message = `${response.status} ${response.statusText}`;
       try { message = (await response.json()).error || message; } catch (e) { /* keep */ }
@@ -204,12 +215,13 @@ async function beam(event) {
   event.preventDefault();
   if (!state.run) { showError("choose a run first"); return; }
   clearError();
-  const q = new URLSearchParams({ prime: $("prime").value, beams: $("beams").value,
-                                  length: $("beam-length").value });
+  const fields = { prime: $("prime").value, beams: $("beams").value,
+                  length: $("beam-length").value };
   const list = $("beam-output");
   list.textContent = "";
   try {
-    const doc = await api(`${runPath("beam")}?${q}`);
+    const doc = await api(runPath("beam"), { method: "POST", headers: JSON_TYPE,
+                                             body: JSON.stringify(fields) });
     for (const b of doc.beams) {
       const li = document.createElement("li");
       li.textContent = `total log-probability ${b.logprob.toFixed(3)} nats` +
@@ -239,7 +251,7 @@ async function analyse() {
   clearError();
   try {
     const doc = await api(runPath("analyse"), {
-      method: "POST", headers: { "Content-Type": "application/json" },
+      method: "POST", headers: JSON_TYPE,
       body: JSON.stringify({ text: $("inside-text").value }) });
     state.analysis = doc;
     const layer = $("layer");

@@ -2,8 +2,9 @@
 disk), tested against the reference. Each function here takes the reference's arguments and
 hands them to the kernels of the parameters' network.
 
-    cache.py       where numba keeps the kernels; compiling them once per machine (imported
-                   first: it sets NUMBA_CACHE_DIR before any kernel file imports numba)
+    cache.py       where numba keeps the kernels; compiling the groups a command needs, once
+                   per machine (imported first: it sets NUMBA_CACHE_DIR before any kernel
+                   file imports numba)
     numerics.py    the jit settings, exp and tanh without a call per element, softmax rows,
                    numpy's pairwise sum
     products.py    dense products: loop kernels, register tiles (LLVM IR), _gemm
@@ -21,8 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
+from ...networks import Network
 from . import rnn, stack
-from .cache import ensure_compiled
+from .cache import ensure_compiled, is_compiled
 from .lanes import lane_groups
 
 # What this backend runs (see backends/__init__.py).
@@ -31,8 +33,9 @@ DTYPES = ("float64", "float32")
 
 
 def _kernels(params):
-    """The module of kernels for these parameters' network."""
-    return rnn if "W" in params else stack
+    """The module of kernels for these parameters' network: the stack's for stacked layers,
+    the vanilla RNN's own for it."""
+    return stack if Network.of_params(params).stacked else rnn
 
 
 def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_step: int,
@@ -77,5 +80,5 @@ def sample_indices(params, h: np.ndarray, x: int, uniforms: np.ndarray,
                                            greedy, stop_index)
 
 
-__all__ = ["DTYPES", "NETWORKS", "advance", "ensure_compiled", "lane_groups",
+__all__ = ["DTYPES", "NETWORKS", "advance", "ensure_compiled", "is_compiled", "lane_groups",
            "loss_and_gradients", "sample_indices", "total_loss", "train_updates"]

@@ -1,21 +1,31 @@
-"""The compiled kernels' disk cache: where numba keeps them, and compiling every kernel once
-per machine (announced, since it takes a while).
+"""The compiled kernels' disk cache: where numba keeps them, and compiling what a command
+needs, once per machine, announced and counted (a cold compile takes seconds to a minute).
 
 This module is the package's first import (see __init__.py): it sets NUMBA_CACHE_DIR before
 numba is imported by any kernel file, so the kernels are cached in charnn's own folder.
+
+The kernels come in groups, one per (family, job, dtype): the vanilla RNN's kernels and the
+stacked networks' (one set runs the LSTM and the GRU), each for sampling, evaluation,
+one-lane training, batched training and gradients. A command compiles only the groups it
+runs (a run of the vanilla RNN at batch 1 never waits for the GRU's batched kernels), and
+is_compiled tells whether a group is ready without compiling it, so that a short job can
+take the numpy reference instead of waiting.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
 from ... import optim, paths
-from ...model import Params
-from ...networks import NETWORKS
+from ...networks import Network
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba"))
 
@@ -25,6 +35,11 @@ if not numba.config.CACHE_DIR:     # numba was imported before charnn and missed
     numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
 
 from numba.core.caching import UserProvidedCacheLocator  # noqa: E402
+
+# Which kernels run which network: the LSTM and the GRU share the stacked kernels (stack.py).
+FAMILY = {"rnn": "rnn", "lstm": "stack", "gru": "stack"}
+# What a command may need compiled.
+JOBS = ("sample", "evaluate", "train-one", "train-batch", "gradients")
 
 
 def _sources() -> list[Path]:
@@ -40,12 +55,13 @@ def _sources_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _marker(dtype) -> Path:
+def _marker(family: str, job: str, dtype) -> Path:
     # numba's cache is keyed by the source file's path as well as its contents, so a second
     # installation of the same code compiles again: the marker names every file's path and
     # contents, so an edit anywhere in the package announces the compilation again.
     folder = Path(numba.config.CACHE_DIR)
-    return folder / f"charnn-kernels-{numba.__version__}-{_sources_key()}-{np.dtype(dtype).name}.ok"
+    return folder / (f"charnn-{numba.__version__}-{_sources_key()}-{paths.compile_target()}-"
+                     f"{family}-{job}-{np.dtype(dtype).name}.ok")
 
 
 def _forget_stale_kernels() -> None:
@@ -75,57 +91,125 @@ def _forget_stale_kernels() -> None:
 _forget_stale_kernels()
 
 
-def _exercise(dtype) -> None:
-    """Call every kernel once on tiny inputs of `dtype`, so numba compiles (or loads) it;
-    with the text as int32 and as uint8, which share one compiled version (see lanes._text)."""
+# -- what each group calls, on tiny inputs, so that numba compiles (or loads) it --------------
+
+# One tiny network of each family of kernels: the vanilla RNN's, and the stack's (a GRU of
+# two layers; the LSTM runs on the same kernels, its cell a run-time argument).
+_EXAMPLES = {"rnn": Network("rnn", 1, 5, 4), "stack": Network("gru", 2, 5, 4)}
+
+
+def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
+    """The calls that compile group (family, job, dtype), one top-level kernel each (so that
+    progress can be counted); texts as int32 and as uint8, which share one compiled version
+    (lanes._text)."""
     from . import advance, loss_and_gradients, sample_indices, total_loss, train_updates
     rng = np.random.default_rng(0)
-    m, K = 5, 4
-    params = Params.initial(m, K, 0.1, rng, dtype=dtype)
-    data = rng.integers(0, K, 20).astype(np.int32)
-    for text in (data, data.astype(np.uint8)):
-        for optimizer in optim.OPTIMIZERS:
-            for lanes in (1, 2):
-                state = optim.initial_state(optimizer, params)
-                h = np.zeros((lanes, m), dtype)
-                starts = np.zeros((2, lanes), np.int64)
-                lengths = np.full((2, lanes), 3, np.int32)
-                resets = np.zeros((2, lanes), np.uint8)
-                train_updates(params.copy(), optimizer, state, 0, 0.1, 5.0, h, text,
-                              starts, lengths, resets, 0, 2)
-        total_loss(params, text, np.array([[0, 10], [10, 20]]))
-        advance(params, np.zeros(m, dtype), text[:3])
-    loss_and_gradients(params, data[:3], data[1:4], np.zeros(m, dtype))
+    network = _EXAMPLES[family]
+    params, state = network.initial_params(0.1, rng, dtype), network.zero_state(dtype)
+    data = rng.integers(0, 4, 20).astype(np.int32)
     u = np.full(3, 0.5)
-    sample_indices(params, np.zeros(m, dtype), 0, u)
-    sample_indices(params, np.zeros(m, dtype), 0, u, temperature=0.5, top_k=2, top_p=0.9)
-    sample_indices(params, np.zeros(m, dtype), 0, u, greedy=True)
-    for network in ("lstm", "gru"):                   # one set of kernels runs both
-        stacked = Params(NETWORKS[network].initial_params(K, m, 2, 0.1, rng, dtype))
-        h = np.zeros((2, 2, NETWORKS[network].STATE_VECTORS, m), dtype)
-        for optimizer in optim.OPTIMIZERS:
-            state = optim.initial_state(optimizer, stacked)
-            train_updates(stacked.copy(), optimizer, state, 0, 0.1, 5.0, h, data,
-                          np.zeros((1, 2), np.int64), np.full((1, 2), 3, np.int32),
-                          np.zeros((1, 2), np.uint8), 0, 1, dropout=0.1)
-        total_loss(stacked, data, np.array([[0, 10]]))
-        advance(stacked, h[0], data[:3])
-        sample_indices(stacked, h[0].copy(), 0, u, top_p=0.9)
-        loss_and_gradients(stacked, data[:3], data[1:4], h[0])
+
+    def train(lanes):
+        # the kind and the optimiser are run-time arguments: one call compiles all of them
+        h = np.zeros((lanes,) + state.shape, dtype)
+        opt_state = optim.initial_state("adagrad", params)
+        train_updates(params.copy(), "adagrad", opt_state, 0, 0.1, 5.0, h, data,
+                      np.zeros((2, lanes), np.int64), np.full((2, lanes), 3, np.int32),
+                      np.zeros((2, lanes), np.uint8), 0, 2,
+                      **({"dropout": 0.1} if network.stacked else {}))
+
+    if job == "sample":
+        return [lambda: advance(params, state, data[:3]),
+                lambda: sample_indices(params, state.copy(), 0, u, temperature=0.5, top_k=2,
+                                       top_p=0.9)]
+    if job == "evaluate":
+        return [lambda: total_loss(params, data, np.array([[0, 10], [10, 20]]))]
+    if job == "gradients":
+        return [lambda: loss_and_gradients(params, data[:3], data[1:4], state)]
+    if job == "train-one":
+        return [lambda: train(1)]
+    return [lambda: train(2)]
 
 
-def ensure_compiled(announce=print, dtypes=(np.float64, np.float32)) -> None:
-    """Compile every kernel for `dtypes` unless this machine has done so for this numba and
-    this source; says so once through `announce`, since it takes a while."""
-    missing = [d for d in dtypes if not _marker(d).exists()]
-    if not missing:
-        return
-    announce("compiling kernels, once per machine (about a minute)")
-    for dtype in missing:
-        _exercise(dtype)
-        marker = _marker(dtype)
+def is_compiled(network: str, jobs: Iterable[str], dtype) -> bool:
+    """Whether every group of `jobs` for `network` in `dtype` is compiled on this machine."""
+    return all(_marker(FAMILY[network], job, dtype).exists() for job in jobs)
+
+
+def _describe(family: str, job: str, dtypes: list[str]) -> str:
+    return f"{'vanilla RNN' if family == 'rnn' else 'LSTM/GRU'} {job} ({', '.join(dtypes)})"
+
+
+def _compile_here(family: str, job: str, dtypes: Iterable[str]) -> None:
+    """Compile (or load) group (family, job) for each dtype in this process, and mark it."""
+    for dtype in dtypes:
+        for step in _steps(family, job, dtype):
+            step()
+        marker = _marker(family, job, dtype)
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(f"numba {numba.__version__}\n")
         except OSError:
             pass                                      # a read-only cache only costs time
+
+
+# A group's worker: compiles into the shared cache folder (numba's cache is safe across
+# processes: each file is written aside, then renamed).
+_WORKER = ("import sys; from charnn.backends.compiled import cache; "
+           "cache._compile_here(sys.argv[1], sys.argv[2], sys.argv[3].split(','))")
+# Rough compile costs, to start the longest groups first (measured: benchmarks/bench_compile.py).
+_COST = {"train-batch": 3, "train-one": 2, "gradients": 2, "evaluate": 1, "sample": 1}
+
+
+def ensure_compiled(announce=print, dtypes=(np.float64, np.float32), networks=("rnn", "lstm",
+                    "gru"), jobs: Iterable[str] = JOBS, progress=None) -> None:
+    """Compile the groups of `jobs` for `networks` in `dtypes` that this machine has not
+    compiled for this numba, this source and this CPU. Announced through `announce` before it
+    starts (what, and how many groups); counted group by group through progress(done, total,
+    what, seconds) (default: a line through announce). The groups compile side by side in
+    worker processes, one per core (numba compiles on one thread), longest first; this
+    process then loads them from the cache in a fraction of a second each."""
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for network in networks:
+        for job in jobs:
+            for dtype in dtypes:
+                name = np.dtype(dtype).name
+                if not _marker(FAMILY[network], job, name).exists():
+                    listed = wanted.setdefault((FAMILY[network], job), [])
+                    if name not in listed:
+                        listed.append(name)
+    if not wanted:
+        return
+    # one worker a (family, job): a kernel's two dtypes share numba's index file
+    units = sorted(wanted.items(), key=lambda unit: -_COST[unit[0][1]] * len(unit[1]))
+    cores = min(len(units), os.cpu_count() or 1)
+    announce(f"compiling the kernels this needs, once for this machine: "
+             f"{'; '.join(_describe(f, j, d) for (f, j), d in units)} "
+             f"({'in ' + str(cores) + ' processes' if cores > 1 else 'one process'}; later "
+             "runs load them at once)")
+    report = progress or (lambda done, total, what, seconds: announce(
+        f"  compiled {done}/{total}: {what} ({seconds:.0f} s)"))
+    started = time.perf_counter()
+    if cores == 1:
+        for done, ((family, job), names) in enumerate(units, start=1):
+            _compile_here(family, job, names)
+            report(done, len(units), _describe(family, job, names),
+                   time.perf_counter() - started)
+        return
+    waiting, running, done = list(units), [], 0
+    while waiting or running:
+        while waiting and len(running) < cores:
+            (family, job), names = unit = waiting.pop(0)
+            running.append((unit, subprocess.Popen(
+                [sys.executable, "-c", _WORKER, family, job, ",".join(names)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        time.sleep(0.05)
+        for entry in [e for e in running if e[1].poll() is not None]:
+            running.remove(entry)
+            ((family, job), names), _ = entry
+            done += 1
+            report(done, len(units), _describe(family, job, names),
+                   time.perf_counter() - started)
+    # load what the workers compiled (or, where a worker failed, compile it here)
+    for (family, job), names in units:
+        _compile_here(family, job, names)

@@ -13,7 +13,7 @@ LSTM's and unused here).
 
 from __future__ import annotations
 
-from .numerics import _jit, _vexp, _vtanh
+from .numerics import _copy, _jit, _vexp, _vtanh
 
 GATES = 3               # r, z, n
 STATE_VECTORS = 1       # h
@@ -28,7 +28,7 @@ def _cell_forward(AXt, AH, bhh, Hp, Cp, Hn, Cn, Zt, TCt, Ls, t):
     one = bhh[0] - bhh[0] + 1
     for r in range(n):
         if t >= Ls[r]:
-            Hn[r] = Hp[r]
+            _copy(Hn[r], Hp[r])
             continue
         z = Zt[r]
         ax = AXt[r]

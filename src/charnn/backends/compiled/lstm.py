@@ -13,7 +13,7 @@ gradients.
 
 from __future__ import annotations
 
-from .numerics import _jit, _vexp, _vtanh
+from .numerics import _copy, _jit, _vexp, _vtanh
 
 GATES = 4               # i, f, g, o
 STATE_VECTORS = 2       # h and the cell c
@@ -28,8 +28,8 @@ def _cell_forward(AXt, AH, bhh, Hp, Cp, Hn, Cn, Zt, TCt, Ls, t):
     one = bhh[0] - bhh[0] + 1
     for r in range(n):
         if t >= Ls[r]:
-            Hn[r] = Hp[r]
-            Cn[r] = Cp[r]
+            _copy(Hn[r], Hp[r])
+            _copy(Cn[r], Cp[r])
             continue
         z = Zt[r]
         ax = AXt[r]

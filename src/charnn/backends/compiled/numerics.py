@@ -23,6 +23,32 @@ def _jit(fn=None, *, parallel=False):
     return deco if fn is None else deco(fn)
 
 
+
+# Array copies and sums written as loops: numba compiles a slice assignment or an in-place
+# sum of two arrays with a shape check whose error message (both shapes, formatted) costs
+# seconds of compile time in every kernel that holds one; a loop computes the same values.
+
+@_jit
+def _copy(dst, src):
+    """dst[:] = src, for 1-D arrays of one length."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@_jit
+def _copy2(dst, src):
+    """dst[:, :] = src, for 2-D arrays of one shape."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@_jit
+def _add(dst, src):
+    """dst += src, for 1-D arrays of one length."""
+    for i in range(dst.shape[0]):
+        dst[i] += src[i]
+
 # exp without a call per element, for the softmax: 2^n exp(r) with n = round(x / ln 2),
 # r = x - n ln 2 (ln 2 split in two parts so n ln 2 is exact), exp(r) a Taylor series, and
 # 2^n written directly into the exponent bits. Arguments are <= 0 (logits minus their max).

@@ -10,7 +10,7 @@ from numba import types
 from numba.extending import overload
 
 from ... import optim
-from .numerics import _FASTMATH, _jit
+from .numerics import _FASTMATH, _add, _copy, _jit
 
 _OPT_CODE = {"adagrad": 0, "rmsprop": 1, "adam": 2}
 
@@ -131,9 +131,9 @@ def _update_rows(theta, gs, s1, s2, lo, hi, active, opt, consts, bc1, bc2, row):
     G = gs.shape[0]
     div = consts[_C_ONE] * active
     for i in range(lo, hi):
-        row[:] = gs[0, i]
+        _copy(row, gs[0, i])
         for g in range(1, G):
-            row += gs[g, i]
+            _add(row, gs[g, i])
         if active == 0:                               # nothing to learn from: zero gradient
             row[:] = 0
         elif active > 1:

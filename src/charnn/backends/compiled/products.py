@@ -362,7 +362,18 @@ def _matmul_tn_typed(A, B, out, accumulate):
 # has no vector types, so the tile is written in LLVM IR.
 # --------------------------------------------------------------------------------------
 
-_VECTOR_BYTES = 64 if ll.get_host_cpu_features().get("avx512f") else 32
+
+
+def _target_has_avx512() -> bool:
+    """Whether the CPU numba generates code for has AVX-512: the host's, or the one that
+    NUMBA_CPU_NAME and NUMBA_CPU_FEATURES name (an empty feature list: the named CPU's own)."""
+    from numba.core import config
+    if config.CPU_FEATURES is not None:
+        return "+avx512f" in config.CPU_FEATURES.split(",")
+    return bool(ll.get_host_cpu_features().get("avx512f"))
+
+
+_VECTOR_BYTES = 64 if _target_has_avx512() else 32
 _TILE_ROWS = 8 if _VECTOR_BYTES == 64 else 4          # 2 x rows accumulators fit the register file
 
 

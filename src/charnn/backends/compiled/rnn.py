@@ -42,7 +42,8 @@ from numba import njit, prange
 from ... import optim
 from ...model import Params
 from .lanes import _active_lanes, _char, _check_params, _gather_windows, _text, lane_groups
-from .numerics import _draw, _jit, _shifted_exp, _softmax_row, _softmax_rows, _vtanh
+from .numerics import (_add, _copy, _copy2, _draw, _jit, _shifted_exp, _softmax_row,
+                       _softmax_rows, _vtanh)
 from .optimisers import (_C_CLIP, _C_EPS, _C_ETA, _C_ONE, _OPT_CODE, _adagrad,
                          _bias_corrections, _constants, _update_dense, _update_rows)
 from .products import (_aligned_zeros, _gemm, _matmul_nn, _matmul_nt, _matmul_tn,
@@ -120,7 +121,7 @@ def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, 
     m = W.shape[0]
     K = V.shape[0]
     # forward: H[0] = h_prev, H[t+1] = tanh(W H[t] + U[:, x_t] + b)
-    H[0, :] = h
+    _copy(H[0], h)
     for t in range(L):
         _step_hidden(W, U, b, xs[sx + t], H[t], H[t + 1])
     Hs = H[1:L + 1]                                   # (L, m): h_1..h_L
@@ -205,7 +206,7 @@ def _window(U, W, V, b, c, xs, sx, ys, sy, L, h, H, P, DH, DA, dh, gb, gc, gUT, 
         for i in range(m):
             gb[i] += da[i]
             row[i] += da[i]
-    h[:] = H[L]
+    _copy(h, H[L])
     return loss
 
 
@@ -357,7 +358,7 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
             if rs[lane]:
                 H[0, r, :] = 0
             else:
-                H[0, r, :] = h[lane]
+                _copy(H[0, r], h[lane])
             Lg = max(Lg, L)
         else:
             H[0, r, :] = 0
@@ -375,7 +376,7 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
         if tiles:
             _gemm(Ht, WT, Hn, False, False)           # H[t] W^T from W^T's rows
             for r in range(n):
-                Hn[r] += b
+                _add(Hn[r], b)
         else:
             _matmul_nt(Ht, W, b, Hn)                  # H[t] W^T + b: W's rows as they are
         for r in range(n):
@@ -386,7 +387,7 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
                     hr[i] = hr[i] + ur[i]
                 _vtanh(hr, m)
             else:
-                hr[:] = Ht[r]
+                _copy(hr, Ht[r])
     N = Lg * n
     Hs = H[1:Lg + 1].reshape((N, m))
     Hp = H[:Lg].reshape((N, m))
@@ -436,7 +437,7 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
                     row[i] += da[i]
     for r in range(n):
         if Ls[r] > 0:
-            h[lo + r, :] = H[Ls[r], r]
+            _copy(h[lo + r], H[Ls[r], r])
     return loss
 
 
@@ -473,11 +474,11 @@ def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, o
         gb[:] = 0
         gc[:] = 0
     else:
-        gb[:] = gbs[0]
-        gc[:] = gcs[0]
+        _copy(gb, gbs[0])
+        _copy(gc, gcs[0])
         for g in range(1, G):
-            gb += gbs[g]
-            gc += gcs[g]
+            _add(gb, gbs[g])
+            _add(gc, gcs[g])
     for q in range(nseen):
         x = seen[q]
         row = gUT[x]
@@ -526,8 +527,8 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
     UT = _aligned_zeros(K * m, dt).reshape((K, m))
     Wa = _aligned_zeros(m * m, dt).reshape((m, m))      # aligned working copies of W and V,
     Va = _aligned_zeros(K * m, dt).reshape((K, m))      # copied back at the end
-    Wa[:] = W
-    Va[:] = V
+    _copy2(Wa, W)
+    _copy2(Va, V)
     tiles = _tiles_fit(m, W)
     WT = _aligned_zeros(m * m if tiles else 1, dt).reshape((m, m) if tiles else (1, 1))
     if tiles:                                         # the forward product reads W^T's rows
@@ -573,8 +574,8 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
         losses[u - first] = _combine_and_update(
             U, Wa, Va, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
             t_opt, win, wst, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols, scratch, mark, seen)
-    W[:] = Wa
-    V[:] = Va
+    _copy2(W, Wa)
+    _copy2(V, Va)
 
 
 @_jit
@@ -600,7 +601,7 @@ def _segment_loss(U, W, V, b, c, data, width, start, end, h, h2, o):
     total = 0.0
     for t in range(start, end - 1):
         _step_hidden(W, U, b, _char(data, width, t), h, h2)
-        h[:] = h2
+        _copy(h, h2)
         y = _char(data, width, t + 1)
         for k in range(K):                            # o = V h + c
             acc = c[k] - c[k]
@@ -629,7 +630,7 @@ def _total_loss(U, W, V, b, c, data, width, segments, h0, out):
             h = np.empty(m, U.dtype)
             h2 = np.empty(m, U.dtype)
             o = np.empty(K, U.dtype)
-            h[:] = h0[0] if shared else h0[q]
+            _copy(h, h0[0] if shared else h0[q])
             out[q] = _segment_loss(U, W, V, b, c, data, width, start, end, h, h2, o)
 
 
@@ -638,7 +639,7 @@ def _advance(U, W, b, h, inputs, width):
     h2 = np.empty_like(h)
     for t in range(inputs.size // width):
         _step_hidden(W, U, b, _char(inputs, width, t), h, h2)
-        h[:] = h2
+        _copy(h, h2)
 
 
 @njit(cache=True, error_model="numpy")
@@ -656,7 +657,7 @@ def _sample(U, W, V, b, c, h, x, uniforms, temperature, top_k, top_p, greedy, st
     n = 0
     for q in range(uniforms.size):
         _step_hidden(W, U, b, x, h, h2)
-        h[:] = h2
+        _copy(h, h2)
         for k in range(K):
             acc = c[k] - c[k]
             vk = V[k]

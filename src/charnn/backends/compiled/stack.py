@@ -32,10 +32,11 @@ import numpy as np
 from numba import njit, prange
 
 from ... import optim
+from ...networks import Network
 from ...networks import dropout as dropout_hash
 from . import gru, lstm
 from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
-from .numerics import _draw, _jit, _shifted_exp, _softmax_row
+from .numerics import _copy, _draw, _jit, _shifted_exp, _softmax_row
 from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _constants, _update_rows
 from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
 
@@ -137,9 +138,9 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
         Ls[r] = L
         for l in range(layers):
             if L > 0 and not rs[lane]:
-                H[l, 0, r] = h[lane, l, 0]
+                _copy(H[l, 0, r], h[lane, l, 0])
                 if kind == _LSTM:
-                    C[l, 0, r] = h[lane, l, 1]
+                    _copy(C[l, 0, r], h[lane, l, 1])
             else:
                 H[l, 0, r] = 0
                 C[l, 0, r] = 0
@@ -174,7 +175,7 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
                         else:
                             x[:] = 0
                     else:
-                        x[:] = hb
+                        _copy(x, hb)
             AXs = AX[:Lg].reshape((N, Gm))
             _gemm(X[l, :Lg].reshape((N, m)), _mat(WT, offT[2 * l + 1], m, Gm), AXs, False,
                   False)
@@ -265,9 +266,9 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
     for r in range(n):
         if Ls[r] > 0:
             for l in range(layers):
-                h[lo + r, l, 0] = H[l, Ls[r], r]
+                _copy(h[lo + r, l, 0], H[l, Ls[r], r])
                 if kind == _LSTM:
-                    h[lo + r, l, 1] = C[l, Ls[r], r]
+                    _copy(h[lo + r, l, 1], C[l, Ls[r], r])
     return loss
 
 
@@ -417,17 +418,17 @@ def _one_lane(kind, layers, m, Gm, dt):
 @_jit
 def _load_state(kind, state, Hst, Cst):
     for l in range(state.shape[0]):
-        Hst[l, 0] = state[l, 0]
+        _copy(Hst[l, 0], state[l, 0])
         if kind == _LSTM:
-            Cst[l, 0] = state[l, 1]
+            _copy(Cst[l, 0], state[l, 1])
 
 
 @_jit
 def _store_state(kind, Hst, Cst, state):
     for l in range(state.shape[0]):
-        state[l, 0] = Hst[l, 0]
+        _copy(state[l, 0], Hst[l, 0])
         if kind == _LSTM:
-            state[l, 1] = Cst[l, 0]
+            _copy(state[l, 1], Cst[l, 0])
 
 
 @_jit(parallel=True)
@@ -507,7 +508,9 @@ def _lossgrad(kind, layers, m, K, Gm, theta, off, inputs, targets, h, masks, dro
     H, C, Z, TC, AX, AH, X, Mk, O, DH, DAX, DAH, dh, dc, Ls = _scratch(
         kind, layers, m, K, Gm, max(L, 1), 1, 1, theta.dtype)
     if dropout != _NO_DROPOUT:
-        Mk[0, :, :L] = masks
+        for l in range(masks.shape[0]):              # masks (layers, L, 1, m)
+            for t in range(L):
+                _copy(Mk[0, l, t, 0], masks[l, t, 0])
     ln = np.full(1, L, np.int32)
     rs = np.zeros(1, np.uint8)
     st = np.zeros(1, np.int64)
@@ -525,14 +528,15 @@ class _Layout:
     W_hh, b_ih, b_hh, then V, c), their offsets, and the sizes."""
 
     def __init__(self, params):
-        self.layers = sum(1 for name in params if name.startswith("W_hh"))
+        network = Network.of_params(params)              # the network the params carry
+        self.layers = network.layers
         names = [f"{w}{l}" for l in range(self.layers) for w in ("W_ih", "W_hh", "b_ih", "b_hh")]
         self.names = names = names + ["V", "c"]
         K, m = params["V"].shape
         self.K, self.m = K, m
         self.Gm = params["W_hh0"].shape[0]
-        self.kind = {lstm.GATES: _LSTM, gru.GATES: _GRU}[self.Gm // m]
-        self.S = lstm.STATE_VECTORS if self.kind == _LSTM else gru.STATE_VECTORS
+        self.kind = {"lstm": _LSTM, "gru": _GRU}[network.cell]
+        self.S = network.state_vectors
         offsets, at = [], 0
         for name in names:
             offsets.append(at)
