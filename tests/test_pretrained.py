@@ -85,7 +85,7 @@ def test_serve_shows_the_pretrained_model_by_name():
 
 def test_the_script_trains_and_shrinks_a_model(tiny_text_file, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_pretrained.py"),
-                           "--into", str(tmp_path), "--name", "tiny", "--time-limit", "2s",
+                           "--into", str(tmp_path), "--name", "tiny", "--time-limit", "5s",
                            "--preset", "assignment", str(tiny_text_file), "--hidden", "16",
                            "--dtype", "float32", "--backend", "numpy"],
                           capture_output=True, text=True, timeout=300)
