@@ -17,7 +17,8 @@ pytest.importorskip("torch", reason='PyTorch is not installed (pip install -e ".
 pytestmark = pytest.mark.slow                 # torchrun starts processes: seconds each
 
 from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus, resume_trainer  # noqa: E402
-from charnn.errors import CharnnError  # noqa: E402
+from charnn.errors import CharnnError, SettingError  # noqa: E402
+from charnn.options import message_of  # noqa: E402
 
 # a GRU of 2 layers with dropout, 5 lanes: 3 on rank 0 and 2 on rank 1
 RUN = dict(model="gru", layers=2, dropout=0.2, hidden=8, batch_size=5, seq_length=10,
@@ -138,5 +139,7 @@ def test_a_time_limit_alone_is_refused_under_torchrun(tiny_text_file, tmp_path, 
     monkeypatch.setenv("RANK", "0")
     trainer = Trainer(load_corpus(tiny_text_file), TrainConfig(**RUN, time_limit=60.0),
                       tmp_path / "run")
-    with pytest.raises(CharnnError, match="under torchrun give --updates N or --epochs E"):
+    with pytest.raises(SettingError, match="under torchrun give updates N or epochs E") as raised:
         trainer.run()
+    # the command line says it with its flags
+    assert "under torchrun give --updates N or --epochs E" in message_of(raised.value)
