@@ -14,7 +14,7 @@ TEXT_A = ("The king said to the queen: come, let us go (now) and see the sea.\n"
 TEXT_B = ("The fox jumps over the lazy dog! Quiet, quick, bizarre zebras jump; é.\n"
           "The dog sleeps, the fox runs, the zebra waits.\n") * 12
 
-NETWORKS = [("rnn", 1), ("lstm", 2), ("gru", 2)]
+NETWORKS = [("rnn", 1), ("lstm", 2), ("gru", 2), ("mlstm", 2)]
 
 
 def train_tiny(folder: Path, model: str = "gru", layers: int = 2, text: str = TEXT_A,

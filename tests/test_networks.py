@@ -9,7 +9,7 @@ import pytest
 from charnn.model import softmax
 from charnn.networks import NETWORKS, gru, lstm
 
-NETS = ["gru", "lstm"]             # the stacked networks (rnn: see the end of this file)
+NETS = [name for name, module in NETWORKS.items() if module.STACKED]   # (rnn: at the end)
 INTERFACE = ("STATE_VECTORS", "param_shapes", "initial_params", "zero_state", "step", "forward",
              "loss_and_gradients", "sequence_loss", "dropout_masks")
 
@@ -94,16 +94,20 @@ def test_gradient_check_catches_a_wrong_gradient(name):
     m = 5
     problem = make_problem(net, K=6, m=m, layers=2, tau=5, dropout=True, seed=7)
 
-    def second_gate_sign_flipped(*args):
-        # the kind of slip a hand-written backward makes: one gate's block of W_hh1 negated
+    wrong = [n for n, shape in net.param_shapes(6, m, 2).items()   # a recurrent weight of
+             if n.endswith("1") and n.startswith("W") and n != "W_ih1"   # the top layer, with
+             and shape[0] >= 2 * m][0]                                    # a second block
+
+    def second_block_sign_flipped(*args):
+        # the kind of slip a hand-written backward makes: one gate's block of a weight negated
         loss, grads, state = net.loss_and_gradients(*args)
-        grads["W_hh1"][m:2 * m] *= -1
+        grads[wrong][m:2 * m] *= -1
         return loss, grads, state
 
-    rows = gradient_check(net, *problem, gradient_fn=second_gate_sign_flipped)
-    with pytest.raises(AssertionError, match=r"failed for W_hh1\[\d+, \d+\]") as failure:
+    rows = gradient_check(net, *problem, gradient_fn=second_block_sign_flipped)
+    with pytest.raises(AssertionError, match=rf"failed for {wrong}\[\d+(, \d+)?\]") as failure:
         assert_gradients_match(rows)
-    assert [n for n, row in rows.items() if row[0] > 1e-6] == ["W_hh1"], str(failure.value)
+    assert [n for n, row in rows.items() if row[0] > 1e-6] == [wrong], str(failure.value)
 
 
 @pytest.mark.parametrize("name", NETS)
@@ -154,12 +158,18 @@ def test_initial_loss_is_about_seq_length_ln_K(name):
 def test_param_shapes_match_initial_params(name, dtype):
     net = NETWORKS[name]
     K, m, layers = 7, 3, 3
-    G = {"lstm": 4, "gru": 3}[name]
+    G = net.GATES                                    # blocks of m rows in W_ih
+    own = {"lstm": {"W_hh": (4 * m, m), "b_hh": (4 * m,)},
+           "gru": {"W_hh": (3 * m, m), "b_hh": (3 * m,)},
+           "mlstm": {"W_mh": (m, m), "W_hm": (4 * m, m)}}[name]
     shapes = net.param_shapes(K, m, layers)
-    assert list(shapes) == [f"{w}{l}" for l in range(layers)
-                            for w in ("W_ih", "W_hh", "b_ih", "b_hh")] + ["V", "c"]
+    assert set(shapes) == {f"{w}{l}" for l in range(layers)
+                           for w in ("W_ih", "b_ih", *own)} | {"V", "c"}
+    assert list(shapes)[-2:] == ["V", "c"] and list(shapes)[0] == "W_ih0"
     assert shapes["W_ih0"] == (G * m, K) and shapes["W_ih2"] == (G * m, m)
-    assert shapes["W_hh1"] == (G * m, m) and shapes["b_hh1"] == (G * m,)
+    assert shapes["b_ih1"] == (G * m,)
+    for w, shape in own.items():
+        assert shapes[f"{w}1"] == shape
     assert shapes["V"] == (K, m) and shapes["c"] == (K,)
 
     params = net.initial_params(K, m, layers, 0.1, np.random.default_rng(9), dtype)
@@ -240,7 +250,7 @@ def test_dropout_masks_enter_only_between_layers(name):
     np.testing.assert_array_equal(last, last_ones)
     _, P_cut, _ = net.forward(params, inputs, state, [np.zeros((5, 4))])
     _, grads, _ = net.loss_and_gradients(params, inputs, targets, state, [np.zeros((5, 4))])
-    assert not grads["W_ih0"].any() and not grads["W_hh0"].any()
+    assert not any(grads[n].any() for n in params if n.endswith("0"))   # layer 0's, all
     _, P_other, _ = net.forward(params, (inputs + 1) % 6, state, [np.zeros((5, 4))])
     np.testing.assert_array_equal(P_cut, P_other)                    # the input no longer matters
 
@@ -310,7 +320,7 @@ def relative_difference(ours, theirs):
     return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-300))
 
 
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", ["gru", "lstm"])          # the cells PyTorch has modules of
 @pytest.mark.parametrize("layers,dropout", [(1, False), (2, False), (2, True), (3, True)])
 def test_matches_pytorch(name, layers, dropout):
     pytest.importorskip("torch", reason="PyTorch is not installed: the comparison needs it")
@@ -339,7 +349,7 @@ def test_matches_pytorch(name, layers, dropout):
 
 # -- the networks through charnn's own gradient check and command line ------------------------
 
-@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("name", list(NETWORKS))
 def test_the_product_gradient_check_passes_every_layer_and_names_a_wrong_one(name):
     from charnn.gradcheck import check_network_gradients, gradcheck_problem
     from charnn.networks import NETWORKS
@@ -351,7 +361,7 @@ def test_the_product_gradient_check_passes_every_layer_and_names_a_wrong_one(nam
     rows = check_network_gradients(network, params, inputs, targets, states, step=1e-5)
     assert [r.name for r in rows] == list(network.param_shapes(6, 4, layers))
     assert all(r.passed for r in rows), rows
-    wrong = "W" if name == "rnn" else "W_hh1"
+    wrong = "W" if name == "rnn" else list(network.param_shapes(6, 4, layers))[-5]   # layer 1
 
     def broken(p, x, y, state, masks=None):
         loss, grads, last = network.loss_and_gradients(p, x, y, state, masks)
@@ -380,21 +390,22 @@ def test_the_rnn_module_is_the_vanilla_model():
     np.testing.assert_allclose(model.softmax(o), P[0], rtol=1e-14)
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", NETS)
 def test_charnn_gradcheck_checks_every_layer_of_a_stacked_network(name, capsys):
     from charnn.cli import main
     assert main(["gradcheck", "--model", name, "--layers", "2", "--dropout", "0.3",
                  "--seq-length", "8"]) == 0
     out = capsys.readouterr().out
     assert f"gradient check ({name} x 2 layers, numpy)" in out and "all gradients pass" in out
-    for param in ("W_ih0", "W_hh0", "b_ih0", "b_hh0", "W_ih1", "W_hh1", "b_ih1", "b_hh1", "V", "c"):
+    names = list(NETWORKS[name].param_shapes(5, 4, 2))   # every layer's, V and c
+    for param in names:
         assert f"\n{param} " in out, param
     # the compiled kernels' gradients, checked the same way
     assert main(["gradcheck", "--model", name, "--layers", "2", "--dropout", "0.3",
                  "--seq-length", "8", "--backend", "compiled"]) == 0
     out = capsys.readouterr().out
     assert f"gradient check ({name} x 2 layers, compiled)" in out and "all gradients pass" in out
-    for param in ("W_ih0", "W_hh1", "b_hh1", "V", "c"):
+    for param in names:
         assert f"\n{param} " in out, param
 
 

@@ -99,7 +99,7 @@ def test_every_network_in_words(spec, words, short):
 def test_a_spec_round_trips_and_refuses_what_no_network_is():
     spec = Network("lstm", 2, 5, K, 0.1)
     assert Network.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    for bad in ({"cell": "mlstm", "layers": 1, "hidden": 4, "vocab": 3, "dropout": 0},
+    for bad in ({"cell": "qrnn", "layers": 1, "hidden": 4, "vocab": 3, "dropout": 0},
                 {"cell": "rnn", "layers": 2, "hidden": 4, "vocab": 3, "dropout": 0},
                 {"cell": "gru", "layers": 1, "hidden": 0, "vocab": 3, "dropout": 0},
                 {"cell": "gru", "layers": 1, "hidden": 4, "vocab": 3},

@@ -10,7 +10,7 @@ from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus, resume_tr
 from charnn import optim  # noqa: E402
 from charnn.backends import get_backend, import_backend  # noqa: E402
 from charnn.model import Params  # noqa: E402
-from charnn.networks import NETWORKS, dropout as charnn_dropout, state_shape  # noqa: E402
+from charnn.networks import NETWORKS, Network, dropout as charnn_dropout, state_shape  # noqa: E402
 
 pytorch = get_backend("torch")
 reference = get_backend("numpy")
@@ -18,7 +18,8 @@ torch.set_num_threads(1)            # the suite shares its cores; results do not
 
 K, M, B, S = 9, 6, 5, 7
 NETS = [("rnn", 1, 0.0), ("lstm", 1, 0.0), ("lstm", 2, 0.0), ("lstm", 3, 0.4),
-        ("gru", 1, 0.0), ("gru", 2, 0.3), ("gru", 3, 0.0)]
+        ("gru", 1, 0.0), ("gru", 2, 0.3), ("gru", 3, 0.0), ("mlstm", 1, 0.0),
+        ("mlstm", 2, 0.3)]
 
 
 def network_params(model, layers, seed=1, sigma=0.4):
@@ -38,8 +39,7 @@ def schedule(rng, n, data_len):
 def reference_gradients(params, h, data, starts, lengths, resets, update, p, seed):
     """One update's loss and gradient by the reference networks, a lane at a time, and the
     states after it (h changes in place)."""
-    network = NETWORKS["rnn"] if "W" in params else \
-        NETWORKS["lstm" if params["W_hh0"].shape[0] == 4 * M else "gru"]
+    network = Network.of_params(params).module
     layers = 1 if h.ndim == 2 else h.shape[1]
     grads = {name: np.zeros_like(a) for name, a in params.items()}
     total, active = 0.0, 0
@@ -89,7 +89,8 @@ def test_loss_and_every_gradient_equal_the_reference_in_float64(model, layers, p
 
 
 @pytest.mark.parametrize("model,layers,p,optimizer", [
-    ("rnn", 1, 0.0, "adagrad"), ("lstm", 2, 0.3, "adam"), ("gru", 2, 0.0, "rmsprop")])
+    ("rnn", 1, 0.0, "adagrad"), ("lstm", 2, 0.3, "adam"), ("gru", 2, 0.0, "rmsprop"),
+    ("mlstm", 2, 0.3, "adam")])
 def test_two_hundred_updates_agree_with_the_reference(model, layers, p, optimizer):
     rng = np.random.default_rng(4)
     data = rng.integers(0, K, 400).astype(np.uint8)
@@ -151,7 +152,7 @@ def test_the_update_rules_are_charnns(optimizer):
     assert (differs < 1e-12) if optimizer == "adam" else (differs > 1e-6)
 
 
-@pytest.mark.parametrize("model,layers", [("rnn", 1), ("lstm", 2), ("gru", 3)])
+@pytest.mark.parametrize("model,layers", [("rnn", 1), ("lstm", 2), ("gru", 3), ("mlstm", 2)])
 def test_total_loss_and_single_sequence_gradients_equal_the_reference(model, layers):
     rng = np.random.default_rng(8)
     data = rng.integers(0, K, 3000).astype(np.uint8)
@@ -187,7 +188,7 @@ def cpu_backend(model):
 
 
 @pytest.mark.parametrize("model,layers,dropout", [("rnn", 1, 0.0), ("lstm", 2, 0.25),
-                                                  ("gru", 2, 0.0)])
+                                                  ("gru", 2, 0.0), ("mlstm", 2, 0.25)])
 def test_runs_move_between_torch_and_the_cpu_backends(tiny_text_file, tmp_path, model, layers,
                                                       dropout):
     """Trained by torch and resumed by the compiled (or numpy) backend, and the reverse: the

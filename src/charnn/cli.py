@@ -12,6 +12,7 @@ import numpy as np
 
 from .config import BACKENDS
 from .errors import CharnnError
+from .networks import CELLS
 from .options import (add_train_arguments, config_from_args, limited, load_training_corpus,
                       message_of, number, seed_number, text_source, unescape, whole_number)
 from .progress import ProgressView
@@ -406,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bundled import pretrained_names
     from .evaluation import WARMUP
     PRETRAINED = ", ".join(pretrained_names()) or "none installed"  # noqa: N806
-    parser = _Parser(prog="charnn", description="Character-level recurrent language models: the vanilla RNN, LSTM and GRU.")
+    parser = _Parser(prog="charnn", description="Character-level recurrent language models: the vanilla RNN, LSTM, GRU and mLSTM.")
     parser.add_argument("--version", action="version", version=f"charnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -448,10 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "the bundled corpus)")
     p.add_argument("--corpus", choices=["shakespeare"])
     p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--model", choices=["rnn", "lstm", "gru"], default="rnn",
-                   help="the network (default rnn, the vanilla RNN)")
+    p.add_argument("--model", choices=list(CELLS), default="rnn",
+                   help="the network's cell (default rnn, the vanilla RNN)")
     p.add_argument("--layers", type=limited("layers"), default=1,
-                   help="stacked layers (lstm and gru; default 1)")
+                   help="stacked layers (every cell but rnn; default 1)")
     p.add_argument("--dropout", type=number, default=0.0,
                    help="dropout between stacked layers, with fixed masks (default 0)")
     p.add_argument("--hidden", type=limited("hidden"), default=5, help="hidden units (default 5)")

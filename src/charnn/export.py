@@ -29,12 +29,16 @@ from .exported import (CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, network_fi
                        open_checkpoint)
 from .networks import Network
 
-# What the model card says of each cell: PyTorch's module that loads it, and its gates' order
+# What the model card says of each cell: the PyTorch module that loads it (and the import it
+# needs where PyTorch has none), and its gates' order
 PYTORCH_MODULES = {"rnn": 'torch.nn.RNN(K, m, nonlinearity="tanh")',
                    "lstm": "torch.nn.LSTM(K, m, num_layers=L)",
-                   "gru": "torch.nn.GRU(K, m, num_layers=L)"}
+                   "gru": "torch.nn.GRU(K, m, num_layers=L)",
+                   "mlstm": "MLSTM(K, m, num_layers=L)"}
+IMPORTS = {"mlstm": "from charnn.backends.torch_cells.mlstm import MLSTM   # PyTorch has none\n"}
 GATES = {"rnn": "", "lstm": " (4 gates stacked i, f, g, o: PyTorch's order)",
-         "gru": " (3 gates stacked r, z, n: PyTorch's order)"}
+         "gru": " (3 gates stacked r, z, n: PyTorch's order)",
+         "mlstm": " (the input's 5 blocks m, i, f, g, o; W_hm's 4 gates i, f, g, o)"}
 # PyTorch's names for each vector of a layer's state, in the order start_state holds them
 STATE_NAMES = ("h0", "c0")
 
@@ -232,7 +236,7 @@ as charnn does.
 import json
 import torch
 from safetensors.torch import load_file
-
+{IMPORTS.get(network.cell, "")}
 folder = "."                                    # this folder
 cfg = json.load(open(f"{{folder}}/config.json", encoding="utf-8"))
 K, m, L = cfg["vocab_size"], cfg["hidden_size"], cfg["num_layers"]

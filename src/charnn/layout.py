@@ -17,6 +17,11 @@ with the character read as a one-hot vector of K. The mapping is the torch backe
     W_hh{l}     rnn.weight_hh_l{l}      (G*m, m)      r, z, n): networks/ keeps PyTorch's gate
     b_ih{l}     rnn.bias_ih_l{l}        (G*m,)        order, so these are copies, not
     b_hh{l}     rnn.bias_hh_l{l}        (G*m,)        rearrangements
+    W_<x>{l}    rnn.weight_<x>_l{l}                   every stacked cell's weights and biases
+    b_<x>{l}    rnn.bias_<x>_l{l}                     by that rule (the mLSTM's W_mh{l} is
+                                                      rnn.weight_mh_l{l}: its module,
+                                                      backends/torch_cells/mlstm.py, is named
+                                                      so)
     V           out.weight              (K, m)        logits o = V h + c of the top layer's h
     c           out.bias                (K,)
     (state)     start_state             (L, S, m)     where charnn starts sampling and scoring
@@ -32,6 +37,7 @@ layers and shapes: nothing here reads them off the arrays.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,21 +51,24 @@ _OUT = {"V": "out.weight", "c": "out.bias"}
 @dataclass(frozen=True)
 class _Naming:
     """How one kind of network's parameters are named in PyTorch's module."""
-    per_layer: tuple[tuple[str, str], ...] = ()  # (charnn's prefix, PyTorch's), + the layer
     fixed: dict[str, str] = field(default_factory=dict)  # charnn's name -> PyTorch's
     # a bias PyTorch's module has and charnn's network has not -> the bias it adds to
     folded: dict[str, str] = field(default_factory=dict)
 
 
-# keyed by Network.stacked: the stacked cells keep PyTorch's names, the vanilla RNN the
-# assignment's, with one bias where nn.RNN has two
-_NAMINGS = {
-    True: _Naming(per_layer=(("W_ih", "rnn.weight_ih_l"), ("W_hh", "rnn.weight_hh_l"),
-                             ("b_ih", "rnn.bias_ih_l"), ("b_hh", "rnn.bias_hh_l"))),
-    False: _Naming(fixed={"U": "rnn.weight_ih_l0", "W": "rnn.weight_hh_l0",
-                          "b": "rnn.bias_ih_l0"},
-                   folded={"rnn.bias_hh_l0": "b"}),
-}
+# The vanilla RNN keeps the assignment's names, with one bias where nn.RNN has two; the
+# stacked cells' names follow torch_name.
+_ASSIGNMENT = _Naming(fixed={"U": "rnn.weight_ih_l0", "W": "rnn.weight_hh_l0",
+                             "b": "rnn.bias_ih_l0"},
+                      folded={"rnn.bias_hh_l0": "b"})
+_STACKED = _Naming()
+
+
+def torch_name(name: str) -> str:
+    """PyTorch's name of a stacked layer's parameter in its recurrent module: W_ih0 ->
+    weight_ih_l0, b_hh2 -> bias_hh_l2, W_mh1 -> weight_mh_l1."""
+    kind, part, layer = re.fullmatch(r"([Wb])_([a-z]+)(\d+)", name).groups()
+    return f"{'weight' if kind == 'W' else 'bias'}_{part}_l{layer}"
 
 
 def _spec(network: Network | str, layers: int | None) -> Network:
@@ -73,15 +82,22 @@ def exported_names(network: Network | str, layers: int | None = None) -> dict[st
     """charnn's parameter name -> its exported (PyTorch) name, for a Network (or a cell's
     name and its layers)."""
     network = _spec(network, layers)
-    naming = _NAMINGS[network.stacked]
-    names = {f"{ours}{l}": f"{theirs}{l}" for l in range(network.layers)
-             for ours, theirs in naming.per_layer}
-    return {**names, **naming.fixed, **_OUT}
+    if not network.stacked:
+        return {**_ASSIGNMENT.fixed, **_OUT}
+    names = {name: f"rnn.{torch_name(name)}" for name in _layer_names(network)}
+    return {**names, **_OUT}
+
+
+def _layer_names(network: Network) -> list[str]:
+    """The stacked layers' parameter names (all but the output layer's), from the spec; a
+    spec without a vocabulary gives them too."""
+    return [name for name in Network(network.cell, network.layers, network.hidden,
+                                     network.vocab or 1).param_names if name not in _OUT]
 
 
 def folded_biases(network: Network) -> dict[str, str]:
     """The exported biases charnn's network lacks -> charnn's bias each is added to."""
-    return dict(_NAMINGS[network.stacked].folded)
+    return dict((_STACKED if network.stacked else _ASSIGNMENT).folded)
 
 
 def exported_shapes(network: Network) -> dict[str, tuple[int, ...]]:

@@ -2,7 +2,7 @@
 
     assignment   the assignment's settings: TrainConfig's defaults, nothing changed
     best-cpu     the most held-out text per CPU-minute that benchmarks/bench_learning.py found
-                 on a 2-core machine (see the README's learning table); meant to be run with
+                 on a 2-core machine (see docs/learning.md); meant to be run with
                  --time-limit, over which its learning-rate schedule spans
     fine-tune    for `charnn train --init-from MODEL` (the default there): a trained model's
                  weights need smaller steps than a new model's, after a short warm-up that

@@ -8,6 +8,8 @@ The math is the reference's (backends/__init__.py names it), module for module:
     lstm   nn.LSTM, gru  nn.GRU: W_ih{l}, W_hh{l}, b_ih{l}, b_hh{l} are weight_ih_l{l},
            weight_hh_l{l}, bias_ih_l{l}, bias_hh_l{l}, gates in the same order (networks/ took
            PyTorch's layout on purpose)
+    mlstm  torch_cells/mlstm.py, a module called as nn.LSTM is: W_<x>{l} is weight_<x>_l{l},
+           b_<x>{l} bias_<x>_l{l}, the rule for every cell
     output nn.Linear(m, K): weight = V, bias = c; the character enters as a one-hot vector, so
            W_ih0 x is the character's column, as in the reference
 
@@ -59,14 +61,16 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import distributed, optim
 from ..errors import SettingError, setting
+from ..layout import torch_name
 from ..model import Params
 from ..networks import dropout as charnn_dropout
 from ..networks import Network
 from . import BACKENDS
+from .torch_cells.mlstm import MLSTM
 
-NETWORKS = ("rnn", "lstm", "gru")
-# Each cell's PyTorch module.
-TORCH_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# Each cell's PyTorch module: PyTorch's own, or one of torch_cells/ called as they are.
+TORCH_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU, "mlstm": MLSTM}
+NETWORKS = tuple(TORCH_CELLS)
 DTYPES = ("float64", "float32")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -159,11 +163,13 @@ class CharNet(nn.Module):
                           "W": rnn.weight_hh_l0, "V": self.out.weight}
             rnn.bias_hh_l0.requires_grad_(False)             # charnn's RNN has one bias
         else:
-            for l in range(layers):
+            for name in spec.param_names:
+                if name in ("V", "c"):
+                    continue
+                theirs, l = torch_name(name).rsplit("_l", 1)        # weight_ih, 0
+                l = int(l)
                 rnn, k = (self.rnns[l], 0) if len(self.rnns) > 1 else (self.rnns[0], l)
-                for ours, theirs in (("W_ih", "weight_ih_l"), ("W_hh", "weight_hh_l"),
-                                     ("b_ih", "bias_ih_l"), ("b_hh", "bias_hh_l")):
-                    self.named[f"{ours}{l}"] = getattr(rnn, f"{theirs}{k}")
+                self.named[name] = getattr(rnn, f"{theirs}_l{k}")
             self.named["V"], self.named["c"] = self.out.weight, self.out.bias
 
     @classmethod

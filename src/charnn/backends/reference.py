@@ -20,10 +20,10 @@ import numpy as np
 
 from .. import optim
 from ..model import Params, loss_and_gradients, softmax
-from ..networks import Network
+from ..networks import CELLS, Network
 
 # What this backend runs (see backends/__init__.py).
-NETWORKS = ("rnn", "lstm", "gru")
+NETWORKS = tuple(CELLS)          # every network: these are their numpy modules
 DTYPES = ("float64", "float32")
 
 # Characters whose hidden states and outputs total_loss holds at once.

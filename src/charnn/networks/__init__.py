@@ -47,7 +47,7 @@ the rnn module puts in this interface (its parameters keep the assignment's name
 W, V, and it has one layer).
 """
 
-from . import gru, lstm, rnn
+from . import gru, lstm, mlstm, rnn
 from .spec import CELLS, Network
 
 NETWORKS = CELLS
@@ -64,4 +64,4 @@ def state_shape(params) -> tuple[int, ...]:
     return Network.of_params(params).state_shape
 
 
-__all__ = ["CELLS", "NETWORKS", "Network", "gru", "lstm", "network_of", "rnn", "state_shape"]
+__all__ = ["CELLS", "NETWORKS", "Network", "gru", "lstm", "mlstm", "network_of", "rnn", "state_shape"]

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from . import gru, lstm, rnn
+from . import gru, lstm, mlstm, rnn
 
 # cell name -> its module (networks/__init__.py lists what each provides)
-CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
+CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru, "mlstm": mlstm}
 # The initial scale of the networks that are not gated: the assignment's.
 ASSIGNMENT_SIGMA = 0.01
 

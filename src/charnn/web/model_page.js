@@ -1,14 +1,15 @@
 // A charnn model that runs in the page: the network's math, written out as networks/ writes it
 // in numpy, over weights embedded in the page (MODEL, filled in by charnn's page.py).
 //
-// MODEL = {cell: "rnn" | "lstm" | "gru", layers, hidden, state_vectors (S: vectors in a layer's
+// MODEL = {cell: "rnn" | "lstm" | "gru" | "mlstm", layers, hidden, state_vectors (S: vectors in a layer's
 //          state, 2 for the LSTM's h and c, else 1), vocab (a string, index = position),
 //          records (a record model starts and stops at END_OF_RECORD), tensors: {name: {shape,
 //          offset}} (offset and size in float32s), weights: base64 of little-endian float32}.
 // The network (cell, layers, S) is what the exporter states from its spec; nothing here reads
 // it off the tensors' names or shapes.
 // Names are charnn's: b, c, U, W, V for the vanilla RNN; W_ih{l}, W_hh{l}, b_ih{l}, b_hh{l}
-// (PyTorch's layouts and gate orders) and V, c for the LSTM and GRU; start (layers, S, m) is
+// (PyTorch's layouts and gate orders) and V, c for the LSTM and GRU (the mLSTM: W_ih{l},
+// W_mh{l}, W_hm{l}, b_ih{l}); start (layers, S, m) is
 // the state sampling starts from, as charnn sample starts (the state training carried, or
 // zeros). The arithmetic is in float64 over float32 weights, so it agrees with charnn to float32
 // rounding.
@@ -86,6 +87,23 @@ const CELLS = {
       const fg = sigmoid(ax[m + i] + ah[m + i]);
       const gg = Math.tanh(ax[2 * m + i] + ah[2 * m + i]);
       const og = sigmoid(ax[3 * m + i] + ah[3 * m + i]);
+      cNew[i] = fg * c[i] + ig * gg;
+      hNew[i] = og * Math.tanh(cNew[i]);
+    }
+    return { h: hNew, c: cNew };
+  },
+  mlstm(t, m, l, input, cols, h, c) {                  // networks/mlstm.py: m_t, then i, f, g, o
+    const ax = affine(t["W_ih" + l], cols, 0, 5 * m, input, t["b_ih" + l]);
+    const mh = affine(t["W_mh" + l], m, 0, m, h, null);
+    const mt = mh.map((v, i) => ax[i] * v);             // m_t = (W_mx x + b_m) * (W_mh h)
+    const a = affine(t["W_hm" + l], m, 0, 4 * m, mt, null);
+    const hNew = new Float64Array(m);
+    const cNew = new Float64Array(m);
+    for (let i = 0; i < m; i++) {
+      const ig = sigmoid(ax[m + i] + a[i]);
+      const fg = sigmoid(ax[2 * m + i] + a[m + i]);
+      const gg = Math.tanh(ax[3 * m + i] + a[2 * m + i]);
+      const og = sigmoid(ax[4 * m + i] + a[3 * m + i]);
       cNew[i] = fg * c[i] + ig * gg;
       hNew[i] = og * Math.tanh(cNew[i]);
     }

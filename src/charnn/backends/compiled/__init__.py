@@ -11,10 +11,15 @@ hands them to the kernels of the parameters' network.
     optimisers.py  clipping and AdaGrad / RMSProp / Adam fused per element
     lanes.py       the text as the kernels read it, the lanes' windows, lane groups
     rnn.py         the vanilla RNN (model.py): training, loss, evaluation, sampling
+    cells.py       what a cell provides the stack, and the dispatch to its kernels
     lstm.py        the LSTM cell (networks/lstm.py): one step of one layer, forward, backward
     gru.py         the GRU cell (networks/gru.py), the same
-    stack.py       what the LSTM and GRU share: layers over time, the output layer, dropout,
-                   the batch loop over lane groups, evaluation and sampling
+    mlstm.py       the multiplicative LSTM cell (networks/mlstm.py), the same
+    stack.py       what the stacked networks share: layers over time, the output layer,
+                   dropout, the batch loop over lane groups, evaluation and sampling
+
+A cell is registered in STACKED_CELLS below: its name (as charnn.networks.CELLS has it) and its
+file.
 """
 
 from __future__ import annotations
@@ -23,19 +28,33 @@ import numpy as np
 
 from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
 from ...networks import Network
-from . import rnn, stack
+from . import gru, lstm, mlstm, rnn, stack
 from .cache import ensure_compiled, is_compiled
 from .lanes import lane_groups
 
+# The cells the stack runs: name -> the file of its kernels.
+STACKED_CELLS = {"lstm": lstm, "gru": gru, "mlstm": mlstm}
 # What this backend runs (see backends/__init__.py).
-NETWORKS = ("rnn", "lstm", "gru")
+NETWORKS = ("rnn",) + tuple(STACKED_CELLS)
 DTYPES = ("float64", "float32")
 
 
+class _Stacked:
+    """stack.py's functions for one cell, called as rnn.py's are."""
+
+    def __init__(self, cell_module):
+        self.cell_module = cell_module
+
+    def __getattr__(self, name):
+        function = getattr(stack, name)
+        return lambda *args: function(self.cell_module, *args)
+
+
 def _kernels(params):
-    """The module of kernels for these parameters' network: the stack's for stacked layers,
-    the vanilla RNN's own for it."""
-    return stack if Network.of_params(params).stacked else rnn
+    """The kernels for these parameters' network: the stack's, for its cell, or the vanilla
+    RNN's own."""
+    network = Network.of_params(params)
+    return _Stacked(STACKED_CELLS[network.cell]) if network.stacked else rnn
 
 
 def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_step: int,
@@ -44,21 +63,23 @@ def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_
                   dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
     """reference.train_updates, compiled: updates first..last-1 in one call, in place. (The
     vanilla RNN has one layer, so no dropout, as in the reference.)"""
-    if _kernels(params) is rnn:
+    kernels = _kernels(params)
+    if kernels is rnn:
         return rnn.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h, data,
                                  starts, lengths, resets, first, last)
-    return stack.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h, data,
-                               starts, lengths, resets, first, last, dropout, dropout_seed)
+    return kernels.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h, data,
+                                 starts, lengths, resets, first, last, dropout, dropout_seed)
 
 
 def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,
                        masks=None):
     """The network's loss_and_gradients over one sequence, compiled: (loss, grads, h_last);
     h_prev (m,) for the vanilla RNN (model.loss_and_gradients), a state (layers, S, m) and
-    the dropout masks (or None) for the LSTM and GRU (networks/stack.py)."""
-    if _kernels(params) is rnn:
+    the dropout masks (or None) for a stacked network (networks/stack.py)."""
+    kernels = _kernels(params)
+    if kernels is rnn:
         return rnn.loss_and_gradients(params, inputs, targets, h_prev)
-    return stack.loss_and_gradients(params, inputs, targets, h_prev, masks)
+    return kernels.loss_and_gradients(params, inputs, targets, h_prev, masks)
 
 
 def total_loss(params, data: np.ndarray, segments: np.ndarray,

@@ -5,7 +5,7 @@ This module is the package's first import (see __init__.py): it sets NUMBA_CACHE
 numba is imported by any kernel file, so the kernels are cached in charnn's own folder.
 
 The kernels come in groups, one per (family, job, dtype): the vanilla RNN's kernels and the
-stacked networks' (one set runs the LSTM and the GRU), each for sampling, evaluation,
+stack's compiled for each cell (LSTM, GRU, mLSTM), each for sampling, evaluation,
 one-lane training, batched training and gradients. A command compiles only the groups it
 runs (a run of the vanilla RNN at batch 1 never waits for the GRU's batched kernels), and
 is_compiled tells whether a group is ready without compiling it, so that a short job can
@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ... import optim, paths
-from ...networks import Network
+from ...networks import CELLS, Network
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba"))
 
@@ -36,8 +36,8 @@ if not numba.config.CACHE_DIR:     # numba was imported before charnn and missed
 
 from numba.core.caching import UserProvidedCacheLocator  # noqa: E402
 
-# Which kernels run which network: the LSTM and the GRU share the stacked kernels (stack.py).
-FAMILY = {"rnn": "rnn", "lstm": "stack", "gru": "stack"}
+# Which kernels run which network: each its own (numba compiles the stack once per cell).
+FAMILY = {cell: cell for cell in CELLS}
 # What a command may need compiled.
 JOBS = ("sample", "evaluate", "train-one", "train-batch", "gradients")
 
@@ -93,9 +93,10 @@ _forget_stale_kernels()
 
 # -- what each group calls, on tiny inputs, so that numba compiles (or loads) it --------------
 
-# One tiny network of each family of kernels: the vanilla RNN's, and the stack's (a GRU of
-# two layers; the LSTM runs on the same kernels, its cell a run-time argument).
-_EXAMPLES = {"rnn": Network("rnn", 1, 5, 4), "stack": Network("gru", 2, 5, 4)}
+# One tiny network of each family of kernels: the vanilla RNN, and each stacked cell in two
+# layers (the kernels between layers compile too).
+_EXAMPLES = {cell: Network(cell, 2 if module.STACKED else 1, 5, 4) for cell, module in
+             CELLS.items()}
 
 
 def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
@@ -110,7 +111,7 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
     u = np.full(3, 0.5)
 
     def train(lanes):
-        # the kind and the optimiser are run-time arguments: one call compiles all of them
+        # the optimiser is a run-time argument: one call compiles every rule
         h = np.zeros((lanes,) + state.shape, dtype)
         opt_state = optim.initial_state("adagrad", params)
         train_updates(params.copy(), "adagrad", opt_state, 0, 0.1, 5.0, h, data,
@@ -137,7 +138,7 @@ def is_compiled(network: str, jobs: Iterable[str], dtype) -> bool:
 
 
 def _describe(family: str, job: str, dtypes: list[str]) -> str:
-    return f"{'vanilla RNN' if family == 'rnn' else 'LSTM/GRU'} {job} ({', '.join(dtypes)})"
+    return f"{_EXAMPLES[family].title} {job} ({', '.join(dtypes)})"
 
 
 def _compile_here(family: str, job: str, dtypes: Iterable[str]) -> None:

@@ -1,30 +1,37 @@
-"""The GRU cell's compiled kernels: one time step of one layer for a group of lanes, forward
-and backward side by side. The math is networks/gru.py's (PyTorch's gates r, z, n):
+"""The GRU cell's compiled kernels (cells.py says what a cell provides): one time step of one
+layer for a group of lanes, forward and backward side by side. The math is networks/gru.py's
+(PyTorch's gates r, z, n):
 
     ax = W_ih x + b_ih        ah = W_hh h_{t-1} + b_hh          (3m,) each
     r = sigmoid(ax_r + ah_r)    z = sigmoid(ax_z + ah_z)
     n = tanh(ax_n + r * ah_n)   h_t = (1 - z) * n + z * h_{t-1}
 
-stack.py runs these over layers and time and makes the products; rows are lanes, and a lane
-whose window has ended (t >= Ls[r]) carries its state and gets zero gradients. The same
-signatures as lstm.py's, so stack.py calls either (the cell arguments Cp, Cn, TCt are the
-LSTM's and unused here).
+Rows are lanes. Each step keeps, per lane, r, z, n and ah_n = W_hn h + b_hn (a row of 4m);
+the backward carries dL/dah (3m per lane), which differs from dL/dax in its n block.
 """
 
 from __future__ import annotations
 
-from .numerics import _copy, _jit, _vexp, _vtanh
+from .cells import Sizes
+from .numerics import _copy, _jit, _mat, _vexp, _vtanh
+from .products import _gemm
 
-GATES = 3               # r, z, n
-STATE_VECTORS = 1       # h
+
+class GRUCell(Sizes):
+    """The GRU's tag: the stack compiled for it calls the kernels below."""
+
+
+CELL = GRUCell(inputs=3, states=1, stash=4, product=3, carried=3)
+OWN = ("W_hh", "b_hh")
+TRANSPOSED = ("W_hh",)
 
 
 @_jit
-def _cell_forward(AXt, AH, bhh, Hp, Cp, Hn, Cn, Zt, TCt, Ls, t):
-    """Step t of one layer for n lanes: AXt (n, 3m) = W_ih x_t + b_ih, AH (n, 3m) = H_{t-1}
-    W_hh^T; Hp (n, m) the state before, Hn after. Keeps r, z, n and ah_n = W_hn h + b_hn in
-    Zt (n, 4m) for the backward."""
-    n, m = Hp.shape
+def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
+    n, m = ST.shape[2], ST.shape[3]
+    _gemm(ST[0, ti], _mat(WT, offT[1], m, 3 * m), AH, False, False)   # H_{t-1} W_hh^T
+    bhh = theta[off[3]:off[3] + 3 * m]
+    Hp, Hn, Zt = ST[0, ti], ST[0, to], Z[t]
     one = bhh[0] - bhh[0] + 1
     for r in range(n):
         if t >= Ls[r]:
@@ -52,11 +59,9 @@ def _cell_forward(AXt, AH, bhh, Hp, Cp, Hn, Cn, Zt, TCt, Ls, t):
 
 
 @_jit
-def _cell_backward(DHt, dh, dc, Zt, TCt, Cp, Hp, DAXt, DAHt, Ls, t):
-    """Back through step t of one layer: dh (n, m) holds dL/dh_t through h_{t+1} and DHt
-    dL/dh_t from above. Writes dL/dax into DAXt and dL/dah into DAHt (n, 3m) and leaves in dh
-    the part of dL/dh_{t-1} through h_t = ... + z h_{t-1}; stack.py adds DAH W_hh."""
-    n, m = dh.shape
+def backward_step(cell, theta, off, WT, offT, DHt, dS, Z, ST, t, DAXt, DC, Ls):
+    n, m = DHt.shape
+    dh, Hp, Zt, DAHt = dS[0], ST[0, t], Z[t], DC[t]
     one = Hp[0, 0] - Hp[0, 0] + 1
     for r in range(n):
         dax = DAXt[r]
@@ -85,4 +90,19 @@ def _cell_backward(DHt, dh, dc, Zt, TCt, Cp, Hp, DAXt, DAHt, Ls, t):
             dah[j] = dar
             dah[m + j] = daz
             dah[2 * m + j] = dan * rr
-            dhr[j] = d * zz
+            dhr[j] = d * zz                           # through h_t = ... + z h_{t-1}
+    if t > 0:                                         # dL/dh_{t-1} += DAH_t W_hh
+        _gemm(DAHt, _mat(theta, off[2], 3 * m, m), dh, False, True)
+
+
+@_jit
+def backward_window(cell, theta, off, grad, ST, Z, DAX, DC, L):
+    n, m = ST.shape[2], ST.shape[3]
+    N = L * n
+    DAH = DC[:L].reshape((N, 3 * m))
+    _gemm(DAH, ST[0, :L].reshape((N, m)), _mat(grad, off[2], 3 * m, m), True, False)
+    gb = grad[off[3]:off[3] + 3 * m]                  # dW_hh = DAH^T H_prev, db_hh = sum DAH
+    for q in range(N):
+        dah = DAH[q]
+        for k in range(3 * m):
+            gb[k] += dah[k]

@@ -1,30 +1,39 @@
-"""The LSTM cell's compiled kernels: one time step of one layer for a group of lanes, forward
-and backward side by side. The math is networks/lstm.py's (PyTorch's gates i, f, g, o):
+"""The LSTM cell's compiled kernels (cells.py says what a cell provides): one time step of one
+layer for a group of lanes, forward and backward side by side. The math is networks/lstm.py's
+(PyTorch's gates i, f, g, o):
 
     a = W_ih x + b_ih + W_hh h_{t-1} + b_hh          (4m,): the four gates' inputs
     i, f, o = sigmoid(a_i, a_f, a_o)    g = tanh(a_g)
     c_t = f * c_{t-1} + i * g            h_t = o * tanh(c_t)
 
-stack.py runs these over layers and time; the products (the input part W_ih x + b_ih of every
-step at once, the recurrent part H_{t-1} W_hh^T of all lanes per step) are made there. Rows
-are lanes; a lane whose window has ended (t >= Ls[r]) carries its state and gets zero
-gradients.
+Rows are lanes. Each step keeps, per lane, the gates i, f, g, o and tanh(c_t) in one row of 5m
+of the stash. The input and the recurrent part share a, so dL/da is DAX and the cell carries
+nothing else to backward_window.
 """
 
 from __future__ import annotations
 
-from .numerics import _copy, _jit, _vexp, _vtanh
+from .cells import Sizes
+from .numerics import _copy, _jit, _mat, _vexp, _vtanh
+from .products import _gemm
 
-GATES = 4               # i, f, g, o
-STATE_VECTORS = 2       # h and the cell c
+
+class LSTMCell(Sizes):
+    """The LSTM's tag: the stack compiled for it calls the kernels below."""
+
+
+CELL = LSTMCell(inputs=4, states=2, stash=5, product=4, carried=0)
+OWN = ("W_hh", "b_hh")
+TRANSPOSED = ("W_hh",)
 
 
 @_jit
-def _cell_forward(AXt, AH, bhh, Hp, Cp, Hn, Cn, Zt, TCt, Ls, t):
-    """Step t of one layer for n lanes: AXt (n, 4m) = W_ih x_t + b_ih, AH (n, 4m) = H_{t-1}
-    W_hh^T; Hp, Cp (n, m) the state before, Hn, Cn after. Keeps the gates i, f, g, o in
-    Zt (n, 4m) and tanh(c_t) in TCt (n, m) for the backward."""
-    n, m = Hp.shape
+def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
+    n, m = ST.shape[2], ST.shape[3]
+    _gemm(ST[0, ti], _mat(WT, offT[1], m, 4 * m), AH, False, False)   # H_{t-1} W_hh^T
+    bhh = theta[off[3]:off[3] + 4 * m]
+    Hp, Cp, Hn, Cn = ST[0, ti], ST[1, ti], ST[0, to], ST[1, to]
+    Zt = Z[t]
     one = bhh[0] - bhh[0] + 1
     for r in range(n):
         if t >= Ls[r]:
@@ -52,7 +61,7 @@ def _cell_forward(AXt, AH, bhh, Hp, Cp, Hn, Cn, Zt, TCt, Ls, t):
         hn = Hn[r]
         cn = Cn[r]
         cp = Cp[r]
-        tc = TCt[r]
+        tc = z[4 * m:]
         for j in range(m):
             cn[j] = z[m + j] * cp[j] + z[j] * zg[j]
             tc[j] = cn[j]
@@ -62,12 +71,9 @@ def _cell_forward(AXt, AH, bhh, Hp, Cp, Hn, Cn, Zt, TCt, Ls, t):
 
 
 @_jit
-def _cell_backward(DHt, dh, dc, Zt, TCt, Cp, Hp, DAXt, DAHt, Ls, t):
-    """Back through step t of one layer: dh (n, m) holds dL/dh_t through h_{t+1} and DHt
-    dL/dh_t from above; dc (n, m) dL/dc_t through c_{t+1}. Writes dL/da into DAXt (n, 4m)
-    (DAHt is the same array: the input and the recurrent part share a), dc becomes
-    dL/dc_{t-1}; dL/dh_{t-1} = DA W_hh is stack.py's product (it overwrites dh)."""
-    n, m = dh.shape
+def backward_step(cell, theta, off, WT, offT, DHt, dS, Z, ST, t, DAXt, DC, Ls):
+    n, m = DHt.shape
+    dh, dc, Cp, Zt = dS[0], dS[1], ST[1, t], Z[t]
     one = Cp[0, 0] - Cp[0, 0] + 1
     for r in range(n):
         da = DAXt[r]
@@ -76,7 +82,6 @@ def _cell_backward(DHt, dh, dc, Zt, TCt, Cp, Hp, DAXt, DAHt, Ls, t):
             dc[r] = 0
             continue
         z = Zt[r]
-        tc = TCt[r]
         cp = Cp[r]
         dhr = dh[r]
         dcr = dc[r]
@@ -86,10 +91,26 @@ def _cell_backward(DHt, dh, dc, Zt, TCt, Cp, Hp, DAXt, DAHt, Ls, t):
             f = z[m + j]
             g = z[2 * m + j]
             o = z[3 * m + j]
+            tc = z[4 * m + j]
             d = dht[j] + dhr[j]                       # dL/dh_t: from above and from t+1
-            dcj = dcr[j] + d * o * (one - tc[j] * tc[j])
+            dcj = dcr[j] + d * o * (one - tc * tc)
             da[j] = dcj * g * i * (one - i)
             da[m + j] = dcj * cp[j] * f * (one - f)
             da[2 * m + j] = dcj * i * (one - g * g)
-            da[3 * m + j] = d * tc[j] * o * (one - o)
+            da[3 * m + j] = d * tc * o * (one - o)
             dcr[j] = dcj * f
+    if t > 0:                                         # dL/dh_{t-1} = DA_t W_hh
+        _gemm(DAXt, _mat(theta, off[2], 4 * m, m), dh, False, False)
+
+
+@_jit
+def backward_window(cell, theta, off, grad, ST, Z, DAX, DC, L):
+    n, m = ST.shape[2], ST.shape[3]
+    N = L * n
+    DA = DAX[:L].reshape((N, 4 * m))
+    _gemm(DA, ST[0, :L].reshape((N, m)), _mat(grad, off[2], 4 * m, m), True, False)
+    gb = grad[off[3]:off[3] + 4 * m]                  # dW_hh = DA^T H_prev, db_hh = sum DA
+    for q in range(N):
+        da = DA[q]
+        for k in range(4 * m):
+            gb[k] += da[k]

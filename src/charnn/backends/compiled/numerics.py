@@ -16,12 +16,12 @@ from numba.extending import intrinsic, overload
 # Re-association lets sums vectorise; contraction allows fused multiply-adds. NaN and
 # infinity keep their IEEE meaning, so a diverging run still shows NaN.
 _FASTMATH = {"reassoc", "contract", "nsz"}
+JIT_OPTIONS = {"cache": True, "fastmath": _FASTMATH, "error_model": "numpy"}
 
 
 def _jit(fn=None, *, parallel=False):
-    deco = njit(cache=True, fastmath=_FASTMATH, error_model="numpy", parallel=parallel)
+    deco = njit(**JIT_OPTIONS, parallel=parallel)
     return deco if fn is None else deco(fn)
-
 
 
 # Array copies and sums written as loops: numba compiles a slice assignment or an in-place
@@ -355,3 +355,21 @@ def _draw(o, e, p, cdf, sorted_p, temperature, top_k, top_p, greedy, u):
             cdf[k] = acc
         x = min(int(np.searchsorted(cdf, u * cdf[K - 1], side="right")), K - 1)
     return x
+
+
+# Views of the flat vectors and scratch blocks the stacked kernels share out.
+
+@_jit
+def _mat(flat, lo, rows, cols):
+    """The (rows, cols) matrix stored in flat[lo:lo + rows cols], row after row."""
+    return flat[lo:lo + rows * cols].reshape((rows, cols))
+
+
+@_jit
+def _blocks(A, first, width, m):
+    """Blocks first..first+width-1 of a contiguous scratch A (T, n, w m) that a cell lays out
+    as w arrays (T, n, m) one after another: (T, n, width m), contiguous, so that one product
+    covers all T steps of the lanes."""
+    T, n = A.shape[0], A.shape[1]
+    size = T * n * m
+    return A.reshape(-1)[first * size:(first + width) * size].reshape((T, n, width * m))

@@ -1,20 +1,22 @@
-"""What the compiled LSTM and GRU share: layers of one cell (lstm.py, gru.py) over time, the
-output layer, dropout between layers, the batch loop over lane groups, and the interface of
-backends/reference.py for them. The math is networks/stack.py's with the cell of the
-parameters' network; the losses and gradients equal the reference's to rounding.
+"""What every compiled stacked network shares: layers of one cell (cells.py; lstm.py, gru.py,
+mlstm.py) over time, the output layer, dropout between layers, the batch loop over lane
+groups, and the interface of backends/reference.py for them. The math is networks/stack.py's
+with the cell of the parameters' network; the losses and gradients equal the reference's to
+rounding. Numba compiles these kernels once per cell (the cell's tag is their first argument),
+so a cell's kernels are its own code, with no branch on the kind of cell.
 
 What makes it fast:
   * The lanes of a group advance together, layer after layer: a layer's recurrent part of one
-    step is one (lanes x m)(m x G m) product (G = 4 gates for the LSTM, 3 for the GRU), and
-    its input part for the whole window is one (L lanes x m)(m x G m) product before the
-    steps start (layer 0 reads the columns of W_ih0 of its characters instead: the input is
-    one-hot).
+    step is the cell's product(s) over all lanes ((lanes x m)(m x G m), G = 4 for the LSTM,
+    3 for the GRU), and its input part for the whole window is one (L lanes x m)(m x I m)
+    product before the steps start (layer 0 reads the rows of W_ih0^T of its characters
+    instead: the input is one-hot).
   * The output layer of every position of every lane is one product, and so are the
-    gradients: dV = G^T H, and per layer dW_hh = DA^T H_prev, dW_ih = DA^T X and the
-    gradient sent to the layer below, DA W_ih. Only dL/dh_{t-1} = DA_t W_hh is a product per
-    step (it cannot be batched over time).
+    gradients: dV = G^T H, and per layer dW_ih = DA^T X, the gradient sent to the layer
+    below, DA W_ih, and the cell's own weights' gradients (backward_window). Only the
+    gradient through the state to step t-1 is a product per step.
   * Every product is products.py's _gemm: register tiles when the rows are whole tiles
-    (m = 128, 256, ...: G m is then one too), loop kernels otherwise.
+    (m = 128, 256, ...), loop kernels otherwise.
   * The parameters, their gradients and the optimiser's state live in flat vectors for the
     call (layer 0's W_ih transposed, so that a character's column is a contiguous row), so the
     update is optimisers.py's fused step over row blocks that the threads share out. Each lane
@@ -34,39 +36,35 @@ from numba import njit, prange
 from ... import optim
 from ...networks import Network
 from ...networks import dropout as dropout_hash
-from . import gru, lstm
+from . import cells
 from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
-from .numerics import _copy, _draw, _jit, _shifted_exp, _softmax_row
+from .numerics import _copy, _draw, _jit, _mat, _shifted_exp, _softmax_row
 from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _constants, _update_rows
 from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
 
-_LSTM, _GRU = 0, 1
 _ALIGN = 16               # elements: each parameter starts on a 64-byte boundary in float32
 _ROW = 512                # the flat vectors are stepped in rows of this many elements
 _NO_DROPOUT, _HASHED_DROPOUT, _GIVEN_DROPOUT = 0, 1, 2
+_W_IH, _B_IH = 0, 1       # each layer's first two offsets; the cell's OWN follow
 
 
 # --------------------------------------------------------------------------------------
-# The flat layout: per layer W_ih (layer 0: transposed, (K, G m)), W_hh (G m, m), b_ih, b_hh,
-# then V (K, m) and c (K,), each from off[slot]. WT holds the transposed copies the forward
-# products read: W_hh^T (m, G m) from offT[2 l], W_ih^T (m, G m) from offT[2 l + 1] (l > 0).
+# The flat layout (_Layout): per layer l, off[l] = the offsets of W_ih (layer 0: transposed,
+# (K, I m)), b_ih, then the cell's OWN parameters; off[layers] = those of V (K, m) and c (K,).
+# WT holds the transposed copies the forward products read: offT[l, 0] W_ih^T (l > 0), then
+# the cell's TRANSPOSED; jobs lists them (source offset, copy's offset, rows, columns).
 # --------------------------------------------------------------------------------------
 
 @_jit
-def _mat(flat, lo, rows, cols):
-    return flat[lo:lo + rows * cols].reshape((rows, cols))
-
-
-@_jit
-def _refresh_transposes(theta, off, WT, offT, layers, m, Gm, share, shares):
-    """WT's copies of W_hh^T and W_ih^T (l > 0), the rows of share `share` of `shares`."""
-    lo = share * Gm // shares
-    hi = (share + 1) * Gm // shares
-    for l in range(layers):
-        _transpose_rows(_mat(theta, off[4 * l + 1], Gm, m), _mat(WT, offT[2 * l], m, Gm), lo, hi)
-        if l > 0:
-            _transpose_rows(_mat(theta, off[4 * l], Gm, m), _mat(WT, offT[2 * l + 1], m, Gm),
-                            lo, hi)
+def _refresh_transposes(theta, WT, jobs, share, shares):
+    """WT's transposed copies, the rows of share `share` of `shares` of each."""
+    for q in range(jobs.shape[0]):
+        rows = jobs[q, 2]
+        cols = jobs[q, 3]
+        lo = share * rows // shares
+        hi = (share + 1) * rows // shares
+        _transpose_rows(_mat(theta, jobs[q, 0], rows, cols), _mat(WT, jobs[q, 1], cols, rows),
+                        lo, hi)
 
 
 # --------------------------------------------------------------------------------------
@@ -114,21 +112,22 @@ def _fill_masks(Mk, layers, Ls, lo, n, seed_lo, seed_hi, update, threshold, scal
 # --------------------------------------------------------------------------------------
 
 @_jit
-def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, h, lo, n,
-                  H, C, Z, TC, AX, AH, X, Mk, O, DH, DAX, DAH, dh, dc, Ls, gflat, dropout, one):
+def _group_update(cell, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, h, lo, n,
+                  ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls, gflat, dropout, one):
     """Forward and backward of lanes lo..lo+n-1 (those >= B are padding): the loss summed
     over their windows, the gradients into gflat (overwritten), their states in h updated.
 
     Lane r reads inputs xs[xst[lo + r] + t] and targets ys[yst[lo + r] + t], t < ln[lo + r];
-    rs[lo + r] zeroes its state first. Scratch: H, C (layers, >= L+1, n, m) the states,
-    Z (layers, >= L, n, 4m) the gates, TC (layers, >= L, n, m) tanh(c), AX (>= L, n, Gm),
-    AH (n, Gm), X (layers, >= L, n, m) the inputs of layers above 0, Mk (layers, >= L, n, m)
-    the dropout masks (filled by the caller), O (>= L, n, K), DH (>= L, n, m), DAX and DAH
-    (>= L, n, Gm; one array for the LSTM), dh and dc (n, m), Ls (n,)."""
+    rs[lo + r] zeroes its state first. Scratch (_scratch): ST (layers, S, >= L+1, n, m) the
+    states, Z (layers, >= L, n, stash m) the cell's stash, AX (>= L, n, I m) the input parts,
+    AH (n, product m), X (layers, >= L, n, m) the inputs of layers above 0, Mk (layers, >= L,
+    n, m) the dropout masks (filled by the caller), O (>= L, n, K), DH (>= L, n, m), DAX
+    (>= L, n, I m), DC (>= L, n, carried m), dS (S, n, m), Ls (n,)."""
     B = h.shape[0]
-    m = H.shape[3]
+    S = ST.shape[1]
+    m = ST.shape[4]
     K = O.shape[2]
-    Gm = AH.shape[1]
+    Gi = AX.shape[2]
     Lg = 0
     for r in range(n):
         lane = lo + r
@@ -137,13 +136,11 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
             L = ln[lane]
         Ls[r] = L
         for l in range(layers):
-            if L > 0 and not rs[lane]:
-                _copy(H[l, 0, r], h[lane, l, 0])
-                if kind == _LSTM:
-                    _copy(C[l, 0, r], h[lane, l, 1])
-            else:
-                H[l, 0, r] = 0
-                C[l, 0, r] = 0
+            for s in range(S):
+                if L > 0 and not rs[lane]:
+                    _copy(ST[l, s, 0, r], h[lane, l, s])
+                else:
+                    ST[l, s, 0, r] = 0
         Lg = max(Lg, L)
     gflat[:] = 0
     if Lg == 0:
@@ -151,22 +148,21 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
     N = Lg * n
     # forward, layer after layer
     for l in range(layers):
-        b_ih = theta[off[4 * l + 2]:off[4 * l + 2] + Gm]
-        b_hh = theta[off[4 * l + 3]:off[4 * l + 3] + Gm]
+        b_ih = theta[off[l, _B_IH]:off[l, _B_IH] + Gi]
         if l == 0:                                    # W_ih0 x_t: a row of W_ih0^T
-            W0T = _mat(theta, off[0], K, Gm)
+            W0T = _mat(theta, off[0, _W_IH], K, Gi)
             for t in range(Lg):
                 for r in range(n):
                     if t < Ls[r]:
                         w = W0T[xs[xst[lo + r] + t]]
                         a = AX[t, r]
-                        for k in range(Gm):
+                        for k in range(Gi):
                             a[k] = w[k] + b_ih[k]
         else:                                         # X W_ih^T + b_ih for the whole window
             for t in range(Lg):
                 for r in range(n):
                     x = X[l, t, r]
-                    hb = H[l - 1, t + 1, r]
+                    hb = ST[l - 1, 0, t + 1, r]
                     if dropout != 0:
                         mk = Mk[l - 1, t, r]
                         if t < Ls[r]:
@@ -176,29 +172,21 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
                             x[:] = 0
                     else:
                         _copy(x, hb)
-            AXs = AX[:Lg].reshape((N, Gm))
-            _gemm(X[l, :Lg].reshape((N, m)), _mat(WT, offT[2 * l + 1], m, Gm), AXs, False,
-                  False)
+            AXs = AX[:Lg].reshape((N, Gi))
+            _gemm(X[l, :Lg].reshape((N, m)), _mat(WT, offT[l, 0], m, Gi), AXs, False, False)
             for q in range(N):
                 a = AXs[q]
-                for k in range(Gm):
+                for k in range(Gi):
                     a[k] += b_ih[k]
-        WhhT = _mat(WT, offT[2 * l], m, Gm)
         for t in range(Lg):
-            _gemm(H[l, t], WhhT, AH, False, False)    # H_{t-1} W_hh^T: all lanes at once
-            if kind == _LSTM:
-                lstm._cell_forward(AX[t], AH, b_hh, H[l, t], C[l, t], H[l, t + 1],
-                                   C[l, t + 1], Z[l, t], TC[l, t], Ls, t)
-            else:
-                gru._cell_forward(AX[t], AH, b_hh, H[l, t], C[l, t], H[l, t + 1],
-                                  C[l, t + 1], Z[l, t], TC[l, t], Ls, t)
+            cells.forward_step(cell, theta, off[l], WT, offT[l], AX[t], ST[l], t, t + 1, Z[l],
+                               AH, Ls, t)
     # the output layer over all positions at once: O = H V^T + c, softmax, G = P - onehot(y)
-    top = layers - 1
-    V = _mat(theta, off[4 * layers], K, m)
-    c = theta[off[4 * layers + 1]:off[4 * layers + 1] + K]
-    gV = _mat(gflat, off[4 * layers], K, m)
-    gc = gflat[off[4 * layers + 1]:off[4 * layers + 1] + K]
-    Hs = H[top, 1:Lg + 1].reshape((N, m))
+    V = _mat(theta, off[layers, 0], K, m)
+    c = theta[off[layers, 1]:off[layers, 1] + K]
+    gV = _mat(gflat, off[layers, 0], K, m)
+    gc = gflat[off[layers, 1]:off[layers, 1] + K]
+    Hs = ST[layers - 1, 0, 1:Lg + 1].reshape((N, m))
     Os = O[:Lg].reshape((N, K))
     _matmul_nt(Hs, V, c, Os)
     loss = 0.0
@@ -218,34 +206,22 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
     _gemm(Os, V, DHs, False, False)                   # dL/dh_t of the top layer: G V
     _gemm(Os, Hs, gV, True, False)                    # dV = G^T H
     # backward, layer after layer from the top, each back through time
-    DAXs = DAX[:Lg].reshape((N, Gm))
-    DAHs = DAH[:Lg].reshape((N, Gm))
+    DAXs = DAX[:Lg].reshape((N, Gi))
     for l in range(layers - 1, -1, -1):
-        Whh = _mat(theta, off[4 * l + 1], Gm, m)
-        dh[:] = 0
-        dc[:] = 0
+        dS[:] = 0
         for t in range(Lg - 1, -1, -1):
-            if kind == _LSTM:
-                lstm._cell_backward(DH[t], dh, dc, Z[l, t], TC[l, t], C[l, t], H[l, t],
-                                    DAX[t], DAH[t], Ls, t)
-            else:
-                gru._cell_backward(DH[t], dh, dc, Z[l, t], TC[l, t], C[l, t], H[l, t],
-                                   DAX[t], DAH[t], Ls, t)
-            if t > 0:                                 # dL/dh_{t-1} (+)= DA_t W_hh
-                _gemm(DAH[t], Whh, dh, False, kind == _GRU)
-        _gemm(DAHs, H[l, :Lg].reshape((N, m)), _mat(gflat, off[4 * l + 1], Gm, m), True, False)
-        gb_ih = gflat[off[4 * l + 2]:off[4 * l + 2] + Gm]
-        gb_hh = gflat[off[4 * l + 3]:off[4 * l + 3] + Gm]
+            cells.backward_step(cell, theta, off[l], WT, offT[l], DH[t], dS, Z[l], ST[l], t,
+                                DAX[t], DC, Ls)
+        cells.backward_window(cell, theta, off[l], gflat, ST[l], Z[l], DAX, DC, Lg)
+        gb_ih = gflat[off[l, _B_IH]:off[l, _B_IH] + Gi]
         for q in range(N):
             dax = DAXs[q]
-            dah = DAHs[q]
-            for k in range(Gm):
+            for k in range(Gi):
                 gb_ih[k] += dax[k]
-                gb_hh[k] += dah[k]
         if l > 0:
-            _gemm(DAXs, X[l, :Lg].reshape((N, m)), _mat(gflat, off[4 * l], Gm, m), True,
+            _gemm(DAXs, X[l, :Lg].reshape((N, m)), _mat(gflat, off[l, _W_IH], Gi, m), True,
                   False)                              # dW_ih = DA^T X
-            _gemm(DAXs, _mat(theta, off[4 * l], Gm, m), DHs, False, False)   # to layer l-1
+            _gemm(DAXs, _mat(theta, off[l, _W_IH], Gi, m), DHs, False, False)  # to layer l-1
             if dropout != 0:
                 for t in range(Lg):
                     for r in range(n):
@@ -255,53 +231,52 @@ def _group_update(kind, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
                             for j in range(m):
                                 d[j] = d[j] * mk[j]
         else:                                         # dW_ih0[:, x_t] += da_t
-            gW0T = _mat(gflat, off[0], K, Gm)
+            gW0T = _mat(gflat, off[0, _W_IH], K, Gi)
             for t in range(Lg):
                 for r in range(n):
                     if t < Ls[r]:
                         row = gW0T[xs[xst[lo + r] + t]]
                         da = DAX[t, r]
-                        for k in range(Gm):
+                        for k in range(Gi):
                             row[k] += da[k]
     for r in range(n):
         if Ls[r] > 0:
             for l in range(layers):
-                _copy(h[lo + r, l, 0], H[l, Ls[r], r])
-                if kind == _LSTM:
-                    _copy(h[lo + r, l, 1], C[l, Ls[r], r])
+                for s in range(S):
+                    _copy(h[lo + r, l, s], ST[l, s, Ls[r], r])
     return loss
 
 
 @_jit
-def _scratch(kind, layers, m, K, Gm, Lmax, n, G, dt):
+def _scratch(cell, layers, m, K, Lmax, n, G, dt):
     """Every group's scratch for _group_update, on cache-line boundaries."""
-    H = _aligned_zeros(G * layers * (Lmax + 1) * n * m, dt).reshape((G, layers, Lmax + 1, n, m))
-    C = _aligned_zeros(G * layers * (Lmax + 1) * n * m, dt).reshape((G, layers, Lmax + 1, n, m))
-    Z = _aligned_zeros(G * layers * Lmax * n * 4 * m, dt).reshape((G, layers, Lmax, n, 4 * m))
-    TC = _aligned_zeros(G * layers * Lmax * n * m, dt).reshape((G, layers, Lmax, n, m))
-    AX = _aligned_zeros(G * Lmax * n * Gm, dt).reshape((G, Lmax, n, Gm))
-    AH = _aligned_zeros(G * n * Gm, dt).reshape((G, n, Gm))
+    S = cell.states
+    Gi = cell.inputs * m
+    ST = _aligned_zeros(G * layers * S * (Lmax + 1) * n * m, dt).reshape(
+        (G, layers, S, Lmax + 1, n, m))
+    Z = _aligned_zeros(G * layers * Lmax * n * cell.stash * m, dt).reshape(
+        (G, layers, Lmax, n, cell.stash * m))
+    AX = _aligned_zeros(G * Lmax * n * Gi, dt).reshape((G, Lmax, n, Gi))
+    AH = _aligned_zeros(G * n * cell.product * m, dt).reshape((G, n, cell.product * m))
     X = _aligned_zeros(G * layers * Lmax * n * m, dt).reshape((G, layers, Lmax, n, m))
     Mk = _aligned_zeros(G * layers * Lmax * n * m, dt).reshape((G, layers, Lmax, n, m))
     O = _aligned_zeros(G * Lmax * n * K, dt).reshape((G, Lmax, n, K))
     DH = _aligned_zeros(G * Lmax * n * m, dt).reshape((G, Lmax, n, m))
-    DAX = _aligned_zeros(G * Lmax * n * Gm, dt).reshape((G, Lmax, n, Gm))
-    DAH = DAX
-    if kind == _GRU:
-        DAH = _aligned_zeros(G * Lmax * n * Gm, dt).reshape((G, Lmax, n, Gm))
-    dh = _aligned_zeros(G * n * m, dt).reshape((G, n, m))
-    dc = _aligned_zeros(G * n * m, dt).reshape((G, n, m))
+    DAX = _aligned_zeros(G * Lmax * n * Gi, dt).reshape((G, Lmax, n, Gi))
+    carried = max(cell.carried, 1)
+    DC = _aligned_zeros(G * Lmax * n * carried * m, dt).reshape((G, Lmax, n, carried * m))
+    dS = _aligned_zeros(G * S * n * m, dt).reshape((G, S, n, m))
     Ls = np.zeros((G, n), np.int64)
-    return H, C, Z, TC, AX, AH, X, Mk, O, DH, DAX, DAH, dh, dc, Ls
+    return ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls
 
 
 @_jit(parallel=True)
-def _train_batch(kind, layers, m, K, Gm, theta, off, s1, s2, opt, consts, betas, opt_step,
-                 h, data, width, starts, lengths, resets, first, last, losses, G, dropout,
-                 seed_lo, seed_hi, threshold, scale):
+def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, consts, betas,
+                 opt_step, h, data, width, starts, lengths, resets, first, last, losses, G,
+                 dropout, seed_lo, seed_hi, threshold, scale):
     """Updates first..last-1 of the schedule (see reference.train_updates) for the lanes of h
     (B, layers, S, m), split into G groups that the threads share out; theta, s1 and s2 are
-    the flat parameters and optimiser state (see _layout), changed in place."""
+    the flat parameters and optimiser state (see _Layout), changed in place."""
     B = h.shape[0]
     n = (B + G - 1) // G
     dt = theta.dtype
@@ -309,15 +284,13 @@ def _train_batch(kind, layers, m, K, Gm, theta, off, s1, s2, opt, consts, betas,
     for u in range(first, last):
         for lane in range(B):
             Lmax = max(Lmax, lengths[u, lane])
-    H, C, Z, TC, AX, AH, X, Mk, O, DH, DAX, DAH, dh, dc, Lsb = _scratch(
-        kind, layers, m, K, Gm, Lmax, n, G, dt)
+    ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Lsb = _scratch(cell, layers, m, K, Lmax, n, G,
+                                                             dt)
     P = theta.size
     R = P // _ROW
     gflat = _aligned_zeros(G * P, dt).reshape((G, P))
-    WT = _aligned_zeros(2 * layers * m * Gm, dt)
-    offT = np.arange(2 * layers) * (m * Gm)
     for g in prange(G):
-        _refresh_transposes(theta, off, WT, offT, layers, m, Gm, g, G)
+        _refresh_transposes(theta, WT, jobs, g, G)
     gl = np.zeros(G)
     rows = np.zeros((G, _ROW), dt)
     bcs = np.zeros(2, dt)
@@ -341,17 +314,17 @@ def _train_batch(kind, layers, m, K, Gm, theta, off, s1, s2, opt, consts, betas,
                     Lsb[g, r] = ln[g * n + r] if g * n + r < B else 0
                 _fill_masks(Mk[g], layers, Lsb[g], g * n, n, seed_lo, seed_hi, t_opt,
                             threshold, scale)
-            gl[g] = _group_update(kind, layers, theta, off, WT, offT, win, wst, win, yst, ln,
-                                  rs, h, g * n, n, H[g], C[g], Z[g], TC[g], AX[g], AH[g],
-                                  X[g], Mk[g], O[g], DH[g], DAX[g], DAH[g], dh[g], dc[g],
-                                  Lsb[g], gflat[g], dropout, one)
+            gl[g] = _group_update(cell, layers, theta, off, WT, offT, win, wst, win, yst, ln,
+                                  rs, h, g * n, n, ST[g], Z[g], AX[g], AH[g], X[g], Mk[g],
+                                  O[g], DH[g], DAX[g], DC[g], dS[g], Lsb[g], gflat[g],
+                                  dropout, one)
         active = _active_lanes(ln)
         _bias_corrections(opt, consts, betas, bcs, t_opt)
         for g in prange(G):                           # sum, average, clip, step: a share each
             _update_rows(theta2, g3, s12, s22, g * R // G, (g + 1) * R // G, active, opt,
                          consts, bcs[0], bcs[1], rows[g])
         for g in prange(G):
-            _refresh_transposes(theta, off, WT, offT, layers, m, Gm, g, G)
+            _refresh_transposes(theta, WT, jobs, g, G)
         loss_sum = 0.0
         for g in range(G):
             loss_sum += gl[g]
@@ -359,32 +332,30 @@ def _train_batch(kind, layers, m, K, Gm, theta, off, s1, s2, opt, consts, betas,
 
 
 # --------------------------------------------------------------------------------------
-# One lane, forward only: evaluation, advance and sampling.
+# One lane, forward only: evaluation, advance and sampling. The lane's states alternate
+# between the two time slots of ST1 (layers, S, 2, 1, m): step k reads slot k % 2.
 # --------------------------------------------------------------------------------------
 
 @_jit
-def _step_one(kind, layers, theta, off, WT, offT, x, Hst, Cst, AX1, AH1, Z1, TC1, Ls1):
-    """Feed character x through every layer from the state Hst, Cst (layers, 1, m), in
-    place (Cst is Hst for the GRU, which has no cell)."""
-    m = Hst.shape[2]
-    Gm = AH1.shape[1]
+def _step_one(cell, layers, theta, off, WT, offT, x, ST1, ti, AX1, AH1, Z1, Ls1):
+    """Feed character x through every layer from the states in slot ti of ST1 into slot
+    1 - ti."""
+    m = ST1.shape[4]
+    Gi = AX1.shape[1]
+    to = 1 - ti
     for l in range(layers):
-        b_ih = theta[off[4 * l + 2]:off[4 * l + 2] + Gm]
-        b_hh = theta[off[4 * l + 3]:off[4 * l + 3] + Gm]
+        b_ih = theta[off[l, _B_IH]:off[l, _B_IH] + Gi]
         a = AX1[0]
         if l == 0:
-            w = theta[off[0] + x * Gm:off[0] + (x + 1) * Gm]      # row x of W_ih0^T
-            for k in range(Gm):
+            w = theta[off[0, _W_IH] + x * Gi:off[0, _W_IH] + (x + 1) * Gi]   # row x of W_ih0^T
+            for k in range(Gi):
                 a[k] = w[k] + b_ih[k]
         else:
-            _gemm(Hst[l - 1], _mat(WT, offT[2 * l + 1], m, Gm), AX1, False, False)
-            for k in range(Gm):
+            _gemm(ST1[l - 1, 0, to], _mat(WT, offT[l, 0], m, Gi), AX1, False, False)
+            for k in range(Gi):
                 a[k] += b_ih[k]
-        _gemm(Hst[l], _mat(WT, offT[2 * l], m, Gm), AH1, False, False)
-        if kind == _LSTM:
-            lstm._cell_forward(AX1, AH1, b_hh, Hst[l], Cst[l], Hst[l], Cst[l], Z1, TC1, Ls1, 0)
-        else:
-            gru._cell_forward(AX1, AH1, b_hh, Hst[l], Cst[l], Hst[l], Cst[l], Z1, TC1, Ls1, 0)
+        cells.forward_step(cell, theta, off[l], WT, offT[l], AX1, ST1[l], ti, to, Z1, AH1,
+                           Ls1, 0)
 
 
 @_jit
@@ -392,8 +363,8 @@ def _logits(theta, off, layers, h, o):
     """o = V h + c for the top layer's h (m,)."""
     K = o.size
     m = h.size
-    V = _mat(theta, off[4 * layers], K, m)
-    c = theta[off[4 * layers + 1]:off[4 * layers + 1] + K]
+    V = _mat(theta, off[layers, 0], K, m)
+    c = theta[off[layers, 1]:off[layers, 1] + K]
     for k in range(K):
         acc = c[k] - c[k]
         vk = V[k]
@@ -403,36 +374,32 @@ def _logits(theta, off, layers, h, o):
 
 
 @_jit
-def _one_lane(kind, layers, m, Gm, dt):
-    """A single lane's scratch for _step_one: state rows H, C (layers, 1, m) and the gates."""
-    Hst = _aligned_zeros(layers * m, dt).reshape((layers, 1, m))
-    Cst = _aligned_zeros(layers * m, dt).reshape((layers, 1, m))
-    AX1 = _aligned_zeros(Gm, dt).reshape((1, Gm))
-    AH1 = _aligned_zeros(Gm, dt).reshape((1, Gm))
-    Z1 = _aligned_zeros(4 * m, dt).reshape((1, 4 * m))
-    TC1 = _aligned_zeros(m, dt).reshape((1, m))
+def _one_lane(cell, layers, m, dt):
+    """A single lane's scratch for _step_one."""
+    ST1 = _aligned_zeros(layers * cell.states * 2 * m, dt).reshape((layers, cell.states, 2, 1, m))
+    AX1 = _aligned_zeros(cell.inputs * m, dt).reshape((1, cell.inputs * m))
+    AH1 = _aligned_zeros(cell.product * m, dt).reshape((1, cell.product * m))
+    Z1 = _aligned_zeros(cell.stash * m, dt).reshape((1, 1, cell.stash * m))
     Ls1 = np.ones(1, np.int64)
-    return Hst, Cst, AX1, AH1, Z1, TC1, Ls1
+    return ST1, AX1, AH1, Z1, Ls1
 
 
 @_jit
-def _load_state(kind, state, Hst, Cst):
+def _load_state(state, ST1, ti):
     for l in range(state.shape[0]):
-        _copy(Hst[l, 0], state[l, 0])
-        if kind == _LSTM:
-            _copy(Cst[l, 0], state[l, 1])
+        for s in range(state.shape[1]):
+            _copy(ST1[l, s, ti, 0], state[l, s])
 
 
 @_jit
-def _store_state(kind, Hst, Cst, state):
+def _store_state(ST1, ti, state):
     for l in range(state.shape[0]):
-        _copy(state[l, 0], Hst[l, 0])
-        if kind == _LSTM:
-            _copy(state[l, 1], Cst[l, 0])
+        for s in range(state.shape[1]):
+            _copy(state[l, s], ST1[l, s, ti, 0])
 
 
 @_jit(parallel=True)
-def _total_loss(kind, layers, m, K, Gm, theta, off, WT, offT, data, width, segments, h0, out):
+def _total_loss(cell, layers, m, K, theta, off, WT, offT, data, width, segments, h0, out):
     """out[q] = the loss of segment q from the state h0[q] (h0[0] for every segment when h0
     has one); each segment's total in its own slot, summed by the caller in order."""
     S = segments.shape[0]
@@ -442,16 +409,16 @@ def _total_loss(kind, layers, m, K, Gm, theta, off, WT, offT, data, width, segme
         end = segments[q, 1]
         out[q] = 0.0
         if end - start >= 2:
-            Hst, Cst, AX1, AH1, Z1, TC1, Ls1 = _one_lane(kind, layers, m, Gm, theta.dtype)
-            if kind == _GRU:
-                Cst = Hst
-            _load_state(kind, h0[0] if shared else h0[q], Hst, Cst)
+            ST1, AX1, AH1, Z1, Ls1 = _one_lane(cell, layers, m, theta.dtype)
+            _load_state(h0[0] if shared else h0[q], ST1, 0)
             o = np.empty(K, theta.dtype)
             total = 0.0
+            ti = 0
             for t in range(start, end - 1):
-                _step_one(kind, layers, theta, off, WT, offT, _char(data, width, t), Hst, Cst,
-                          AX1, AH1, Z1, TC1, Ls1)
-                _logits(theta, off, layers, Hst[layers - 1, 0], o)
+                _step_one(cell, layers, theta, off, WT, offT, _char(data, width, t), ST1, ti,
+                          AX1, AH1, Z1, Ls1)
+                ti = 1 - ti
+                _logits(theta, off, layers, ST1[layers - 1, 0, ti, 0], o)
                 y = _char(data, width, t + 1)
                 s = _shifted_exp(o)
                 total -= math.log(np.float64(o[y] / s))
@@ -459,54 +426,52 @@ def _total_loss(kind, layers, m, K, Gm, theta, off, WT, offT, data, width, segme
 
 
 @_jit
-def _advance(kind, layers, m, Gm, theta, off, WT, offT, state, inputs, width):
-    Hst, Cst, AX1, AH1, Z1, TC1, Ls1 = _one_lane(kind, layers, m, Gm, theta.dtype)
-    if kind == _GRU:
-        Cst = Hst
-    _load_state(kind, state, Hst, Cst)
+def _advance(cell, layers, m, theta, off, WT, offT, state, inputs, width):
+    ST1, AX1, AH1, Z1, Ls1 = _one_lane(cell, layers, m, theta.dtype)
+    _load_state(state, ST1, 0)
+    ti = 0
     for t in range(inputs.size // width):
-        _step_one(kind, layers, theta, off, WT, offT, _char(inputs, width, t), Hst, Cst, AX1,
-                  AH1, Z1, TC1, Ls1)
-    _store_state(kind, Hst, Cst, state)
+        _step_one(cell, layers, theta, off, WT, offT, _char(inputs, width, t), ST1, ti, AX1,
+                  AH1, Z1, Ls1)
+        ti = 1 - ti
+    _store_state(ST1, ti, state)
 
 
 @njit(cache=True, error_model="numpy")
-def _sample(kind, layers, m, K, Gm, theta, off, WT, offT, state, x, uniforms, temperature,
+def _sample(cell, layers, m, K, theta, off, WT, offT, state, x, uniforms, temperature,
             top_k, top_p, greedy, stop_index, out):
     """reference.sample_indices, compiled: the network's step, then numerics._draw."""
-    Hst, Cst, AX1, AH1, Z1, TC1, Ls1 = _one_lane(kind, layers, m, Gm, theta.dtype)
-    if kind == _GRU:
-        Cst = Hst
-    _load_state(kind, state, Hst, Cst)
+    ST1, AX1, AH1, Z1, Ls1 = _one_lane(cell, layers, m, theta.dtype)
+    _load_state(state, ST1, 0)
     o = np.empty(K, theta.dtype)
     e = np.empty(K, theta.dtype)
     p = np.empty(K, np.float64)
     cdf = np.empty(K, np.float64)
     sorted_p = np.empty(K, np.float64)
     n = 0
+    ti = 0
     for q in range(uniforms.size):
-        _step_one(kind, layers, theta, off, WT, offT, x, Hst, Cst, AX1, AH1, Z1, TC1, Ls1)
-        _logits(theta, off, layers, Hst[layers - 1, 0], o)
+        _step_one(cell, layers, theta, off, WT, offT, x, ST1, ti, AX1, AH1, Z1, Ls1)
+        ti = 1 - ti
+        _logits(theta, off, layers, ST1[layers - 1, 0, ti, 0], o)
         x = _draw(o, e, p, cdf, sorted_p, temperature, top_k, top_p, greedy, uniforms[q])
         out[n] = x
         n += 1
         if x == stop_index:
             break
-    _store_state(kind, Hst, Cst, state)
+    _store_state(ST1, ti, state)
     return n
 
 
 @_jit
-def _lossgrad(kind, layers, m, K, Gm, theta, off, inputs, targets, h, masks, dropout, gflat,
-              one):
+def _lossgrad(cell, layers, m, K, theta, off, WT, offT, jobs, inputs, targets, h, masks,
+              dropout, gflat, one):
     """One lane's loss and gradients (into gflat) over inputs -> targets from the state h
     (1, layers, S, m), which becomes the last state; masks (layers, L, 1, m) when given."""
     L = inputs.size
-    WT = _aligned_zeros(2 * layers * m * Gm, theta.dtype)
-    offT = np.arange(2 * layers) * (m * Gm)
-    _refresh_transposes(theta, off, WT, offT, layers, m, Gm, 0, 1)
-    H, C, Z, TC, AX, AH, X, Mk, O, DH, DAX, DAH, dh, dc, Ls = _scratch(
-        kind, layers, m, K, Gm, max(L, 1), 1, 1, theta.dtype)
+    _refresh_transposes(theta, WT, jobs, 0, 1)
+    ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls = _scratch(cell, layers, m, K, max(L, 1), 1,
+                                                            1, theta.dtype)
     if dropout != _NO_DROPOUT:
         for l in range(masks.shape[0]):              # masks (layers, L, 1, m)
             for t in range(L):
@@ -514,9 +479,9 @@ def _lossgrad(kind, layers, m, K, Gm, theta, off, inputs, targets, h, masks, dro
     ln = np.full(1, L, np.int32)
     rs = np.zeros(1, np.uint8)
     st = np.zeros(1, np.int64)
-    return _group_update(kind, layers, theta, off, WT, offT, inputs, st, targets, st, ln, rs,
-                         h, 0, 1, H[0], C[0], Z[0], TC[0], AX[0], AH[0], X[0], Mk[0], O[0],
-                         DH[0], DAX[0], DAH[0], dh[0], dc[0], Ls[0], gflat, dropout, one)
+    return _group_update(cell, layers, theta, off, WT, offT, inputs, st, targets, st, ln, rs,
+                         h, 0, 1, ST[0], Z[0], AX[0], AH[0], X[0], Mk[0], O[0], DH[0],
+                         DAX[0], DC[0], dS[0], Ls[0], gflat, dropout, one)
 
 
 # --------------------------------------------------------------------------------------
@@ -524,40 +489,56 @@ def _lossgrad(kind, layers, m, K, Gm, theta, off, inputs, targets, h, masks, dro
 # --------------------------------------------------------------------------------------
 
 class _Layout:
-    """Where each parameter lies in the flat vectors: names in params' order (per layer W_ih,
-    W_hh, b_ih, b_hh, then V, c), their offsets, and the sizes."""
+    """Where each parameter lies in the flat vectors, for the parameters' network and its cell
+    (a module of CELLS, compiled/__init__.py): names per layer W_ih, b_ih, then the cell's
+    OWN, then V, c; their offsets off (layers + 1, 2 + len(OWN)); the transposed copies'
+    offsets offT and the jobs that refresh them; the sizes."""
 
-    def __init__(self, params):
+    def __init__(self, params, cell_module):
         network = Network.of_params(params)              # the network the params carry
-        self.layers = network.layers
-        names = [f"{w}{l}" for l in range(self.layers) for w in ("W_ih", "W_hh", "b_ih", "b_hh")]
-        self.names = names = names + ["V", "c"]
-        K, m = params["V"].shape
-        self.K, self.m = K, m
-        self.Gm = params["W_hh0"].shape[0]
-        self.kind = {"lstm": _LSTM, "gru": _GRU}[network.cell]
+        self.cell = cell_module.CELL
+        self.layers = layers = network.layers
+        self.K, self.m = K, m = params["V"].shape
         self.S = network.state_vectors
-        offsets, at = [], 0
-        for name in names:
-            offsets.append(at)
-            at += -(-params[name].size // _ALIGN) * _ALIGN
-        self.off = np.array(offsets, np.int64)
-        self.size = -(-at // _ROW) * _ROW
         self.dtype = params["V"].dtype
+        per_layer = ("W_ih", "b_ih") + tuple(cell_module.OWN)
+        self.names = [f"{w}{l}" for l in range(layers) for w in per_layer] + ["V", "c"]
+        offsets, at = {}, 0
+        for name in self.names:
+            offsets[name] = at
+            at += -(-params[name].size // _ALIGN) * _ALIGN
+        self.size = -(-at // _ROW) * _ROW
+        self.off = np.zeros((layers + 1, len(per_layer)), np.int64)
+        for l in range(layers):
+            self.off[l] = [offsets[f"{w}{l}"] for w in per_layer]
+        self.off[layers, :2] = offsets["V"], offsets["c"]
+        # the transposed copies: W_ih^T of the layers above 0, the cell's TRANSPOSED
+        self.offT = np.full((layers, 1 + len(cell_module.TRANSPOSED)), -1, np.int64)
+        jobs, at = [], 0
+        for l in range(layers):
+            for k, w in enumerate(("W_ih",) + tuple(cell_module.TRANSPOSED)):
+                if (l, w) == (0, "W_ih"):
+                    continue                             # layer 0 reads rows of W_ih0^T
+                rows, cols = params[f"{w}{l}"].shape
+                jobs.append((offsets[f"{w}{l}"], at, rows, cols))
+                self.offT[l, k] = at
+                at += -(-rows * cols // _ALIGN) * _ALIGN
+        self.jobs = np.array(jobs, np.int64).reshape(-1, 4)
+        self.transposed_size = max(at, 1)
 
     def pack(self, arrays) -> np.ndarray:
         """The flat vector of `arrays` (named like params), layer 0's W_ih transposed."""
         flat = np.zeros(self.size + 64 // self.dtype.itemsize, self.dtype)
         skip = (-flat.ctypes.data % 64) // self.dtype.itemsize   # on a cache-line boundary
         flat = flat[skip:skip + self.size]
-        for name, at in zip(self.names, self.off):
+        for name, at in zip(self.names, self._offsets()):
             a = arrays[name].T if name == "W_ih0" else arrays[name]
             flat[at:at + a.size] = np.ascontiguousarray(a).reshape(-1)
         return flat
 
     def unpack(self, flat: np.ndarray, arrays) -> None:
         """Write the flat vector back into `arrays`, in place."""
-        for name, at in zip(self.names, self.off):
+        for name, at in zip(self.names, self._offsets()):
             a = arrays[name]
             part = flat[at:at + a.size]
             if name == "W_ih0":
@@ -565,11 +546,15 @@ class _Layout:
             else:
                 a[...] = part.reshape(a.shape)
 
-    def transposes(self, theta: np.ndarray):
-        WT = np.zeros(2 * self.layers * self.m * self.Gm, self.dtype)
-        offT = np.arange(2 * self.layers, dtype=np.int64) * (self.m * self.Gm)
-        _refresh_transposes(theta, self.off, WT, offT, self.layers, self.m, self.Gm, 0, 1)
-        return WT, offT
+    def transposes(self, theta: np.ndarray) -> np.ndarray:
+        """WT with every transposed copy of theta's matrices."""
+        WT = np.zeros(self.transposed_size, self.dtype)
+        _refresh_transposes(theta, WT, self.jobs, 0, 1)
+        return WT
+
+    def _offsets(self) -> list[int]:
+        return [int(a) for a in self.off[:self.layers].reshape(-1)] + [int(self.off[-1, 0]),
+                                                                       int(self.off[-1, 1])]
 
 
 def _check(params) -> None:
@@ -581,16 +566,16 @@ def _check(params) -> None:
             raise ValueError(f"parameter {name} must be {dtype}")
 
 
-def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_step: int,
-                  eta: float, clip: float, h: np.ndarray, data: np.ndarray, starts: np.ndarray,
-                  lengths: np.ndarray, resets: np.ndarray, first: int, last: int,
-                  dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
-    """reference.train_updates for an LSTM or GRU, compiled: updates first..last-1 in one
-    call; params, opt_state and h (lanes, layers, S, m) change in place."""
+def train_updates(cell_module, params, optimizer: str, opt_state: dict[str, np.ndarray],
+                  opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
+                  starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray, first: int,
+                  last: int, dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
+    """reference.train_updates for a stacked network of cell_module's cell, compiled: updates
+    first..last-1 in one call; params, opt_state and h (lanes, layers, S, m) change in place."""
     _check(params)
     if optimizer not in _OPT_CODE:
         raise ValueError(f"unknown optimizer {optimizer!r}")
-    lay = _Layout(params)
+    lay = _Layout(params, cell_module)
     if h.dtype != lay.dtype or not h.flags.c_contiguous or h.shape[1:] != (lay.layers, lay.S,
                                                                             lay.m):
         raise ValueError(f"h must be a C-contiguous (lanes, {lay.layers}, {lay.S}, {lay.m}) "
@@ -609,7 +594,8 @@ def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_
         resets = resets.view(np.uint8)
     hashed = dropout > 0 and lay.layers > 1
     seed = int(dropout_seed)
-    _train_batch(lay.kind, lay.layers, lay.m, lay.K, lay.Gm, theta, lay.off, s1, s2,
+    _train_batch(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off,
+                 np.zeros(lay.transposed_size, lay.dtype), lay.offT, lay.jobs, s1, s2,
                  _OPT_CODE[optimizer], _constants(lay.dtype, eta, clip),
                  np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]), int(opt_step), h,
                  *_text(data), np.ascontiguousarray(starts, dtype=np.int64),
@@ -626,13 +612,13 @@ def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_
     return losses
 
 
-def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: np.ndarray,
-                       masks=None):
+def loss_and_gradients(cell_module, params, inputs: np.ndarray, targets: np.ndarray,
+                       state: np.ndarray, masks=None):
     """The network's loss_and_gradients (networks/stack.py), compiled: (loss, grads,
     state_last) of one sequence from `state` (layers, S, m), with the dropout `masks` of
     dropout_masks (or None)."""
     _check(params)
-    lay = _Layout(params)
+    lay = _Layout(params, cell_module)
     dtype = lay.dtype
     theta = lay.pack(params)
     inputs = np.ascontiguousarray(inputs, dtype=np.int32)
@@ -644,25 +630,26 @@ def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: n
         for l, mask in enumerate(masks):
             given[l, :L, 0] = mask
     gflat = np.zeros_like(theta)
-    loss = _lossgrad(lay.kind, lay.layers, lay.m, lay.K, lay.Gm, theta, lay.off, inputs,
-                     targets, h, given[:, :L], _GIVEN_DROPOUT if masks is not None
-                     else _NO_DROPOUT, gflat, dtype.type(1))
+    loss = _lossgrad(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off,
+                     np.zeros(lay.transposed_size, dtype), lay.offT, lay.jobs, inputs, targets,
+                     h, given[:, :L], _GIVEN_DROPOUT if masks is not None else _NO_DROPOUT,
+                     gflat, dtype.type(1))
     grads = {name: np.zeros_like(a) for name, a in params.items()}
     lay.unpack(gflat, grads)
     return float(loss), grads, h[0]
 
 
-def _theta_and_transposes(params):
+def _theta_and_transposes(cell_module, params):
     _check(params)
-    lay = _Layout(params)
+    lay = _Layout(params, cell_module)
     theta = lay.pack(params)
-    return lay, theta, *lay.transposes(theta)
+    return lay, theta, lay.transposes(theta)
 
 
-def total_loss(params, data: np.ndarray, segments: np.ndarray,
+def total_loss(cell_module, params, data: np.ndarray, segments: np.ndarray,
                h0: np.ndarray | None = None) -> tuple[float, int]:
-    """reference.total_loss for an LSTM or GRU, compiled."""
-    lay, theta, WT, offT = _theta_and_transposes(params)
+    """reference.total_loss for a stacked network, compiled."""
+    lay, theta, WT = _theta_and_transposes(cell_module, params)
     segments = np.ascontiguousarray(np.asarray(segments, dtype=np.int64).reshape(-1, 2))
     shape = (lay.layers, lay.S, lay.m)
     if h0 is None:
@@ -677,32 +664,31 @@ def total_loss(params, data: np.ndarray, segments: np.ndarray,
         states = np.ascontiguousarray(states, dtype=lay.dtype)
     per_segment = np.zeros(len(segments))
     if len(segments):
-        _total_loss(lay.kind, lay.layers, lay.m, lay.K, lay.Gm, theta, lay.off, WT, offT,
+        _total_loss(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off, WT, lay.offT,
                     *_text(data), segments, states, per_segment)
     lengths = segments[:, 1] - segments[:, 0]
     count = int(np.sum(np.where(lengths >= 2, lengths - 1, 0)))
     return float(per_segment.sum()), count
 
 
-def advance(params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    """reference.advance for an LSTM or GRU, compiled: the state after feeding `inputs`."""
-    lay, theta, WT, offT = _theta_and_transposes(params)
+def advance(cell_module, params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """reference.advance for a stacked network, compiled: the state after feeding `inputs`."""
+    lay, theta, WT = _theta_and_transposes(cell_module, params)
     state = np.array(h, dtype=lay.dtype).reshape(lay.layers, lay.S, lay.m).copy()
-    _advance(lay.kind, lay.layers, lay.m, lay.Gm, theta, lay.off, WT, offT, state,
-             *_text(inputs))
+    _advance(lay.cell, lay.layers, lay.m, theta, lay.off, WT, lay.offT, state, *_text(inputs))
     return state
 
 
-def sample_indices(params, h: np.ndarray, x: int, uniforms: np.ndarray,
+def sample_indices(cell_module, params, h: np.ndarray, x: int, uniforms: np.ndarray,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                    greedy: bool = False, stop_index: int = -1) -> np.ndarray:
-    """reference.sample_indices for an LSTM or GRU, compiled; h (layers, S, m) is updated in
-    place to the state the last character was drawn from."""
-    lay, theta, WT, offT = _theta_and_transposes(params)
+    """reference.sample_indices for a stacked network, compiled; h (layers, S, m) is updated
+    in place to the state the last character was drawn from."""
+    lay, theta, WT = _theta_and_transposes(cell_module, params)
     uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
     out = np.empty(len(uniforms), np.int64)
     state = np.array(h, dtype=lay.dtype).reshape(lay.layers, lay.S, lay.m).copy()
-    n = _sample(lay.kind, lay.layers, lay.m, lay.K, lay.Gm, theta, lay.off, WT, offT, state,
+    n = _sample(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off, WT, lay.offT, state,
                 int(x), uniforms, lay.dtype.type(temperature), int(top_k), float(top_p),
                 bool(greedy), int(stop_index), out)
     h[...] = state.reshape(h.shape)
