@@ -36,6 +36,7 @@ from charnn.corpus import load_corpus
 from charnn.data import build_dataset, epoch_schedule
 from charnn.model import Params
 from charnn.networks import NETWORKS
+from charnn.backends.calls import Optimiser, Windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
@@ -95,8 +96,9 @@ def charnn_runner(corpus, B: int, m: int, network: str = "rnn", layers: int = 1)
                 pos[0] = 0
             first = pos[0]
             last = min(total, first + n)
-            compiled.train_updates(params, "adagrad", state, first, ETA, CLIP, h, data,
-                                  sched.starts, sched.lengths, sched.resets, first, last)
+            compiled.train_updates(params, Optimiser("adagrad", state, first, ETA, CLIP), h,
+                                   Windows(data, sched.starts,
+                                           sched.lengths, sched.resets, first, last))
             chars += int(sched.lengths[first:last].sum())
             n -= last - first
             pos[0] = last

@@ -75,6 +75,7 @@ def child(path: str, records: bool, backend: str) -> None:
     import resource
 
     from charnn.backends import get_backend
+    from charnn.backends.calls import Optimiser, Windows
     from charnn.config import TrainConfig
     from charnn.corpus import load_corpus
     from charnn.data import build_dataset, epoch_schedule, epoch_updates
@@ -95,9 +96,10 @@ def child(path: str, records: bool, backend: str) -> None:
     times["schedule"] = time.perf_counter() - t
     t = time.perf_counter()
     s = initial_state(config, len(corpus.vocab))
-    losses = module.train_updates(s.params, config.optimizer, s.opt_state, 0, config.eta,
-                                  config.clip, s.h, dataset.data, schedule.starts,
-                                  schedule.lengths, schedule.resets, 0, 1)
+    losses = module.train_updates(s.params, Optimiser(config.optimizer, s.opt_state, 0,
+                                                      config.eta, config.clip), s.h,
+                                  Windows(dataset.data, schedule.starts,
+                                          schedule.lengths, schedule.resets, 0, 1))
     times["update"] = time.perf_counter() - t
     times["first_update"] = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

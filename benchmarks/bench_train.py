@@ -29,6 +29,7 @@ from charnn import corpus as corpus_module  # noqa: E402
 from charnn import optim  # noqa: E402
 from charnn.backends import compiled, reference  # noqa: E402
 from charnn.model import Params  # noqa: E402
+from charnn.backends.calls import Optimiser, Windows
 
 M, TAU, ETA, CLIP = 100, 25, 0.1, 5.0
 
@@ -49,8 +50,8 @@ def charnn_runner(module, data, K, dtype):
 
     def run(n):
         starts, lengths, resets = schedule(done[0] + n, len(data))
-        module.train_updates(params, "adagrad", state, done[0], ETA, CLIP, h, data,
-                             starts, lengths, resets, done[0], done[0] + n)
+        module.train_updates(params, Optimiser("adagrad", state, done[0], ETA, CLIP), h,
+                             Windows(data, starts, lengths, resets, done[0], done[0] + n))
         done[0] += n
     return run
 

@@ -20,6 +20,7 @@ from charnn.backends.compiled.optimisers import _constants, _update_rows
 from charnn.backends.compiled.products import _aligned_zeros, _gemm, _matmul_nt
 from charnn.model import Params
 from charnn.networks import NETWORKS
+from charnn.backends.calls import Optimiser, Windows
 
 numba.set_num_threads(1)
 
@@ -56,8 +57,8 @@ def main(net: str, layers: int, B: int) -> None:
     resets = np.zeros((updates, B), np.uint8)
 
     def train(count):
-        compiled.train_updates(params, "adagrad", state, 0, 0.1, 5.0, h, data, starts, lengths,
-                               resets, 0, count)
+        compiled.train_updates(params, Optimiser("adagrad", state, 0, 0.1, 5.0), h,
+                               Windows(data, starts, lengths, resets, 0, count))
     train(2)
     t0 = time.perf_counter()
     train(updates)

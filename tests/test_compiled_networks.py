@@ -19,6 +19,7 @@ from charnn import optim
 from charnn.backends import compiled, reference
 from charnn.model import Params
 from charnn.networks import NETWORKS
+from charnn.backends.calls import Dropout, Optimiser, Windows
 
 # every stacked cell the compiled backend registers
 STACKED = [net for net in compiled.STACKED_CELLS]
@@ -95,9 +96,9 @@ def train_both(net, optimizer, layers, m, B, U, tau, dropout, seed, dtype=np.flo
     out = []
     for backend in (compiled, reference):
         p, state, hh = params.copy(), optim.initial_state(optimizer, params), h.copy()
-        losses = backend.train_updates(p, optimizer, state, 4, eta, 5.0, hh, data, starts,
-                                       lengths, resets, 0, U, dropout=dropout,
-                                       dropout_seed=77)
+        losses = backend.train_updates(p, Optimiser(optimizer, state, 4, eta, 5.0), hh,
+                                       Windows(data, starts, lengths, resets, 0, U),
+                                       Dropout(dropout, 77))
         out.append((losses, p, state, hh))
     return out
 

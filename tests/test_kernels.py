@@ -18,6 +18,7 @@ from charnn import model, optim
 from charnn.backends import compiled, reference
 from charnn.backends.compiled import cache, lanes, numerics, optimisers, products
 from charnn.model import Params
+from charnn.backends.calls import Optimiser, Windows
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -119,10 +120,10 @@ def test_train_updates_equal_numpy(optimizer, B, irregular):
     h = 0.3 * rng.standard_normal((B, m))
     ref = (params.copy(), {k: v.copy() for k, v in state.items()}, h.copy())
     eta = optim.DEFAULT_ETA[optimizer]
-    losses = compiled.train_updates(params, optimizer, state, 7, eta, 5.0, h, data,
-                                   starts, lengths, resets.astype(bool), 2, U)
-    r_losses = reference.train_updates(ref[0], optimizer, ref[1], 7, eta, 5.0, ref[2], data,
-                                   starts, lengths, resets, 2, U)
+    losses = compiled.train_updates(params, Optimiser(optimizer, state, 7, eta, 5.0), h,
+                                    Windows(data, starts, lengths, resets.astype(bool), 2, U))
+    r_losses = reference.train_updates(ref[0], Optimiser(optimizer, ref[1], 7, eta, 5.0), ref[2],
+                                       Windows(data, starts, lengths, resets, 2, U))
     assert np.array_equal(np.isnan(losses), np.isnan(r_losses))
     ok = ~np.isnan(r_losses)
     assert np.allclose(losses[ok], r_losses[ok], rtol=1e-10, atol=0)
@@ -149,12 +150,12 @@ def test_train_updates_equal_numpy_for_a_wide_batch(dtype):
     state = optim.initial_state("adagrad", params)
     h = 0.3 * rng.standard_normal((B, m))
     ref = (params.copy(), {k: v.copy() for k, v in state.items()}, h.copy())
-    r_losses = reference.train_updates(ref[0], "adagrad", ref[1], 0, 0.05, 5.0, ref[2], data,
-                                   starts, lengths, resets, 0, U)
+    r_losses = reference.train_updates(ref[0], Optimiser("adagrad", ref[1], 0, 0.05, 5.0), ref[2],
+                                       Windows(data, starts, lengths, resets, 0, U))
     params, h = params.astype(dtype), h.astype(dtype)
     state = {k: v.astype(dtype) for k, v in state.items()}
-    losses = compiled.train_updates(params, "adagrad", state, 0, 0.05, 5.0, h, data,
-                                   starts, lengths, resets, 0, U)
+    losses = compiled.train_updates(params, Optimiser("adagrad", state, 0, 0.05, 5.0), h,
+                                    Windows(data, starts, lengths, resets, 0, U))
     tol = 1e-9 if dtype == np.float64 else 2e-3
     assert np.allclose(losses, r_losses, rtol=tol, atol=0)
     assert params.W.dtype == dtype and h.dtype == dtype
@@ -177,8 +178,8 @@ def thousand_updates(train_updates, optimizer, eta, nudge=False, U=1000):
     if nudge:
         params.W[0, 0] = np.nextafter(params.W[0, 0], 1.0)      # one ulp
     state = optim.initial_state(optimizer, params)
-    losses = train_updates(params, optimizer, state, 0, eta, 5.0, np.zeros((1, m)), data,
-                           starts, lengths, resets, 0, U)
+    losses = train_updates(params, Optimiser(optimizer, state, 0, eta, 5.0), np.zeros((1, m)),
+                           Windows(data, starts, lengths, resets, 0, U))
     smooth = np.empty(U)
     s = losses[0]
     for i, loss in enumerate(losses):
@@ -267,10 +268,10 @@ def test_float32_runs_and_stays_close():
     p32 = p64.astype(np.float32)
     s64, s32 = optim.initial_state("adagrad", p64), optim.initial_state("adagrad", p32)
     h64, h32 = np.zeros((1, m)), np.zeros((1, m), np.float32)
-    l64 = reference.train_updates(p64, "adagrad", s64, 0, 0.1, 5.0, h64, data, starts, lengths,
-                              resets, 0, U)
-    l32 = compiled.train_updates(p32, "adagrad", s32, 0, 0.1, 5.0, h32, data, starts, lengths,
-                                resets, 0, U)
+    l64 = reference.train_updates(p64, Optimiser("adagrad", s64, 0, 0.1, 5.0), h64,
+                                  Windows(data, starts, lengths, resets, 0, U))
+    l32 = compiled.train_updates(p32, Optimiser("adagrad", s32, 0, 0.1, 5.0), h32,
+                                 Windows(data, starts, lengths, resets, 0, U))
     assert l32.dtype == np.float64 and p32.W.dtype == np.float32 and h32.dtype == np.float32
     assert np.allclose(l32[:3], l64[:3], rtol=1e-4)    # later they drift apart (see above)
     assert abs(l32[-50:].mean() - l64[-50:].mean()) < 2e-2 * l64[-50:].mean()
@@ -422,8 +423,8 @@ def test_training_a_model_with_one_nan_weight_gives_nan_losses(backend, dtype, B
         p = params.copy()
         state = optim.initial_state(optimizer, p)
         h = np.zeros((B, m), dtype)
-        losses = backend.train_updates(p, optimizer, state, 0, 0.01, 5.0, h, data, starts,
-                                       lengths, resets, 0, U)
+        losses = backend.train_updates(p, Optimiser(optimizer, state, 0, 0.01, 5.0), h,
+                                       Windows(data, starts, lengths, resets, 0, U))
         assert np.all(np.isnan(losses)), (optimizer, losses)
         assert np.all(np.isnan(p.W)) and np.all(np.isnan(h))
 
@@ -443,8 +444,8 @@ def test_a_nan_weight_spreads_as_in_numpy():
                 p = params.copy()
                 state = optim.initial_state(optimizer, p)
                 h = np.zeros((B, m))
-                backend.train_updates(p, optimizer, state, 0, 0.01, 5.0, h, data, starts,
-                                      lengths, resets, 0, U)
+                backend.train_updates(p, Optimiser(optimizer, state, 0, 0.01, 5.0), h,
+                                      Windows(data, starts, lengths, resets, 0, U))
                 runs.append((p, state))
             (p_ref, s_ref), (p_got, s_got) = runs
             for name, a in p_got.items():
@@ -554,8 +555,8 @@ def test_uint8_and_memmapped_text_train_and_evaluate_as_int32(B, tmp_path):
             params = params0.copy()
             state = optim.initial_state("adam", params)
             h = np.zeros((B, m))
-            losses = backend.train_updates(params, "adam", state, 0, 0.005, 5.0, h, data,
-                                           starts, lengths, resets, 0, U)
+            losses = backend.train_updates(params, Optimiser("adam", state, 0, 0.005, 5.0), h,
+                                           Windows(data, starts, lengths, resets, 0, U))
             results[name] = [losses, h, *(a for _, a in params.items()),
                              np.array(backend.total_loss(params, data, segments)),
                              np.array(backend.total_loss(params, data, segments, h0)),

@@ -19,6 +19,7 @@ import charnn
 from charnn import optim
 from charnn.backends import compiled
 from charnn.model import Params
+from charnn.backends.calls import Optimiser, Windows
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -56,9 +57,10 @@ def runs() -> dict[str, np.ndarray]:
                     params.b[:] = 0.1 * rng.standard_normal(m)
                     state = optim.initial_state(optimizer, params)
                     h = (0.5 * rng.standard_normal((B, m))).astype(dtype)
-                    losses = compiled.train_updates(params, optimizer, state, 3,
-                                                   optim.DEFAULT_ETA[optimizer], 5.0, h, data,
-                                                   starts, lengths, resets, 0, U)
+                    eta = optim.DEFAULT_ETA[optimizer]
+                    losses = compiled.train_updates(params,
+                                                    Optimiser(optimizer, state, 3, eta, 5.0), h,
+                                                    Windows(data, starts, lengths, resets, 0, U))
                     key = f"{np.dtype(dtype).name}-{optimizer}-B{B}-m{m}"
                     out[f"{key}-losses"] = losses
                     out[f"{key}-h"] = h

@@ -8,6 +8,7 @@ import pytest
 
 from charnn.model import softmax
 from charnn.networks import NETWORKS, gru, lstm
+from charnn.backends.calls import Dropout, Optimiser, Windows
 
 NETS = [name for name, module in NETWORKS.items() if module.STACKED]   # (rnn: at the end)
 INTERFACE = ("STATE_VECTORS", "param_shapes", "initial_params", "zero_state", "step", "forward",
@@ -433,9 +434,10 @@ def test_the_numpy_backend_trains_a_stacked_network(name, optimizer):
     h = np.zeros((2,) + state_shape(params))
     assert h.shape == (2, 2, net.STATE_VECTORS, 16)
     starts, lengths, resets = _schedule(len(text), 2, 12, 300, rng)
-    losses = reference.train_updates(params, optimizer, state, 0, 0.1 if optimizer == "adagrad"
-                                 else 0.01, 5.0, h, text, starts, lengths, resets, 0, 300,
-                                 dropout=0.1, dropout_seed=3)
+    eta = 0.1 if optimizer == "adagrad" else 0.01
+    losses = reference.train_updates(params, Optimiser(optimizer, state, 0, eta, 5.0), h,
+                                     Windows(text, starts, lengths, resets, 0, 300),
+                                     Dropout(0.1, 3))
     assert losses[0] == pytest.approx(12 * np.log(6), rel=0.3)   # about tau ln K at first
     assert losses[-10:].mean() < 0.3 * losses[0]                # then the pattern is learnt
     assert np.isfinite(h).all() and h.any()
@@ -455,8 +457,8 @@ def test_any_split_of_the_updates_gives_the_same_run_with_dropout(name):
         params = Params(net.initial_params(6, 8, 2, 0.3, np.random.default_rng(1)))
         state = optim.initial_state("adam", params)
         h = np.zeros((3,) + state_shape(params))
-        losses = [reference.train_updates(params, "adam", state, a, 0.01, 5.0, h, text, *schedule,
-                                      a, b, dropout=0.3, dropout_seed=9)
+        losses = [reference.train_updates(params, Optimiser("adam", state, a, 0.01, 5.0), h,
+                                          Windows(text, *schedule, a, b), Dropout(0.3, 9))
                   for a, b in zip(cuts, cuts[1:])]
         runs.append((params, h, np.concatenate(losses)))
     (p1, h1, l1), (p2, h2, l2) = runs

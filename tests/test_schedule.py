@@ -13,6 +13,7 @@ from charnn.presets import PRESETS
 from charnn.schedule import COSINE_STEPS, MIN_STEP_UPDATES, format_duration, learning_rate, parse_duration
 from charnn.train import initial_state
 from charnn.data import build_dataset, epoch_schedule
+from charnn.backends.calls import Optimiser, Windows
 
 FAST = dict(hidden=16, sample_every=10**6, log_every=10, eval_every=10**6,
             checkpoint_every=10**6)
@@ -90,9 +91,10 @@ def test_the_trainer_gives_each_update_the_schedules_eta(tiny_text_file, tmp_pat
     assert len(schedule) >= 40                         # one epoch: no wrapping by hand
     for t in range(40):
         eta, _ = learning_rate("cosine", 0.01, 0.001, 7, t, 40)
-        backend.train_updates(state.params, "adam", state.opt_state, t, eta, config.clip,
-                              state.h, dataset.data, schedule.starts, schedule.lengths,
-                              schedule.resets, t, t + 1)
+        backend.train_updates(state.params, Optimiser("adam", state.opt_state, t,
+                                                      eta, config.clip), state.h,
+                              Windows(dataset.data, schedule.starts,
+                                      schedule.lengths, schedule.resets, t, t + 1))
     for name, a in trained.params.items():
         assert np.array_equal(a, state.params[name]), name
 

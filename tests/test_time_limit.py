@@ -13,6 +13,7 @@ import pytest
 from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus
 from charnn import train as train_module
 from charnn.backends import reference
+from charnn.backends.calls import NO_DROPOUT
 from charnn.errors import CharnnError
 from charnn.train import EVAL_SHARE, Evaluated
 
@@ -34,11 +35,10 @@ class TimedBackend:
         self.clock, self.per_update, self.per_char = clock, per_update, per_char
         self.slow_after, self.slowdown = slow_after, slowdown
 
-    def train_updates(self, *args, **kwargs):
-        first, last = args[11], args[12]
+    def train_updates(self, params, optimiser, h, windows, dropout=NO_DROPOUT):
         factor = self.slowdown if self.clock.now >= self.slow_after else 1.0
-        self.clock.now += (last - first) * self.per_update * factor
-        return reference.train_updates(*args, **kwargs)
+        self.clock.now += windows.count * self.per_update * factor
+        return reference.train_updates(params, optimiser, h, windows, dropout)
 
     def total_loss(self, params, data, segments, h0=None):
         segments = np.asarray(segments).reshape(-1, 2)

@@ -11,6 +11,7 @@ from charnn import optim  # noqa: E402
 from charnn.backends import get_backend, import_backend  # noqa: E402
 from charnn.model import Params  # noqa: E402
 from charnn.networks import NETWORKS, Network, dropout as charnn_dropout, state_shape  # noqa: E402
+from charnn.backends.calls import Dropout, Optimiser, Windows
 
 pytorch = get_backend("torch")
 reference = get_backend("numpy")
@@ -102,8 +103,9 @@ def test_two_hundred_updates_agree_with_the_reference(model, layers, p, optimize
         h = np.zeros((B,) + state_shape(params))
         eta = {"adagrad": 0.02, "rmsprop": 0.002, "adam": 0.002}[optimizer]
         losses = np.concatenate([                         # split into calls as the trainer does
-            backend.train_updates(params, optimizer, state, first, eta, 5.0, h, data, starts,
-                                  lengths, resets, first, last, p, 3)
+            backend.train_updates(params, Optimiser(optimizer, state, first, eta, 5.0), h,
+                                  Windows(data, starts, lengths, resets, first, last),
+                                  Dropout(p, 3))
             for first, last in ((0, 1), (1, 60), (60, 200))])
         runs.append((losses, params, state, h))
     (l0, p0, s0, h0), (l1, p1, s1, h1) = runs

@@ -8,6 +8,7 @@ from charnn import TrainConfig, Trainer, load_checkpoint, load_corpus, resume_tr
 from charnn.checkpoint import Checkpoint, save_checkpoint
 from charnn.errors import CharnnError
 from charnn.train import Progress, Sampled
+from charnn.backends.calls import NO_DROPOUT
 
 SMALL = dict(hidden=16, backend="numpy", sample_every=100, sample_length=40, log_every=20,
              checkpoint_every=100, seed=5)
@@ -58,11 +59,10 @@ def test_epoch_resets_and_counts_follow_the_pointer_walk(tiny_text_file, tmp_pat
         def __getattr__(self, name):
             return getattr(backend, name)
 
-        def train_updates(self, params, optimizer, opt_state, opt_step, eta, clip, h, data,
-                          starts, lengths, resets, first, last):
-            seen.append((first, resets[first:last, 0].tolist(), starts[first, 0]))
-            return backend.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h,
-                                         data, starts, lengths, resets, first, last)
+        def train_updates(self, params, optimiser, h, windows, dropout=NO_DROPOUT):
+            w = windows
+            seen.append((w.first, w.resets[w.first:w.last, 0].tolist(), w.starts[w.first, 0]))
+            return backend.train_updates(params, optimiser, h, windows, dropout)
 
     trainer.backend = Spy()
     state = trainer.run()

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import __version__, distributed, optim
 from .backends import get_backend, open_session, resolve_backend, training_jobs
+from .backends.calls import Dropout, Optimiser, Windows
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
@@ -246,9 +247,8 @@ class Trainer:
         self.session = None                              # the backend's, while run() trains
         self._synced_at = -1                             # the update of the last session sync
         self._evaluated_at = -1                          # and of the last evaluation
-        # dropout masks are drawn from the seed and the update's number (reference.train_updates)
-        self._dropout = {"dropout": config.dropout, "dropout_seed": config.seed} \
-            if config.dropout else {}
+        # dropout masks are drawn from the seed and the update's number (calls.Dropout)
+        self._dropout = Dropout(config.dropout, config.seed)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -343,9 +343,8 @@ class Trainer:
             first, last = s.position, s.position + n
             call_started = self.clock()
             losses = self.session.train_updates(
-                s.params, c.optimizer, s.opt_state, s.opt_step, eta, c.clip, s.h,
-                self.dataset.data, self.schedule.starts, self.schedule.lengths,
-                self.schedule.resets, first, last, **self._dropout)
+                s.params, Optimiser(c.optimizer, s.opt_state, s.opt_step, eta, c.clip), s.h,
+                self._windows(first, last), self._dropout)
             took = self.clock() - call_started
             self._fit_slice(n, took)
             self._recent_rate = n / max(took, 1e-9)
@@ -630,10 +629,9 @@ class Trainer:
                 first = done % rows
                 last = min(first + n, rows)
                 before = self.clock()
-                session.train_updates(params, c.optimizer, opt_state, done, c.eta, c.clip, h,
-                                      self.dataset.data, self.schedule.starts,
-                                      self.schedule.lengths, self.schedule.resets, first,
-                                      last, **self._dropout)
+                session.train_updates(params, Optimiser(c.optimizer, opt_state, done, c.eta,
+                                                        c.clip), h,
+                                      self._windows(first, last), self._dropout)
                 took = self.clock() - before
                 if done or took >= seconds:          # a first call that slow is the measure
                     timed, spent = timed + last - first, spent + took
@@ -655,6 +653,12 @@ class Trainer:
             return (f"{self.backend_name} (auto: the fastest backend that runs "
                     f"{self.config.model} in {self.config.dtype})")
         return self.backend_name
+
+    def _windows(self, first: int, last: int) -> Windows:
+        """Rows first..last-1 of this epoch's schedule over the training text."""
+        sched = self.schedule
+        return Windows(self.dataset.data, sched.starts, sched.lengths, sched.resets, first,
+                       last)
 
     def _fit_slice(self, n: int, seconds: float) -> None:
         """Updates for the next backend call: as many as fit in SLICE_SECONDS at the rate

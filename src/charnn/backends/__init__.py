@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import CharnnError
+from .calls import NO_DROPOUT, Dropout, Optimiser, Windows
 
 # name -> module, fastest first
 BACKENDS = {"compiled": "charnn.backends.compiled", "numpy": "charnn.backends.reference",
@@ -40,17 +41,15 @@ class Backend(Protocol):
     """What the trainer, evaluation and sampling call; reference.py documents each function and
     is the reference every other backend must equal.
 
-    train_updates applies one learning rate, eta, to every update of the call: the trainer
-    ends a call wherever the learning-rate schedule changes eta (schedule.py), so a backend
-    never sees a schedule."""
+    train_updates takes the named objects of calls.py and applies one learning rate to every
+    update of the call: the trainer ends a call wherever the learning-rate schedule changes it
+    (schedule.py), so a backend never sees a schedule."""
 
     NETWORKS: tuple[str, ...]
     DTYPES: tuple[str, ...]
 
-    def train_updates(self, params, optimizer: str, opt_state: dict, opt_step: int, eta: float,
-                      clip: float, h: np.ndarray, data: np.ndarray, starts: np.ndarray,
-                      lengths: np.ndarray, resets: np.ndarray, first: int, last: int,
-                      dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray: ...
+    def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                      dropout: Dropout = NO_DROPOUT) -> np.ndarray: ...
 
     def total_loss(self, params, data: np.ndarray, segments: np.ndarray,
                    h0: np.ndarray | None = None) -> tuple[float, int]: ...
@@ -67,12 +66,13 @@ class Backend(Protocol):
 
 class TrainingSession(Protocol):
     """What a training run holds while it trains (open_session): train_updates with the
-    backend's arguments, on the arrays the session was opened on; sync() brings those arrays
+    backend's arguments (calls.py), on the arrays the session was opened on; sync() brings those arrays
     up to date (a backend that keeps them elsewhere, such as on a GPU, copies them back);
     agree(stop, updates) -> (stop, updates) makes every process of a multi-process run take the
     same decision; close() lets go of the device and the processes."""
 
-    def train_updates(self, *args, **kwargs) -> np.ndarray: ...
+    def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                      dropout: Dropout = NO_DROPOUT) -> np.ndarray: ...
     def sync(self) -> None: ...
     def agree(self, stop: int, updates: int) -> tuple[int, int]: ...
     def close(self) -> None: ...

@@ -66,6 +66,7 @@ from ..model import Params
 from ..networks import dropout as charnn_dropout
 from ..networks import Network
 from . import BACKENDS
+from .calls import NO_DROPOUT, Dropout, Optimiser, Windows
 from .torch_cells.mlstm import MLSTM
 
 # Each cell's PyTorch module: PyTorch's own, or one of torch_cells/ called as they are.
@@ -370,19 +371,20 @@ class TorchSession:
 
     # the trainer's calls
 
-    def train_updates(self, params, optimizer, opt_state, opt_step, eta, clip, h, data,
-                      starts, lengths, resets, first, last, dropout=0.0,
-                      dropout_seed=0) -> np.ndarray:
-        if params is not self.params or opt_state is not self.opt_state or h is not self.h \
-                or optimizer != self.optimizer:
+    def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                      dropout: Dropout = NO_DROPOUT) -> np.ndarray:
+        if params is not self.params or optimiser.state is not self.opt_state or \
+                h is not self.h or optimiser.rule != self.optimizer:
             raise ValueError("a TorchSession trains the arrays it was opened on")
-        batch = self._upload(data, starts, lengths, resets, first, last)
+        w = windows
+        batch = self._upload(w.data, w.starts, w.lengths, w.resets, w.first, w.last)
         losses = []
-        for k in range(last - first):
-            loss = self._forward_backward(batch, k, opt_step + k + 1, dropout, dropout_seed)
-            clip_(self._grads(), clip)
-            step_(optimizer, self.train_params, self._grads(), self.slots, eta,
-                  opt_step + k + 1)
+        for k in range(w.count):
+            update = optimiser.step + k + 1
+            loss = self._forward_backward(batch, k, update, dropout.p, dropout.seed)
+            clip_(self._grads(), optimiser.clip)
+            step_(optimiser.rule, self.train_params, self._grads(), self.slots, optimiser.eta,
+                  update)
             for p in self.train_params:
                 p.grad = None
             losses.append(loss)
@@ -516,17 +518,14 @@ def _net_for(params: Params) -> tuple[CharNet, torch.device]:
 
 # -- the Backend protocol's functions, on numpy arrays -----------------------------------------
 
-def train_updates(params: Params, optimizer: str, opt_state: dict, opt_step: int, eta: float,
-                  clip: float, h: np.ndarray, data: np.ndarray, starts: np.ndarray,
-                  lengths: np.ndarray, resets: np.ndarray, first: int, last: int,
-                  dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
+def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                  dropout: Dropout = NO_DROPOUT) -> np.ndarray:
     """The reference's train_updates (same arguments, same arrays changed in place), through a
     session opened and synced for this one call."""
-    session = TorchSession(params, optimizer, opt_state, h, _default_device, dropout)
+    session = TorchSession(params, optimiser.rule, optimiser.state, h, _default_device,
+                           dropout.p)
     try:
-        losses = session.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h,
-                                       data, starts, lengths, resets, first, last, dropout,
-                                       dropout_seed)
+        losses = session.train_updates(params, optimiser, h, windows, dropout)
         session.sync()
     finally:
         session.close()

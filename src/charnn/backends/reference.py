@@ -21,6 +21,7 @@ import numpy as np
 from .. import optim
 from ..model import Params, loss_and_gradients, softmax
 from ..networks import CELLS, Network
+from .calls import NO_DROPOUT, Dropout, Optimiser, Windows
 
 # What this backend runs (see backends/__init__.py).
 NETWORKS = tuple(CELLS)          # every network: these are their numpy modules
@@ -41,36 +42,33 @@ def _quiet(fn):
 
 
 @_quiet
-def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
-                  opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
-                  starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
-                  first: int, last: int, dropout: float = 0.0,
-                  dropout_seed: int = 0) -> np.ndarray:
-    """Run updates first..last-1 of the schedule. params, opt_state and h change in place:
-    h holds every lane's state, (lanes, m) for the vanilla RNN, (lanes, layers, S, m) for a
-    stacked network (networks.state_shape); opt_step is the number of updates the optimiser
-    has made before. Stacked networks drop units between layers with probability `dropout`,
-    the masks of update t (counted from 1) and lane l drawn from (dropout_seed, t, l) as
-    networks/dropout.py says, so that any split of the updates into calls, and a resumed run, draws the same ones. Returns the
-    loss of each update (float64)."""
+def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                  dropout: Dropout = NO_DROPOUT) -> np.ndarray:
+    """Run the updates of `windows` (calls.py says what each object holds). params, the
+    optimiser's state and h change in place: h holds every lane's state, (lanes, m) for the
+    vanilla RNN, (lanes, layers, S, m) for a stacked network (networks.state_shape). Stacked
+    networks drop units between layers as `dropout` says. Returns the loss of each update
+    (float64)."""
     spec = Network.of_params(params)
     network, layers, m = spec.module, spec.layers, spec.hidden
-    losses = np.empty(last - first)
-    for u in range(first, last):
+    w = windows
+    losses = np.empty(w.count)
+    step = optimiser.step
+    for u in range(w.first, w.last):
         grads = Params.zeros_like(params)
         loss_sum, active = 0.0, 0
-        t = opt_step + 1                                 # this update's number, from 1
+        t = step + 1                                     # this update's number, from 1
         for lane in range(h.shape[0]):
-            L = int(lengths[u, lane])
+            L = int(w.lengths[u, lane])
             if L == 0:
                 continue
-            if resets[u, lane]:
+            if w.resets[u, lane]:
                 h[lane] = 0
-            s = int(starts[u, lane])
-            masks = network.dropout_masks(dropout, L, m, layers, (dropout_seed, t, lane),
-                                          params.dtype) if dropout else None
+            s = int(w.starts[u, lane])
+            masks = network.dropout_masks(dropout.p, L, m, layers, (dropout.seed, t, lane),
+                                          params.dtype) if dropout.p else None
             loss, g, state = network.loss_and_gradients(
-                params, data[s:s + L], data[s + 1:s + L + 1], spec.layered(h[lane]), masks)
+                params, w.data[s:s + L], w.data[s + 1:s + L + 1], spec.layered(h[lane]), masks)
             h[lane] = spec.unlayered(state)
             for name, acc in grads.items():
                 acc += g[name]
@@ -79,10 +77,10 @@ def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarra
         if active > 1:                                   # average over the batch
             for _, acc in grads.items():
                 acc /= active
-        optim.clip_(grads, clip)
-        optim.step_(optimizer, params, grads, opt_state, eta, opt_step + 1)
-        opt_step += 1
-        losses[u - first] = loss_sum / active
+        optim.clip_(grads, optimiser.clip)
+        optim.step_(optimiser.rule, params, grads, optimiser.state, optimiser.eta, step + 1)
+        step += 1
+        losses[u - w.first] = loss_sum / active
     return losses
 
 

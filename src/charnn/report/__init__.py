@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.calls import Optimiser, Windows
 from ..checkpoint import BEST, LATEST, Checkpoint, load_checkpoint
 from ..config import TrainConfig
 from ..corpus import END_OF_RECORD, Corpus, load_corpus
@@ -118,8 +119,9 @@ def estimate_seconds(trainer, budget: float = 0.3) -> tuple[float, float, int, f
         if position >= len(sched):
             position = 0
         n = min(n, len(sched) - position)
-        backend.train_updates(params, c.optimizer, opt_state, step, c.eta, c.clip, h, d.data,
-                              sched.starts, sched.lengths, sched.resets, position, position + n)
+        backend.train_updates(params, Optimiser(c.optimizer, opt_state, step, c.eta, c.clip), h,
+                              Windows(d.data, sched.starts, sched.lengths, sched.resets,
+                                      position, position + n))
         position += n
         step += n
         return n

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
 from ...networks import Network
+from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
 from . import gru, lstm, mlstm, rnn, stack
 from .cache import ensure_compiled, is_compiled
 from .lanes import lane_groups
@@ -57,18 +58,14 @@ def _kernels(params):
     return _Stacked(STACKED_CELLS[network.cell]) if network.stacked else rnn
 
 
-def train_updates(params, optimizer: str, opt_state: dict[str, np.ndarray], opt_step: int,
-                  eta: float, clip: float, h: np.ndarray, data: np.ndarray, starts: np.ndarray,
-                  lengths: np.ndarray, resets: np.ndarray, first: int, last: int,
-                  dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
-    """reference.train_updates, compiled: updates first..last-1 in one call, in place. (The
+def train_updates(params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                  dropout: Dropout = NO_DROPOUT) -> np.ndarray:
+    """reference.train_updates, compiled: the updates of `windows` in one call, in place. (The
     vanilla RNN has one layer, so no dropout, as in the reference.)"""
     kernels = _kernels(params)
     if kernels is rnn:
-        return rnn.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h, data,
-                                 starts, lengths, resets, first, last)
-    return kernels.train_updates(params, optimizer, opt_state, opt_step, eta, clip, h, data,
-                                 starts, lengths, resets, first, last, dropout, dropout_seed)
+        return rnn.train_updates(params, optimiser, h, windows)
+    return kernels.train_updates(params, optimiser, h, windows, dropout)
 
 
 def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,

@@ -26,6 +26,7 @@ import numpy as np
 
 from ... import optim, paths
 from ...networks import CELLS, Network
+from ..calls import Dropout, Optimiser, Windows
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.cache_dir() / "numba"))
 
@@ -114,10 +115,10 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
         # the optimiser is a run-time argument: one call compiles every rule
         h = np.zeros((lanes,) + state.shape, dtype)
         opt_state = optim.initial_state("adagrad", params)
-        train_updates(params.copy(), "adagrad", opt_state, 0, 0.1, 5.0, h, data,
-                      np.zeros((2, lanes), np.int64), np.full((2, lanes), 3, np.int32),
-                      np.zeros((2, lanes), np.uint8), 0, 2,
-                      **({"dropout": 0.1} if network.stacked else {}))
+        train_updates(params.copy(), Optimiser("adagrad", opt_state, 0, 0.1, 5.0), h,
+                      Windows(data, np.zeros((2, lanes), np.int64),
+                              np.full((2, lanes), 3, np.int32), np.zeros((2, lanes), np.uint8),
+                              0, 2), Dropout(0.1 if network.stacked else 0.0))
 
     if job == "sample":
         return [lambda: advance(params, state, data[:3]),

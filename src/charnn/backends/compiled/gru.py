@@ -13,7 +13,7 @@ the backward carries dL/dah (3m per lane), which differs from dL/dax in its n bl
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _copy, _jit, _mat, _vexp, _vtanh
+from .numerics import _copy, _jit, _mat, _vsigmoid, _vtanh
 from .products import _gemm
 
 
@@ -40,11 +40,9 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
         z = Zt[r]
         ax = AXt[r]
         ah = AH[r]
-        for k in range(2 * m):                        # -(ax + ah) of r and z, for the sigmoid
-            z[k] = -(ax[k] + ah[k] + bhh[k])
-        _vexp(z, 2 * m)
-        for k in range(2 * m):
-            z[k] = one / (one + z[k])
+        for k in range(2 * m):                        # r and z
+            z[k] = ax[k] + ah[k] + bhh[k]
+        _vsigmoid(z, 2 * m)
         zn = z[2 * m:3 * m]
         hn = z[3 * m:]
         for j in range(m):

@@ -92,3 +92,14 @@ def lane_groups(lanes: int) -> int:
     while groups < _MAX_GROUPS and 2 * groups * _GROUP_LANES <= lanes:
         groups *= 2
     return max(1, min(groups, lanes))
+
+
+def _windows_arrays(windows) -> tuple:
+    """A calls.Windows as the training kernels take it: the text's bytes and width (_text),
+    starts (int64), lengths (int32) and resets (uint8), contiguous, then first and last."""
+    resets = np.ascontiguousarray(windows.resets)
+    if resets.dtype == np.bool_:
+        resets = resets.view(np.uint8)
+    return (*_text(windows.data), np.ascontiguousarray(windows.starts, dtype=np.int64),
+            np.ascontiguousarray(windows.lengths, dtype=np.int32),
+            resets.astype(np.uint8, copy=False), int(windows.first), int(windows.last))

@@ -14,7 +14,7 @@ nothing else to backward_window.
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _copy, _jit, _mat, _vexp, _vtanh
+from .numerics import _copy, _jit, _mat, _vsigmoid, _vtanh
 from .products import _gemm
 
 
@@ -34,7 +34,6 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
     bhh = theta[off[3]:off[3] + 4 * m]
     Hp, Cp, Hn, Cn = ST[0, ti], ST[1, ti], ST[0, to], ST[1, to]
     Zt = Z[t]
-    one = bhh[0] - bhh[0] + 1
     for r in range(n):
         if t >= Ls[r]:
             _copy(Hn[r], Hp[r])
@@ -45,17 +44,9 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
         ah = AH[r]
         for k in range(4 * m):
             z[k] = ax[k] + ah[k] + bhh[k]
-        for k in range(2 * m):                        # sigmoid(a) = 1 / (1 + exp(-a))
-            z[k] = -z[k]
-        for k in range(3 * m, 4 * m):
-            z[k] = -z[k]
-        _vexp(z, 2 * m)
+        _vsigmoid(z, 2 * m)                           # i, f
         zo = z[3 * m:]
-        _vexp(zo, m)
-        for k in range(2 * m):
-            z[k] = one / (one + z[k])
-        for k in range(m):
-            zo[k] = one / (one + zo[k])
+        _vsigmoid(zo, m)                              # o
         zg = z[2 * m:3 * m]
         _vtanh(zg, m)
         hn = Hn[r]

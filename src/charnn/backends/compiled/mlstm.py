@@ -17,7 +17,7 @@ over the window.
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _blocks, _copy, _jit, _mat, _vexp, _vtanh
+from .numerics import _blocks, _copy, _jit, _mat, _vsigmoid, _vtanh
 from .products import _gemm
 
 
@@ -58,7 +58,6 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
             mx[j] = ax[j]
             mt[j] = ax[j] * mh[j]
     _gemm(MT, _mat(WT, offT[2], m, 4 * m), AH, False, False)          # M_t W_hm^T
-    one = theta[off[1]] - theta[off[1]] + 1
     for r in range(n):
         if t >= Ls[r]:
             _copy(Hn[r], Hp[r])
@@ -69,17 +68,9 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
         ah = AH[r]
         for k in range(4 * m):
             z[k] = ax[m + k] + ah[k]
-        for k in range(2 * m):                        # sigmoid(a) = 1 / (1 + exp(-a))
-            z[k] = -z[k]
-        for k in range(3 * m, 4 * m):
-            z[k] = -z[k]
-        _vexp(z, 2 * m)
+        _vsigmoid(z, 2 * m)                           # i, f
         zo = z[3 * m:]
-        _vexp(zo, m)
-        for k in range(2 * m):
-            z[k] = one / (one + z[k])
-        for k in range(m):
-            zo[k] = one / (one + zo[k])
+        _vsigmoid(zo, m)                              # o
         zg = z[2 * m:3 * m]
         _vtanh(zg, m)
         hn = Hn[r]

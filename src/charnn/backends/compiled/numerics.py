@@ -200,6 +200,26 @@ def _vtanh_typed(v, n):
     return _vtanh64
 
 
+# Where the sigmoid's exp(-a) would be subnormal the CPU takes a slow path (a hundred cycles
+# an operation): a saturated gate (a > 87 in float32) then costs more than a product. Below
+# exp(-80) (a normal number in either dtype) 1 / (1 + exp(-a)) rounds to exactly 1, so clamping
+# -a at -80 changes no result and keeps every number normal.
+_SIGMOID_FLOOR = -80.0
+
+
+@_jit
+def _vsigmoid(v, n):
+    """v[:n] = sigmoid(v[:n]) = 1 / (1 + exp(-v)) in place."""
+    floor = v[0] - v[0] + _SIGMOID_FLOOR
+    for k in range(n):
+        x = -v[k]
+        v[k] = floor if x < floor else x             # NaN is not < floor: it stays NaN
+    _vexp(v, n)
+    one = floor - floor + 1
+    for k in range(n):
+        v[k] = one / (one + v[k])
+
+
 @_jit
 def _softmax_rows(O, L):
     """Rows 0..L-1 of O become softmax(O[t]) in place (max subtracted, so exp cannot overflow).

@@ -41,7 +41,9 @@ from numba import njit, prange
 
 from ... import optim
 from ...model import Params
-from .lanes import _active_lanes, _char, _check_params, _gather_windows, _text, lane_groups
+from ..calls import Optimiser, Windows
+from .lanes import (_active_lanes, _char, _check_params, _gather_windows, _text, _windows_arrays,
+                    lane_groups)
 from .numerics import (_add, _copy, _copy2, _draw, _jit, _shifted_exp, _softmax_row,
                        _softmax_rows, _vtanh)
 from .optimisers import (_C_CLIP, _C_EPS, _C_ETA, _C_ONE, _OPT_CODE, _adagrad,
@@ -689,39 +691,26 @@ def _state_arrays(optimizer: str, params: Params, opt_state: dict[str, np.ndarra
     return first, second
 
 
-def train_updates(params: Params, optimizer: str, opt_state: dict[str, np.ndarray],
-                  opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
-                  starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray,
-                  first: int, last: int) -> np.ndarray:
-    """reference.train_updates, compiled: updates first..last-1 in one call, in place."""
+def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray,
+                  windows: Windows) -> np.ndarray:
+    """reference.train_updates, compiled: the updates of `windows` in one call, in place."""
     _check_params(params)
-    if optimizer not in _OPT_CODE:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
+    if optimiser.rule not in _OPT_CODE:
+        raise ValueError(f"unknown optimizer {optimiser.rule!r}")
     if h.dtype != params.dtype or not h.flags.c_contiguous or h.ndim != 2:
         raise ValueError("h must be a C-contiguous (lanes, m) array of the params' dtype")
-    s1, s2 = _state_arrays(optimizer, params, opt_state)
-    losses = np.empty(max(last - first, 0))
-    if last <= first:
+    s1, s2 = _state_arrays(optimiser.rule, params, optimiser.state)
+    losses = np.empty(windows.count)
+    if not windows.count:
         return losses
-    resets = np.ascontiguousarray(resets)
-    if resets.dtype == np.bool_:
-        resets = resets.view(np.uint8)
-    betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
+    rule = (_OPT_CODE[optimiser.rule], _constants(params.dtype, optimiser.eta, optimiser.clip),
+            np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]), int(optimiser.step))
     if h.shape[0] > 1:
-        _train_batch(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
-                     _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas,
-                     int(opt_step), h, *_text(data),
-                     np.ascontiguousarray(starts, dtype=np.int64),
-                     np.ascontiguousarray(lengths, dtype=np.int32),
-                     resets.astype(np.uint8, copy=False), int(first), int(last), losses,
-                     lane_groups(h.shape[0]))
+        _train_batch(params.U, params.W, params.V, params.b, params.c, *s1, *s2, *rule, h,
+                     *_windows_arrays(windows), losses, lane_groups(h.shape[0]))
         return losses
-    _train(params.U, params.W, params.V, params.b, params.c, *s1, *s2,
-           _OPT_CODE[optimizer], _constants(params.dtype, eta, clip), betas, int(opt_step), h,
-           *_text(data),
-           np.ascontiguousarray(starts, dtype=np.int64),
-           np.ascontiguousarray(lengths, dtype=np.int32),
-           resets.astype(np.uint8, copy=False), int(first), int(last), losses)
+    _train(params.U, params.W, params.V, params.b, params.c, *s1, *s2, *rule, h,
+           *_windows_arrays(windows), losses)
     return losses
 
 

@@ -37,7 +37,8 @@ from ... import optim
 from ...networks import Network
 from ...networks import dropout as dropout_hash
 from . import cells
-from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
+from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
+from .lanes import _active_lanes, _char, _gather_windows, _text, _windows_arrays, lane_groups
 from .numerics import _copy, _draw, _jit, _mat, _shifted_exp, _softmax_row
 from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _constants, _update_rows
 from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
@@ -566,49 +567,45 @@ def _check(params) -> None:
             raise ValueError(f"parameter {name} must be {dtype}")
 
 
-def train_updates(cell_module, params, optimizer: str, opt_state: dict[str, np.ndarray],
-                  opt_step: int, eta: float, clip: float, h: np.ndarray, data: np.ndarray,
-                  starts: np.ndarray, lengths: np.ndarray, resets: np.ndarray, first: int,
-                  last: int, dropout: float = 0.0, dropout_seed: int = 0) -> np.ndarray:
-    """reference.train_updates for a stacked network of cell_module's cell, compiled: updates
-    first..last-1 in one call; params, opt_state and h (lanes, layers, S, m) change in place."""
+def train_updates(cell_module, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                  dropout: Dropout = NO_DROPOUT) -> np.ndarray:
+    """reference.train_updates for a stacked network of cell_module's cell, compiled: the
+    updates of `windows` in one call; params, the optimiser's state and h (lanes, layers, S, m)
+    change in place."""
     _check(params)
-    if optimizer not in _OPT_CODE:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
+    if optimiser.rule not in _OPT_CODE:
+        raise ValueError(f"unknown optimizer {optimiser.rule!r}")
     lay = _Layout(params, cell_module)
     if h.dtype != lay.dtype or not h.flags.c_contiguous or h.shape[1:] != (lay.layers, lay.S,
                                                                             lay.m):
         raise ValueError(f"h must be a C-contiguous (lanes, {lay.layers}, {lay.S}, {lay.m}) "
                          "array of the params' dtype")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
-    losses = np.empty(max(last - first, 0))
-    if last <= first:
+    if not 0 <= dropout.p < 1:
+        raise ValueError(f"dropout probability must be in [0, 1), got {dropout.p}")
+    losses = np.empty(windows.count)
+    if not windows.count:
         return losses
+    state = optimiser.state
     theta = lay.pack(params)
-    s1 = lay.pack({name: opt_state[f"m_{name}"] for name in lay.names})
-    s2 = lay.pack({name: opt_state[f"v_{name}"] for name in lay.names}) \
-        if optimizer == "adam" else s1
-    resets = np.ascontiguousarray(resets)
-    if resets.dtype == np.bool_:
-        resets = resets.view(np.uint8)
-    hashed = dropout > 0 and lay.layers > 1
-    seed = int(dropout_seed)
+    s1 = lay.pack({name: state[f"m_{name}"] for name in lay.names})
+    s2 = lay.pack({name: state[f"v_{name}"] for name in lay.names}) \
+        if optimiser.rule == "adam" else s1
+    hashed = dropout.p > 0 and lay.layers > 1
+    seed = int(dropout.seed)
     _train_batch(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off,
                  np.zeros(lay.transposed_size, lay.dtype), lay.offT, lay.jobs, s1, s2,
-                 _OPT_CODE[optimizer], _constants(lay.dtype, eta, clip),
-                 np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]), int(opt_step), h,
-                 *_text(data), np.ascontiguousarray(starts, dtype=np.int64),
-                 np.ascontiguousarray(lengths, dtype=np.int32),
-                 resets.astype(np.uint8, copy=False), int(first), int(last), losses,
-                 lane_groups(h.shape[0]), _HASHED_DROPOUT if hashed else _NO_DROPOUT,
+                 _OPT_CODE[optimiser.rule],
+                 _constants(lay.dtype, optimiser.eta, optimiser.clip),
+                 np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]), int(optimiser.step), h,
+                 *_windows_arrays(windows), losses, lane_groups(h.shape[0]),
+                 _HASHED_DROPOUT if hashed else _NO_DROPOUT,
                  seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF,
-                 np.uint64(dropout_hash.keep_threshold(dropout) if hashed else 0),
-                 lay.dtype.type(1 / (1 - dropout)))
+                 np.uint64(dropout_hash.keep_threshold(dropout.p) if hashed else 0),
+                 lay.dtype.type(1 / (1 - dropout.p)))
     lay.unpack(theta, params)
-    lay.unpack(s1, {name: opt_state[f"m_{name}"] for name in lay.names})
-    if optimizer == "adam":
-        lay.unpack(s2, {name: opt_state[f"v_{name}"] for name in lay.names})
+    lay.unpack(s1, {name: state[f"m_{name}"] for name in lay.names})
+    if optimiser.rule == "adam":
+        lay.unpack(s2, {name: state[f"v_{name}"] for name in lay.names})
     return losses
 
 
