@@ -31,8 +31,10 @@ sys.path.insert(0, str(HERE))
 from machine import machine  # noqa: E402
 
 TAU, ETA, CLIP, M = 25, 0.002, 5.0, 256
-# (layers, B) of each cell's rows
-SHAPES = [(1, 8), (1, 32), (1, 128), (2, 32)]
+# (layers, B) of each cell's rows: the vanilla RNN of one layer runs on its own kernels
+# (batch 1 is the assignment's run), with two layers on the stack like every cell
+SHAPES = {"rnn": [(1, 1), (1, 32), (2, 32)]}
+STACKED_SHAPES = [(1, 8), (1, 32), (1, 128), (2, 32)]
 RESULTS = HERE / "results" / "bench_cells.json"
 
 
@@ -59,13 +61,19 @@ def child() -> None:
     for line in sys.stdin:
         cell, layers, B, n = line.split()
         layers, B, n = int(layers), int(B), int(n)
-        if cell not in backend.NETWORKS:                     # an earlier tree lacks the cell
+        try:                                                 # an earlier tree may lack the
+            config = TrainConfig(model=cell, layers=layers, hidden=M, batch_size=B,  # network
+                                 seq_length=TAU, dtype="float32").validate()
+            assert cell in backend.NETWORKS
+        except Exception:
             print("nan", flush=True)
             continue
         if (cell, layers, B) not in rows:
-            get_backend("compiled", dtype="float32", network=cell, jobs=("train-batch",))
-            config = TrainConfig(model=cell, layers=layers, hidden=M, batch_size=B,
-                                 seq_length=TAU, dtype="float32")
+            jobs = ("train-one" if B == 1 else "train-batch",)
+            try:                                             # layers matter to the compile
+                get_backend("compiled", dtype="float32", network=config.network(), jobs=jobs)
+            except Exception:                                # a tree that takes a cell's name
+                get_backend("compiled", dtype="float32", network=cell, jobs=jobs)
             dataset = build_dataset(corpus, config)
             spec = Network(cell, layers, M, len(corpus.vocab))
             params = spec.initial_params(None, np.random.default_rng(0), np.float32)
@@ -125,7 +133,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--against", type=Path, default=None,
                         help="another charnn source tree to time beside this one")
-    parser.add_argument("--cells", default="lstm,gru,mlstm")
+    parser.add_argument("--cells", default="rnn,lstm,gru,mlstm")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--json", type=Path, default=None)
@@ -140,32 +148,33 @@ def main() -> None:
         trees.append(Tree("against", args.against.resolve(), Path(caches.name) / "against"))
     print(f"machine: {machine()}", flush=True)
     results = []
-    for layers, B in SHAPES:
-        for cell in cells:
-            row = (cell, layers, B)
-            counts = [calibrate(tree, row, args.seconds) for tree in trees]
-            timed = [(tree, n) for tree, n in zip(trees, counts) if n is not None]
-            speeds = [[] for _ in timed]
-            for _ in range(args.repeats):
-                for k, (tree, n) in enumerate(timed):
-                    speeds[k].append(n * B * TAU / tree.time(*row, n))
-            medians = [statistics.median(s) for s in speeds]
-            both = len(timed) > 1
-            turn_ratio = statistics.median(a / b for a, b in zip(*speeds)) if both else None
-            results.append({"cell": cell, "layers": layers, "B": B, "chars_per_s": medians[0],
-                            "against_chars_per_s": medians[1] if both else None,
-                            "this_over_against": turn_ratio})
-            shown = f"{cell}{' x2' if layers > 1 else ''} B = {B}: {medians[0]:,.0f} chars/s"
-            if turn_ratio is not None:
-                shown += f"; against {medians[1]:,.0f}: x{turn_ratio:.2f}"
-            print(shown, flush=True)
+    for cell, layers, B in sorted(((c, l, b) for c in cells
+                                   for l, b in SHAPES.get(c, STACKED_SHAPES)),
+                                  key=lambda r: (r[1], r[2], cells.index(r[0]))):
+        row = (cell, layers, B)
+        counts = [calibrate(tree, row, args.seconds) for tree in trees]
+        timed = [(tree, n) for tree, n in zip(trees, counts) if n is not None]
+        speeds = [[] for _ in timed]
+        for _ in range(args.repeats):
+            for k, (tree, n) in enumerate(timed):
+                speeds[k].append(n * B * TAU / tree.time(*row, n))
+        medians = [statistics.median(s) for s in speeds]
+        both = len(timed) > 1
+        turn_ratio = statistics.median(a / b for a, b in zip(*speeds)) if both else None
+        results.append({"cell": cell, "layers": layers, "B": B, "chars_per_s": medians[0],
+                        "against_chars_per_s": medians[1] if both else None,
+                        "this_over_against": turn_ratio})
+        shown = f"{cell}{' x2' if layers > 1 else ''} B = {B}: {medians[0]:,.0f} chars/s"
+        if turn_ratio is not None:
+            shown += f"; against {medians[1]:,.0f}: x{turn_ratio:.2f}"
+        print(shown, flush=True)
     for tree in trees:
         tree.close()
     print(f"\n{'row':<16} {'chars/s':>10} {'/ LSTM':>7}" +
           (f" {'against':>10} {'this/against':>13}" if len(trees) > 1 else ""))
     for r in results:
-        lstm = next(x for x in results if x["cell"] == "lstm" and x["layers"] == r["layers"]
-                    and x["B"] == r["B"]) if "lstm" in cells else None
+        lstm = next((x for x in results if x["cell"] == "lstm" and x["layers"] == r["layers"]
+                     and x["B"] == r["B"]), None)
         r["over_lstm"] = r["chars_per_s"] / lstm["chars_per_s"] if lstm else None
         name = f"{r['cell']}{' x2' if r['layers'] > 1 else ''} B={r['B']}"
         line = f"{name:<16} {r['chars_per_s']:>10,.0f} " + \

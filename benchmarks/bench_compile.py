@@ -35,7 +35,7 @@ import sys, time
 started = time.perf_counter()
 from charnn.backends.compiled import cache
 imported = time.perf_counter()
-for step in cache._steps(cache.FAMILY[sys.argv[1]], sys.argv[2], sys.argv[3]):
+for step in cache._steps(cache.family_of(sys.argv[1]), sys.argv[2], sys.argv[3]):
     step()
 print(imported - started, time.perf_counter() - imported)
 """

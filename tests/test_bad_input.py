@@ -162,14 +162,15 @@ def write_bomb(path, arrays, name, shape):
 def test_a_zip_bomb_is_refused_before_its_data_is_inflated(run, tmp_path, capsys,
                                                           monkeypatch):
     arrays = arrays_of(run / "latest.npz")
-    bomb = write_bomb(tmp_path / "bomb.npz", arrays, "param_W", (1 << 22,))   # 32 MiB
+    bomb = write_bomb(tmp_path / "bomb.npz", arrays, "param_W_hh0", (1 << 22,))   # 32 MiB
     assert bomb.stat().st_size < 1 << 20
     read = []
     original = checkpoint_module._Member.read
     monkeypatch.setattr(checkpoint_module._Member, "read",
                         lambda self: read.append(self.info.filename) or original(self))
-    refused(capsys, ["sample", str(bomb), "--backend", "numpy"], "param_W has shape (4194304,)")
-    assert "param_W.npy" not in read
+    refused(capsys, ["sample", str(bomb), "--backend", "numpy"],
+            "param_W_hh0 has shape (4194304,)")
+    assert "param_W_hh0.npy" not in read
 
 
 def test_an_array_whose_header_and_size_disagree_is_refused_unread(run, tmp_path, capsys):
@@ -178,13 +179,13 @@ def test_an_array_whose_header_and_size_disagree_is_refused_unread(run, tmp_path
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for key, value in arrays.items():
             with zf.open(key + ".npy", "w") as f:
-                if key == "param_W":          # declares 4 GiB, holds 8 bytes
+                if key == "param_W_hh0":      # declares 4 GiB, holds 8 bytes
                     np.lib.format.write_array_header_1_0(
                         f, {"descr": "<f8", "fortran_order": False, "shape": (1 << 29,)})
                     f.write(bytes(8))
                 else:
                     np.lib.format.write_array(f, value)
-    refused(capsys, ["sample", str(path), "--backend", "numpy"], "param_W",
+    refused(capsys, ["sample", str(path), "--backend", "numpy"], "param_W_hh0",
             "declares 4,294,967,296 bytes")
 
 
@@ -273,7 +274,7 @@ def test_a_file_that_is_not_an_archive_is_named_so(tmp_path, capsys, content):
 
 def test_a_checkpoint_holding_python_objects_is_still_named_so(run, tmp_path, capsys):
     arrays = arrays_of(run / "latest.npz")
-    arrays["param_W"] = np.array([{"a": 1}], dtype=object)
+    arrays["param_W_hh0"] = np.array([{"a": 1}], dtype=object)
     np.savez(tmp_path / "pickle.npz", **arrays)
     refused(capsys, ["sample", str(tmp_path / "pickle.npz"), "--backend", "numpy"],
             "Python objects")

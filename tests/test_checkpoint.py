@@ -18,6 +18,7 @@ from conftest import TINY_TEXT
 
 NO_META = object()
 M = 8                          # hidden units of the runs below
+NAMES = ("W_ih0", "W_hh0", "b_ih0", "V", "c")   # the vanilla RNN's parameters, in its order
 SMALL = dict(hidden=M, backend="numpy", seq_length=10, updates=20, sample_every=10,
              sample_length=20, log_every=10, checkpoint_every=10, seed=1)
 
@@ -113,33 +114,39 @@ def rename(old, new):
 
 DAMAGES = {
     # arrays
-    "opt_m_W (3, 3)": (setitem("opt_m_W", np.zeros((3, 3))), "opt_m_W has shape (3, 3)"),
-    "h (4, m) in a batch-1 run": (setitem("h", np.zeros((4, M))), "h has shape (4, 8)"),
+    "opt_m_W_hh0 (3, 3)": (setitem("opt_m_W_hh0", np.zeros((3, 3))),
+                           "opt_m_W_hh0 has shape (3, 3)"),
+    "h (4, 1, 1, m) in a batch-1 run": (setitem("h", np.zeros((4, 1, 1, M))),
+                                        "h has shape (4, 1, 1, 8)"),
     "h flat": (setitem("h", np.zeros(M)), "h has shape (8,)"),
-    "missing param_W": (drop("param_W"), "param_W) is missing"),
-    "missing opt_m_b": (drop("opt_m_b"), "opt_m_b is missing"),
+    "h (B, m) of format 2": (setitem("h", lambda a: a["h"].reshape(1, M)), "h has shape (1, 8)"),
+    "param_W of format 2": (rename("param_W_hh0", "param_W"),
+                            "arrays no charnn checkpoint has (param_W)"),
+    "missing param_W_hh0": (drop("param_W_hh0"), "param_W_hh0) is missing"),
+    "missing opt_m_b_ih0": (drop("opt_m_b_ih0"), "opt_m_b_ih0 is missing"),
     "missing h": (drop("h"), "h is missing"),
-    "extra dimension": (setitem("param_b", lambda a: a["param_b"][:, None]),
-                        "param_b has shape (8, 1)"),
-    "U transposed": (setitem("param_U", lambda a: a["param_U"].T), "param_U has shape"),
+    "extra dimension": (setitem("param_b_ih0", lambda a: a["param_b_ih0"][:, None]),
+                        "param_b_ih0 has shape (8, 1)"),
+    "W_ih0 transposed": (setitem("param_W_ih0", lambda a: a["param_W_ih0"].T),
+                         "param_W_ih0 has shape"),
     "float16 V": (setitem("param_V", lambda a: a["param_V"].astype(np.float16)), "float16"),
     "int c": (setitem("param_c", lambda a: a["param_c"].astype(np.int64)), "whole numbers"),
-    "str b": (setitem("param_b", np.array(["x"] * M)), "holds text"),
-    "object array": (setitem("param_b", np.array([None] * M, dtype=object)),
+    "str b_ih0": (setitem("param_b_ih0", np.array(["x"] * M)), "holds text"),
+    "object array": (setitem("param_b_ih0", np.array([None] * M, dtype=object)),
                      "holds Python objects"),
-    "float32 opt state": (setitem("opt_m_U", lambda a: a["opt_m_U"].astype(np.float32)),
-                          "opt_m_U holds float32"),
-    "NaN in W": (setitem("param_W", with_value("param_W", (1, 2), np.nan)),
-                 "W holds NaN: the model diverged"),
+    "float32 opt state": (setitem("opt_m_W_ih0", lambda a: a["opt_m_W_ih0"].astype(np.float32)),
+                          "opt_m_W_ih0 holds float32"),
+    "NaN in W_hh0": (setitem("param_W_hh0", with_value("param_W_hh0", (1, 2), np.nan)),
+                     "W_hh0 holds NaN: the model diverged"),
     "inf in c": (setitem("param_c", with_value("param_c", 0, np.inf)), "c holds infinity"),
-    "inf in opt state": (setitem("opt_m_U", with_value("opt_m_U", (0, 0), np.inf)),
-                         "opt_m_U holds infinity"),
+    "inf in opt state": (setitem("opt_m_W_ih0", with_value("opt_m_W_ih0", (0, 0), np.inf)),
+                         "opt_m_W_ih0 holds infinity"),
     "negative AdaGrad state": (setitem("opt_m_V", with_value("opt_m_V", (0, 0), -1.0)),
                                "opt_m_V holds negative values"),
-    "NaN in h": (setitem("h", with_value("h", (0, 0), np.nan)), "h holds NaN"),
-    "h outside [-1, 1]": (setitem("h", with_value("h", (0, 0), 3.0)), "outside [-1, 1]"),
+    "NaN in h": (setitem("h", with_value("h", (0, 0, 0, 0), np.nan)), "h holds NaN"),
+    "h outside [-1, 1]": (setitem("h", with_value("h", (0, 0, 0, 0), 3.0)), "outside [-1, 1]"),
     "unknown array": (setitem("extra", np.zeros(3)), "arrays no charnn checkpoint has (extra)"),
-    "unknown opt slot": (rename("opt_m_W", "opt_q_W"), "opt_q_W"),
+    "unknown opt slot": (rename("opt_m_W_hh0", "opt_q_W_hh0"), "opt_q_W_hh0"),
     # meta
     "meta missing": (lambda a, m: NO_META, "no metadata"),
     "meta not JSON": (lambda a, m: b"{not json", "corrupt metadata"),
@@ -161,7 +168,7 @@ DAMAGES = {
     "vocab empty": (meta_set("vocab", value=""), "vocabulary is empty"),
     "vocab missing": (meta_del("vocab"), "vocabulary is null"),
     "vocab one short": (lambda a, m: m.update(vocab=m["vocab"][:-1]),
-                        "param_c has shape"),
+                        "param_W_ih0 has shape"),
     "config as list": (meta_set("config", value=[1, 2]), "config is [1, 2]"),
     "config missing": (meta_del("config"), "config is null"),
     "config lacks hidden": (meta_del("config", "hidden"), "lacks the setting 'hidden'"),
@@ -177,7 +184,8 @@ DAMAGES = {
     "switched optimizer": (meta_set("config", "optimizer", value="adam"),
                            "state is adagrad or rmsprop's (m): the optimiser was switched"),
     "dtype switched": (meta_set("config", "dtype", value="float32"), "dtype is float32"),
-    "batch size switched": (meta_set("config", "batch_size", value=2), "h has shape (1, 8)"),
+    "batch size switched": (meta_set("config", "batch_size", value=2),
+                            "h has shape (1, 1, 1, 8)"),
     "state missing": (meta_del("state"), "training state is null"),
     "state as list": (meta_set("state", value=[]), "training state is []"),
     "counter missing": (meta_del("state", "position"), "lacks the counter 'position'"),
@@ -220,10 +228,10 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(runs, tmp_path, name):
 @pytest.mark.parametrize("damage,expected", [
     (meta_set("config", "optimizer", value="adagrad"),
      "state is adam's (m, v): the optimiser was switched"),
-    (setitem("h", lambda a: a["h"][:1]), "h has shape (1, 8), but batch size 2"),
-    (setitem("opt_v_b", with_value("opt_v_b", 0, -0.5)), "opt_v_b holds negative"),
+    (setitem("h", lambda a: a["h"][:1]), "h has shape (1, 1, 1, 8), but batch size 2"),
+    (setitem("opt_v_b_ih0", with_value("opt_v_b_ih0", 0, -0.5)), "opt_v_b_ih0 holds negative"),
     (meta_set("state", "last_val", value=math.inf), "last_val is Infinity"),
-    (both(*(drop(f"opt_m_{n}") for n in "bcUWV")), "adam optimiser state opt_m_b is missing"),
+    (both(*(drop(f"opt_m_{n}") for n in NAMES)), "adam optimiser state opt_m_W_ih0 is missing"),
 ])
 def test_a_damaged_adam_checkpoint_is_refused(runs, tmp_path, damage, expected):
     path = damaged(runs, tmp_path, damage, run="adam") / LATEST
@@ -233,13 +241,13 @@ def test_a_damaged_adam_checkpoint_is_refused(runs, tmp_path, damage, expected):
 
 
 def test_a_negative_adam_first_moment_is_fine(runs, tmp_path):
-    path = damaged(runs, tmp_path, setitem("opt_m_b", with_value("opt_m_b", 0, -0.5)),
+    path = damaged(runs, tmp_path, setitem("opt_m_b_ih0", with_value("opt_m_b_ih0", 0, -0.5)),
                    run="adam") / LATEST
-    assert load_checkpoint(path).opt_state["m_b"][0] == -0.5
+    assert load_checkpoint(path).opt_state["m_b_ih0"][0] == -0.5
 
 
 def test_the_fix_names_the_other_checkpoint(runs, tmp_path):
-    folder = damaged(runs, tmp_path, setitem("opt_m_W", np.zeros((3, 3))))
+    folder = damaged(runs, tmp_path, setitem("opt_m_W_hh0", np.zeros((3, 3))))
     shutil.copy(folder / LATEST, folder / BEST)
     with pytest.raises(CharnnError, match="such as the run's best.npz"):
         load_checkpoint(folder / LATEST)
@@ -269,11 +277,38 @@ def test_metadata_stored_as_text_is_refused(runs, tmp_path):
 
 # -- what loads ---------------------------------------------------------------------------
 
-def test_the_first_format_still_loads(runs):
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_checkpoint_of_the_old_names_loads_samples_and_resumes(tmp_path, capsys, version):
+    """Files before version 3 name the vanilla RNN's arrays b, c, U, W, V and its h (B, m);
+    they read as its cell's of one layer, the same numbers, and resume into the new names."""
     from pathlib import Path
-    ckpt = load_checkpoint(Path(__file__).parent / "data" / "checkpoint-format1.npz")
-    assert ckpt.meta["config"]["optimizer"] == "adam" and ckpt.h.shape == (2, 12)
-    assert sorted(ckpt.opt_state) == sorted(f"{s}_{n}" for s in "mv" for n in "bcUWV")
+    from charnn import resume_trainer
+    from charnn.model import NETWORK_NAMES
+    data = Path(__file__).parent / "data"
+    old, meta = read(data / "checkpoint-format1.npz")
+    assert meta["version"] == 1 and "param_W" in old and old["h"].shape == (2, 12)
+    run = tmp_path / "old"
+    run.mkdir()
+    write(run / LATEST, old, dict(meta, version=version))
+    ckpt = load_checkpoint(run)
+    assert ckpt.meta["config"]["optimizer"] == "adam" and ckpt.h.shape == (2, 1, 1, 12)
+    np.testing.assert_array_equal(ckpt.h[:, 0, 0], old["h"])
+    assert ckpt.params.names == NAMES
+    assert sorted(ckpt.opt_state) == sorted(f"{s}_{n}" for s in "mv" for n in NAMES)
+    for theirs, ours in NETWORK_NAMES.items():
+        np.testing.assert_array_equal(ckpt.params[ours], old[f"param_{theirs}"])
+        for slot in "mv":
+            np.testing.assert_array_equal(ckpt.opt_state[f"{slot}_{ours}"],
+                                          old[f"opt_{slot}_{theirs}"])
+    assert main(["sample", str(run / LATEST), "-n", "20", "--seed", "1",
+                 "--backend", "numpy"]) == 0
+    assert len(capsys.readouterr().out) == 21
+    trainer = resume_trainer(run, load_corpus(data / "golden" / "text.txt"), updates=80)
+    assert trainer.run().iteration == 80
+    arrays, meta = read(run / LATEST)                    # saved in the new names
+    assert meta["version"] == FORMAT_VERSION and arrays["h"].shape == (2, 1, 1, 12)
+    assert sorted(arrays) == sorted(["h", *(f"param_{n}" for n in NAMES),
+                                     *(f"opt_{s}_{n}" for s in "mv" for n in NAMES)])
 
 
 @pytest.mark.parametrize("run", ["adagrad", "adam"])
@@ -314,13 +349,14 @@ def test_what_a_checkpoint_may_hold(runs, tmp_path, damage):
 
 def test_arrays_come_back_c_contiguous_and_native(runs, tmp_path):
     def change(arrays, meta):
-        arrays["param_W"] = np.asfortranarray(arrays["param_W"])
-        arrays["param_U"] = arrays["param_U"].astype(">f8")
+        arrays["param_W_hh0"] = np.asfortranarray(arrays["param_W_hh0"])
+        arrays["param_W_ih0"] = arrays["param_W_ih0"].astype(">f8")
     folder = damaged(runs, tmp_path, change)
     ckpt = load_checkpoint(folder)
-    assert ckpt.params.W.flags.c_contiguous and ckpt.params.W.flags.writeable
-    assert ckpt.params.U.dtype == np.float64 and ckpt.params.U.dtype.isnative
-    np.testing.assert_array_equal(ckpt.params.W, load_checkpoint(runs / "adagrad").params.W)
+    assert ckpt.params.W_hh0.flags.c_contiguous and ckpt.params.W_hh0.flags.writeable
+    assert ckpt.params.W_ih0.dtype == np.float64 and ckpt.params.W_ih0.dtype.isnative
+    np.testing.assert_array_equal(ckpt.params.W_hh0,
+                                  load_checkpoint(runs / "adagrad").params.W_hh0)
 
 
 def test_the_counters_checked_are_the_trainers():
@@ -347,9 +383,9 @@ def one_error_line(capsys, *expected):
         assert word in lines[0]
 
 
-@pytest.mark.parametrize("name", ["opt_m_W (3, 3)", "h (4, m) in a batch-1 run", "NaN in W",
-                                  "version true", "duplicated vocabulary", "counter as string",
-                                  "sample_rng garbage", "meta not JSON"])
+@pytest.mark.parametrize("name", ["opt_m_W_hh0 (3, 3)", "h (4, 1, 1, m) in a batch-1 run",
+                                  "NaN in W_hh0", "version true", "duplicated vocabulary",
+                                  "counter as string", "sample_rng garbage", "meta not JSON"])
 def test_train_sample_and_eval_refuse_a_damaged_checkpoint(runs, tmp_path, capsys, name):
     damage, expected = DAMAGES[name]
     run = damaged(runs, tmp_path, damage)
@@ -367,8 +403,8 @@ def test_train_sample_and_eval_refuse_a_damaged_checkpoint(runs, tmp_path, capsy
 
 
 def test_resuming_with_a_wrong_shaped_optimiser_state_is_refused_not_crashed(runs, tmp_path):
-    """The compiled kernel would index opt_m_W out of bounds; run apart, in case it does."""
-    run = damaged(runs, tmp_path, both(setitem("opt_m_W", np.zeros((3, 3))),
+    """The compiled kernel would index opt_m_W_hh0 out of bounds; run apart, in case it does."""
+    run = damaged(runs, tmp_path, both(setitem("opt_m_W_hh0", np.zeros((3, 3))),
                                        meta_set("config", "backend", value="compiled")))
     before = (run / LATEST).read_bytes()
     result = subprocess.run([sys.executable, "-m", "charnn.cli", "train", "--resume", str(run),
@@ -376,7 +412,7 @@ def test_resuming_with_a_wrong_shaped_optimiser_state_is_refused_not_crashed(run
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("charnn: error:") and result.stderr.count("\n") == 1
-    assert "opt_m_W has shape (3, 3)" in result.stderr
+    assert "opt_m_W_hh0 has shape (3, 3)" in result.stderr
     assert (run / LATEST).read_bytes() == before
 
 
@@ -384,8 +420,9 @@ def test_a_state_a_rounding_above_one_loads_but_not_more(runs, tmp_path):
     """The compiled float32 tanh may round a saturated unit a few ulp above 1; that is still
     tanh's output, a value clearly outside [-1, 1] is not."""
     eps = np.finfo(np.float64).eps
-    near = damaged(runs, tmp_path / "near", setitem("h", with_value("h", (0, 0), 1 + 2 * eps)))
-    assert load_checkpoint(near).h[0, 0] > 1
-    far = damaged(runs, tmp_path / "far", setitem("h", with_value("h", (0, 0), 1 + 1e-6)))
+    near = damaged(runs, tmp_path / "near",
+                   setitem("h", with_value("h", (0, 0, 0, 0), 1 + 2 * eps)))
+    assert load_checkpoint(near).h[0, 0, 0, 0] > 1
+    far = damaged(runs, tmp_path / "far", setitem("h", with_value("h", (0, 0, 0, 0), 1 + 1e-6)))
     with pytest.raises(CharnnError, match="outside"):
         load_checkpoint(far)

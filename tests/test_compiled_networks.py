@@ -21,8 +21,8 @@ from charnn.model import Params
 from charnn.networks import NETWORKS
 from charnn.backends.calls import Dropout, Optimiser, Windows
 
-# every stacked cell the compiled backend registers
-STACKED = [net for net in compiled.STACKED_CELLS]
+# every cell the compiled backend registers, run on its stack (layers of any number)
+CELLS = list(compiled.CELLS)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -60,7 +60,7 @@ def schedule(U, B, tau, n, rng):
     return starts, lengths, resets
 
 
-@pytest.mark.parametrize("net", STACKED)
+@pytest.mark.parametrize("net", CELLS)
 @pytest.mark.parametrize("layers,m,L", [(1, 13, 9), (2, 16, 1), (3, 7, 5), (2, 64, 6),
                                         (1, 128, 4)])
 @pytest.mark.parametrize("dropout", [0.0, 0.4])
@@ -83,11 +83,12 @@ def test_loss_and_every_gradient_of_every_layer_equal_the_reference(net, layers,
     assert rel_err(last, r_last) <= 1e-12
 
 
-def train_both(net, optimizer, layers, m, B, U, tau, dropout, seed, dtype=np.float64):
+def train_both(net, optimizer, layers, m, B, U, tau, dropout, seed, dtype=np.float64,
+               sigma=0.3):
     """The same updates by the compiled backend and by the reference: (compiled, reference),
     each (losses, params, optimiser state, h)."""
     rng = np.random.default_rng(seed)
-    params = random_params(net, m, layers, rng, dtype=dtype)
+    params = random_params(net, m, layers, rng, sigma, dtype=dtype)
     n = 40 * tau * B
     data = rng.integers(0, K, n).astype(np.uint8)
     starts, lengths, resets = schedule(U, B, tau, n, rng)
@@ -103,7 +104,7 @@ def train_both(net, optimizer, layers, m, B, U, tau, dropout, seed, dtype=np.flo
     return out
 
 
-@pytest.mark.parametrize("net", STACKED)
+@pytest.mark.parametrize("net", CELLS)
 @pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
 @pytest.mark.parametrize("layers,m,B,dropout", [(1, 13, 1, 0.0), (2, 9, 5, 0.3),
                                                 (3, 6, 3, 0.5), (2, 32, 17, 0.2)])
@@ -120,7 +121,7 @@ def test_training_updates_equal_the_reference(net, optimizer, layers, m, B, drop
     assert rel_err(h, r_h) <= 1e-10
 
 
-@pytest.mark.parametrize("net", STACKED)
+@pytest.mark.parametrize("net", CELLS)
 @pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
 def test_a_thousand_updates_stay_with_the_reference(net, optimizer):
     """Rounding differences do not grow into different runs: 1,000 updates of a 2-layer
@@ -133,7 +134,7 @@ def test_a_thousand_updates_stay_with_the_reference(net, optimizer):
     assert rel_err(h, r_h) <= 1e-8
 
 
-@pytest.mark.parametrize("net", STACKED)
+@pytest.mark.parametrize("net", CELLS)
 def test_evaluation_and_advance_equal_the_reference(net):
     rng = np.random.default_rng(5)
     layers, m = 2, 13
@@ -149,14 +150,15 @@ def test_evaluation_and_advance_equal_the_reference(net):
     assert rel_err(got, reference.advance(params, h0[0], data[:40])) <= 1e-12
 
 
-@pytest.mark.parametrize("net", STACKED)
+@pytest.mark.parametrize("net", CELLS)
 @pytest.mark.parametrize("options", [{}, {"temperature": 0.6, "top_k": 4},
                                      {"top_p": 0.8}, {"greedy": True}, {"stop_index": 3}])
 def test_sampling_draws_the_same_characters(net, options):
     rng = np.random.default_rng(6)
-    # sigma 0.8 gives sharp distributions; the mLSTM's products make it chaotic there (the
-    # reference's and the kernels' rounding grow 1e-14 -> 1 in 150 steps), so it gets 0.5
-    params = random_params(net, 16, 2, rng, sigma=0.5 if net == "mlstm" else 0.8)
+    # sigma 0.8 gives sharp distributions; the mLSTM's products and the vanilla RNN's
+    # recurrence (spectral radius 0.8 sqrt(16) = 3.2) are chaotic there (the reference's and the
+    # kernels' rounding grow 1e-14 -> 1 in 150 steps), so they get smaller weights
+    params = random_params(net, 16, 2, rng, sigma={"mlstm": 0.5, "rnn": 0.25}.get(net, 0.8))
     h = random_state(net, 16, 2, rng)
     uniforms = rng.random(300)
     h_ref, h_got = h.copy(), h.copy()
@@ -167,11 +169,14 @@ def test_sampling_draws_the_same_characters(net, options):
     assert rel_err(h_got, h_ref) <= 1e-12
 
 
-@pytest.mark.parametrize("net", STACKED)
+@pytest.mark.parametrize("net", CELLS)
 def test_float32_stays_within_float32_rounding(net):
+    # the vanilla RNN at sigma 0.3 (spectral radius 1.7) is chaotic over the 500 characters
+    # scored below, and float32's rounding grows with it: it gets the radius of 0.85
+    sigma = 0.15 if net == "rnn" else 0.3
     (losses, p, _, h), (r_losses, r_p, _, r_h) = (
-        train_both(net, "adam", 2, 32, 8, 5, 8, 0.2, 9, dtype=np.float32)[0],
-        train_both(net, "adam", 2, 32, 8, 5, 8, 0.2, 9, dtype=np.float64)[1])
+        train_both(net, "adam", 2, 32, 8, 5, 8, 0.2, 9, np.float32, sigma)[0],
+        train_both(net, "adam", 2, 32, 8, 5, 8, 0.2, 9, np.float64, sigma)[1])
     assert p["V"].dtype == np.float32 and h.dtype == np.float32
     assert rel_err(losses, r_losses) <= 1e-5
     for name, a in r_p.items():
@@ -189,7 +194,7 @@ def test_float32_stays_within_float32_rounding(net):
 
 def runs() -> dict[str, np.ndarray]:
     out = {}
-    for net in STACKED:
+    for net in CELLS:
         for B in (3, 8, 20):
             for dtype in (np.float64, np.float32):
                 c, _ = train_both(net, "adam", 2, 32, B, 4, 6, 0.25, [B, 3], dtype)

@@ -34,13 +34,13 @@ def latch_model(tmp_path, text: str):
     p, vocab = ckpt.params, corpus.vocab
     q = vocab.index["q"]
     counts = np.bincount(vocab.encode(text), minlength=len(vocab)) + 1.0
-    p.b[:], p.W[:], p.U[:], p.V[:] = 0, 0, -0.5, 0
-    p.W[0, 0] = 3.0                      # unit 0 feeds itself: two stable states, near +-1
-    p.U[0, q] = 0.5                      # ... of which the first input character chooses
+    p.b_ih0[:], p.W_hh0[:], p.W_ih0[:], p.V[:] = 0, 0, -0.5, 0
+    p.W_hh0[0, 0] = 3.0                  # unit 0 feeds itself: two stable states, near +-1
+    p.W_ih0[0, q] = 0.5                  # ... of which the first input character chooses
     p.V[q, 0] = 16.0                     # latched at +1: predicts 'q'; at -1: predicts no 'q'
     p.c[:] = np.log(counts / counts.sum())
     ckpt.h[:] = 0
-    ckpt.h[0, 0] = -0.995                # the state training carried
+    ckpt.h[0, 0, 0, 0] = -0.995          # the state training carried
     save_checkpoint(run / "best.npz", ckpt)
     return run / "best.npz", corpus
 

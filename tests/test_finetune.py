@@ -51,7 +51,7 @@ def test_new_characters_get_new_rows_and_the_old_ones_stay(model, layers):
                                                     np.random.default_rng(0)))
     vocab = Vocabulary("abcdeXYZ")
     new = widen_params(old, model, vocab, sigma, seed=3, dtype="float64")
-    inputs = "U" if model == "rnn" else "W_ih0"
+    inputs = "W_ih0"                     # every cell's input weights
     assert new[inputs].shape[1] == new["V"].shape[0] == new["c"].shape[0] == 8
     for name, a in old.items():                            # every learnt weight kept as it was
         assert np.array_equal(new[name][tuple(slice(0, n) for n in a.shape)], a)

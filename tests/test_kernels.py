@@ -1,6 +1,11 @@
 """The compiled kernels against the numpy reference (model.py, backends/reference.py),
 level by level: one window's loss and gradients, many training updates, evaluation, advance,
-sampling."""
+sampling.
+
+The tests build the assignment's parameters (model.Params: b, c, U, W, V) and hand the
+backends to_network(params): the same arrays in the vanilla RNN cell's names (W_ih0, W_hh0,
+b_ih0, V, c), so that an edit such as params.W[3, 5] = nan reaches them. A lane's state is
+(layers = 1, 1, m) there, a batch of lanes (B, 1, 1, m); model.py's functions take h (m,)."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from charnn import corpus as corpus_module
 from charnn import model, optim
 from charnn.backends import compiled, reference
 from charnn.backends.compiled import cache, lanes, numerics, optimisers, products
-from charnn.model import Params
+from charnn.model import NETWORK_NAMES, Params, to_network
 from charnn.backends.calls import Optimiser, Windows
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -83,11 +88,12 @@ def test_window_loss_and_gradients_equal_numpy(m, K, tau):
     targets = rng.integers(0, K, tau)
     h_prev = 0.5 * rng.standard_normal(m)
     loss, grads, h_last = model.loss_and_gradients(params, inputs, targets, h_prev)
-    c_loss, c_grads, c_h = compiled.loss_and_gradients(params, inputs, targets, h_prev)
+    c_loss, c_grads, c_h = compiled.loss_and_gradients(to_network(params), inputs, targets,
+                                                       h_prev.reshape(1, 1, m))
     assert abs(c_loss - loss) <= 1e-10 * abs(loss)
-    assert rel_err(c_h, h_last) <= 1e-10
+    assert rel_err(c_h.reshape(m), h_last) <= 1e-10
     for name in model.PARAM_NAMES:
-        err = rel_err(getattr(c_grads, name), getattr(grads, name))
+        err = rel_err(c_grads[NETWORK_NAMES[name]], getattr(grads, name))
         assert err <= 1e-10, f"d{name}: relative error {err:.3g}"
 
 
@@ -99,9 +105,10 @@ def test_window_gradients_equal_numpy_for_larger_models(m):
     inputs, targets = rng.integers(0, K, tau), rng.integers(0, K, tau)
     h_prev = 0.5 * rng.standard_normal(m)
     _, grads, _ = model.loss_and_gradients(params, inputs, targets, h_prev)
-    _, c_grads, _ = compiled.loss_and_gradients(params, inputs, targets, h_prev)
+    _, c_grads, _ = compiled.loss_and_gradients(to_network(params), inputs, targets,
+                                                h_prev.reshape(1, 1, m))
     for name in model.PARAM_NAMES:
-        assert rel_err(getattr(c_grads, name), getattr(grads, name)) <= 1e-10
+        assert rel_err(c_grads[NETWORK_NAMES[name]], getattr(grads, name)) <= 1e-10
 
 
 @pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
@@ -116,13 +123,14 @@ def test_train_updates_equal_numpy(optimizer, B, irregular):
     starts, lengths, resets = walk_schedule(U, B, tau, len(data), rng, irregular, irregular)
     lengths[:, 0] = np.maximum(lengths[:, 0], 1)        # every update has a lane with data
     params = random_params(m, K, rng)
-    state = optim.initial_state(optimizer, params)
-    h = 0.3 * rng.standard_normal((B, m))
+    state = optim.initial_state(optimizer, to_network(params))
+    h = 0.3 * rng.standard_normal((B, 1, 1, m))
     ref = (params.copy(), {k: v.copy() for k, v in state.items()}, h.copy())
     eta = optim.DEFAULT_ETA[optimizer]
-    losses = compiled.train_updates(params, Optimiser(optimizer, state, 7, eta, 5.0), h,
-                                    Windows(data, starts, lengths, resets.astype(bool), 2, U))
-    r_losses = reference.train_updates(ref[0], Optimiser(optimizer, ref[1], 7, eta, 5.0), ref[2],
+    losses = compiled.train_updates(to_network(params), Optimiser(optimizer, state, 7, eta, 5.0),
+                                    h, Windows(data, starts, lengths, resets.astype(bool), 2, U))
+    r_losses = reference.train_updates(to_network(ref[0]),
+                                       Optimiser(optimizer, ref[1], 7, eta, 5.0), ref[2],
                                        Windows(data, starts, lengths, resets, 2, U))
     assert np.array_equal(np.isnan(losses), np.isnan(r_losses))
     ok = ~np.isnan(r_losses)
@@ -147,14 +155,16 @@ def test_train_updates_equal_numpy_for_a_wide_batch(dtype):
     lengths[:, 5] = 0                                    # a lane that never has a window
     lengths[2, 7:20] = 0                                 # many idle lanes in one update
     params = random_params(m, K, rng)
-    state = optim.initial_state("adagrad", params)
-    h = 0.3 * rng.standard_normal((B, m))
+    state = optim.initial_state("adagrad", to_network(params))
+    h = 0.3 * rng.standard_normal((B, 1, 1, m))
     ref = (params.copy(), {k: v.copy() for k, v in state.items()}, h.copy())
-    r_losses = reference.train_updates(ref[0], Optimiser("adagrad", ref[1], 0, 0.05, 5.0), ref[2],
+    r_losses = reference.train_updates(to_network(ref[0]),
+                                       Optimiser("adagrad", ref[1], 0, 0.05, 5.0), ref[2],
                                        Windows(data, starts, lengths, resets, 0, U))
     params, h = params.astype(dtype), h.astype(dtype)
     state = {k: v.astype(dtype) for k, v in state.items()}
-    losses = compiled.train_updates(params, Optimiser("adagrad", state, 0, 0.05, 5.0), h,
+    losses = compiled.train_updates(to_network(params),
+                                    Optimiser("adagrad", state, 0, 0.05, 5.0), h,
                                     Windows(data, starts, lengths, resets, 0, U))
     tol = 1e-9 if dtype == np.float64 else 2e-3
     assert np.allclose(losses, r_losses, rtol=tol, atol=0)
@@ -177,9 +187,9 @@ def thousand_updates(train_updates, optimizer, eta, nudge=False, U=1000):
     params = Params.initial(m, K, 0.01, np.random.default_rng(0))
     if nudge:
         params.W[0, 0] = np.nextafter(params.W[0, 0], 1.0)      # one ulp
-    state = optim.initial_state(optimizer, params)
-    losses = train_updates(params, Optimiser(optimizer, state, 0, eta, 5.0), np.zeros((1, m)),
-                           Windows(data, starts, lengths, resets, 0, U))
+    state = optim.initial_state(optimizer, to_network(params))
+    losses = train_updates(to_network(params), Optimiser(optimizer, state, 0, eta, 5.0),
+                           np.zeros((1, 1, 1, m)), Windows(data, starts, lengths, resets, 0, U))
     smooth = np.empty(U)
     s = losses[0]
     for i, loss in enumerate(losses):
@@ -216,13 +226,14 @@ def test_total_loss_and_advance_equal_numpy():
     params = random_params(m, K, rng, sigma=0.3)
     data = rng.integers(0, K, 500).astype(np.int32)
     segments = np.array([[0, 100], [100, 101], [101, 103], [150, 500], [7, 7]])
-    total, count = reference.total_loss(params, data, segments)
-    c_total, c_count = compiled.total_loss(params, data, segments)
+    net = to_network(params)
+    total, count = reference.total_loss(net, data, segments)
+    c_total, c_count = compiled.total_loss(net, data, segments)
     assert c_count == count
     assert abs(c_total - total) <= 1e-10 * abs(total)
-    h = 0.2 * rng.standard_normal(m)
-    assert rel_err(compiled.advance(params, h, data[:50]),
-                   reference.advance(params, h, data[:50])) <= 1e-12
+    h = 0.2 * rng.standard_normal((1, 1, m))
+    assert rel_err(compiled.advance(net, h, data[:50]),
+                   reference.advance(net, h, data[:50])) <= 1e-12
 
 
 SAMPLING = [dict(), dict(temperature=0.6), dict(temperature=1.7), dict(top_k=5),
@@ -235,11 +246,11 @@ def test_sample_indices_identical_for_the_same_uniforms(options):
     rng = np.random.default_rng(3)
     m, K = 30, 12
     params = random_params(m, K, rng, sigma=0.15)       # not chaotic: h errors do not grow
-    h = 0.1 * rng.standard_normal(m)
+    h = 0.1 * rng.standard_normal((1, 1, m))
     uniforms = rng.random(400)
     h_ref, h_got = h.copy(), h.copy()
-    ref = reference.sample_indices(params, h_ref, 1, uniforms, **options)
-    got = compiled.sample_indices(params, h_got, 1, uniforms, **options)
+    ref = reference.sample_indices(to_network(params), h_ref, 1, uniforms, **options)
+    got = compiled.sample_indices(to_network(params), h_got, 1, uniforms, **options)
     assert got.dtype == np.int64
     assert np.array_equal(got, ref)
     assert rel_err(h_got, h_ref) <= 1e-12                  # h left where sampling stopped
@@ -253,7 +264,8 @@ def test_tanh_is_within_a_few_ulps_of_libm():
     n = x.size
     params = Params(b=x.copy(), c=np.zeros(1), U=np.zeros((n, 1)), W=np.zeros((n, n)),
                     V=np.zeros((1, n)))
-    h = compiled.advance(params, np.zeros(n), np.array([0]))     # tanh(0 h + 0 + b)
+    h = compiled.advance(to_network(params), np.zeros((1, 1, n)),    # tanh(0 h + 0 + b)
+                         np.array([0])).reshape(n)
     assert np.all(np.abs(h - np.tanh(x)) <= 8 * np.spacing(np.abs(np.tanh(x))))
 
 
@@ -266,20 +278,22 @@ def test_float32_runs_and_stays_close():
     resets = np.zeros((U, 1), np.uint8)
     p64 = Params.initial(m, K, 0.01, rng)
     p32 = p64.astype(np.float32)
-    s64, s32 = optim.initial_state("adagrad", p64), optim.initial_state("adagrad", p32)
-    h64, h32 = np.zeros((1, m)), np.zeros((1, m), np.float32)
-    l64 = reference.train_updates(p64, Optimiser("adagrad", s64, 0, 0.1, 5.0), h64,
+    n64, n32 = to_network(p64), to_network(p32)
+    s64, s32 = optim.initial_state("adagrad", n64), optim.initial_state("adagrad", n32)
+    h64, h32 = np.zeros((1, 1, 1, m)), np.zeros((1, 1, 1, m), np.float32)
+    l64 = reference.train_updates(n64, Optimiser("adagrad", s64, 0, 0.1, 5.0), h64,
                                   Windows(data, starts, lengths, resets, 0, U))
-    l32 = compiled.train_updates(p32, Optimiser("adagrad", s32, 0, 0.1, 5.0), h32,
+    l32 = compiled.train_updates(n32, Optimiser("adagrad", s32, 0, 0.1, 5.0), h32,
                                  Windows(data, starts, lengths, resets, 0, U))
     assert l32.dtype == np.float64 and p32.W.dtype == np.float32 and h32.dtype == np.float32
     assert np.allclose(l32[:3], l64[:3], rtol=1e-4)    # later they drift apart (see above)
     assert abs(l32[-50:].mean() - l64[-50:].mean()) < 2e-2 * l64[-50:].mean()
     assert np.all(np.isfinite(p32.W))
-    total, count = compiled.total_loss(p32, data, np.array([[0, 1000]]))
-    r_total, _ = reference.total_loss(p32.astype(np.float64), data, np.array([[0, 1000]]))
+    total, count = compiled.total_loss(n32, data, np.array([[0, 1000]]))
+    r_total, _ = reference.total_loss(to_network(p32.astype(np.float64)), data,
+                                      np.array([[0, 1000]]))
     assert count == 999 and abs(total - r_total) < 1e-4 * r_total
-    draws = compiled.sample_indices(p32, h32[0].copy(), 0, rng.random(100), top_p=0.9)
+    draws = compiled.sample_indices(n32, h32[0].copy(), 0, rng.random(100), top_p=0.9)
     assert draws.dtype == np.int64 and len(draws) == 100 and draws.max() < K
 
 
@@ -421,10 +435,10 @@ def test_training_a_model_with_one_nan_weight_gives_nan_losses(backend, dtype, B
     params.W[3, 5] = np.nan
     for optimizer in ("adagrad", "adam"):
         p = params.copy()
-        state = optim.initial_state(optimizer, p)
-        h = np.zeros((B, m), dtype)
-        losses = backend.train_updates(p, Optimiser(optimizer, state, 0, 0.01, 5.0), h,
-                                       Windows(data, starts, lengths, resets, 0, U))
+        state = optim.initial_state(optimizer, to_network(p))
+        h = np.zeros((B, 1, 1, m), dtype)
+        losses = backend.train_updates(to_network(p), Optimiser(optimizer, state, 0, 0.01, 5.0),
+                                       h, Windows(data, starts, lengths, resets, 0, U))
         assert np.all(np.isnan(losses)), (optimizer, losses)
         assert np.all(np.isnan(p.W)) and np.all(np.isnan(h))
 
@@ -442,10 +456,10 @@ def test_a_nan_weight_spreads_as_in_numpy():
             runs = []
             for backend in (reference, compiled):
                 p = params.copy()
-                state = optim.initial_state(optimizer, p)
-                h = np.zeros((B, m))
-                backend.train_updates(p, Optimiser(optimizer, state, 0, 0.01, 5.0), h,
-                                      Windows(data, starts, lengths, resets, 0, U))
+                state = optim.initial_state(optimizer, to_network(p))
+                h = np.zeros((B, 1, 1, m))
+                backend.train_updates(to_network(p), Optimiser(optimizer, state, 0, 0.01, 5.0),
+                                      h, Windows(data, starts, lengths, resets, 0, U))
                 runs.append((p, state))
             (p_ref, s_ref), (p_got, s_got) = runs
             for name, a in p_got.items():
@@ -461,15 +475,16 @@ def test_total_loss_of_a_model_with_a_nan_is_nan(backend):
     params = random_params(m, K, rng)
     data = rng.integers(0, K, 300).astype(np.int32)
     segments = np.array([[0, 100], [100, 300]])
-    total, count = backend.total_loss(params, data, segments)
+    net = to_network(params)                           # the same arrays: the NaN reaches it
+    total, count = backend.total_loss(net, data, segments)
     assert np.isfinite(total) and count == 298
     params.V[2, 7] = np.nan
-    total, count = backend.total_loss(params, data, segments)
+    total, count = backend.total_loss(net, data, segments)
     assert np.isnan(total) and count == 298
     params.V[2, 7] = 0.0
-    h0 = np.zeros((2, m))
-    h0[1, 3] = np.nan                                  # a NaN in one segment's start
-    total, _ = backend.total_loss(params, data, segments, h0)
+    h0 = np.zeros((2, 1, 1, m))
+    h0[1, 0, 0, 3] = np.nan                            # a NaN in one segment's start
+    total, _ = backend.total_loss(net, data, segments, h0)
     assert np.isnan(total)
 
 
@@ -482,8 +497,10 @@ def test_sampling_from_a_model_with_a_nan_draws_what_numpy_draws(options):
         getattr(params, where)[3, 2] = np.nan
         uniforms = rng.random(6)
         with np.errstate(all="ignore"):
-            ref = reference.sample_indices(params, np.zeros(m), 1, uniforms, **options)
-        got = compiled.sample_indices(params, np.zeros(m), 1, uniforms, **options)
+            ref = reference.sample_indices(to_network(params), np.zeros((1, 1, m)), 1, uniforms,
+                                           **options)
+        got = compiled.sample_indices(to_network(params), np.zeros((1, 1, m)), 1, uniforms,
+                                      **options)
         assert np.array_equal(got, ref), where
 
 
@@ -497,25 +514,26 @@ def test_total_loss_from_given_states_equals_numpy():
     params = random_params(m, K, rng, sigma=0.3)
     data = rng.integers(0, K, 500).astype(np.int32)
     segments = np.array([[0, 100], [100, 101], [101, 103], [150, 500], [7, 7], [3, 60]])
-    h0 = 0.5 * rng.standard_normal((len(segments), m))
-    for states in (h0, h0[4], None, np.zeros((len(segments), m))):
-        total, count = reference.total_loss(params, data, segments, states)
-        c_total, c_count = compiled.total_loss(params, data, segments, states)
+    net = to_network(params)
+    h0 = 0.5 * rng.standard_normal((len(segments), 1, 1, m))
+    for states in (h0, h0[4], None, np.zeros((len(segments), 1, 1, m))):
+        total, count = reference.total_loss(net, data, segments, states)
+        c_total, c_count = compiled.total_loss(net, data, segments, states)
         assert c_count == count == 99 + 1 + 349 + 56
         assert abs(c_total - total) <= 1e-10 * abs(total)
-    zero, _ = compiled.total_loss(params, data, segments)
-    assert compiled.total_loss(params, data, segments, np.zeros(m))[0] == zero
-    assert compiled.total_loss(params, data, segments, h0)[0] != zero
+    zero, _ = compiled.total_loss(net, data, segments)
+    assert compiled.total_loss(net, data, segments, np.zeros((1, 1, m)))[0] == zero
+    assert compiled.total_loss(net, data, segments, h0)[0] != zero
     # a segment from h0 scores the same characters as the window that led there
     loss, h_mid = model.sequence_loss(params, data[0:49], data[1:50], np.zeros(m))
-    split, _ = reference.total_loss(params, data, np.array([[49, 100]]), h_mid)
-    whole, _ = reference.total_loss(params, data, np.array([[0, 100]]))
+    split, _ = reference.total_loss(net, data, np.array([[49, 100]]), h_mid.reshape(1, 1, m))
+    whole, _ = reference.total_loss(net, data, np.array([[0, 100]]))
     assert abs(loss + split - whole) <= 1e-10 * whole
-    c_split, _ = compiled.total_loss(params, data, np.array([[49, 100]]), h_mid)
+    c_split, _ = compiled.total_loss(net, data, np.array([[49, 100]]), h_mid.reshape(1, 1, m))
     assert abs(c_split - split) <= 1e-10 * split
     for backend in (reference, compiled):
         with pytest.raises(ValueError):
-            backend.total_loss(params, data, segments, h0[:2])
+            backend.total_loss(net, data, segments, h0[:2])
 
 
 def test_the_text_reaches_the_kernels_without_a_copy(tmp_path):
@@ -548,19 +566,20 @@ def test_uint8_and_memmapped_text_train_and_evaluate_as_int32(B, tmp_path):
     lengths[:, 0] = np.maximum(lengths[:, 0], 1)
     params0 = random_params(m, K, rng)
     segments = np.array([[0, 400], [400, 1000], [2000, 2999]])
-    h0 = 0.2 * rng.standard_normal((3, m))
+    h0 = 0.2 * rng.standard_normal((3, 1, 1, m))
     for backend in (reference, compiled):
         results = {}
         for name, data in texts.items():
             params = params0.copy()
-            state = optim.initial_state("adam", params)
-            h = np.zeros((B, m))
-            losses = backend.train_updates(params, Optimiser("adam", state, 0, 0.005, 5.0), h,
+            net = to_network(params)
+            state = optim.initial_state("adam", net)
+            h = np.zeros((B, 1, 1, m))
+            losses = backend.train_updates(net, Optimiser("adam", state, 0, 0.005, 5.0), h,
                                            Windows(data, starts, lengths, resets, 0, U))
             results[name] = [losses, h, *(a for _, a in params.items()),
-                             np.array(backend.total_loss(params, data, segments)),
-                             np.array(backend.total_loss(params, data, segments, h0)),
-                             backend.advance(params, h[0], data[100:140])]
+                             np.array(backend.total_loss(net, data, segments)),
+                             np.array(backend.total_loss(net, data, segments, h0)),
+                             backend.advance(net, h[0], data[100:140])]
         for name in ("uint8", "memmap"):
             for a, b in zip(results[name], results["int32"]):
                 assert np.array_equal(a, b), (backend.__name__, name)

@@ -2,7 +2,9 @@
 lanes split into groups that depend on the batch size only) and evaluation (per-segment
 totals summed in order). numba fixes its thread count at import (NUMBA_NUM_THREADS), so
 runs at other counts than this process's go to child processes; numba.set_num_threads
-lowers it inside this one."""
+lowers it inside this one. The vanilla RNN's parameters are built in the assignment's names
+(model.Params) and handed to the kernels as to_network(params), the same arrays; a lane's
+state is (layers = 1, 1, m)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pytest
 import charnn
 from charnn import optim
 from charnn.backends import compiled
-from charnn.model import Params
+from charnn.model import Params, to_network
 from charnn.backends.calls import Optimiser, Windows
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -55,10 +57,10 @@ def runs() -> dict[str, np.ndarray]:
                     data = text.astype(np.uint8 if m == 20 else np.int32)
                     params = Params.initial(m, K, 0.3, rng, dtype=dtype)
                     params.b[:] = 0.1 * rng.standard_normal(m)
-                    state = optim.initial_state(optimizer, params)
-                    h = (0.5 * rng.standard_normal((B, m))).astype(dtype)
+                    state = optim.initial_state(optimizer, to_network(params))
+                    h = (0.5 * rng.standard_normal((B, 1, 1, m))).astype(dtype)
                     eta = optim.DEFAULT_ETA[optimizer]
-                    losses = compiled.train_updates(params,
+                    losses = compiled.train_updates(to_network(params),
                                                     Optimiser(optimizer, state, 3, eta, 5.0), h,
                                                     Windows(data, starts, lengths, resets, 0, U))
                     key = f"{np.dtype(dtype).name}-{optimizer}-B{B}-m{m}"
@@ -73,10 +75,11 @@ def runs() -> dict[str, np.ndarray]:
         data = rng.integers(0, K, 5000).astype(np.int32)
         edges = np.sort(rng.choice(5000, 60, replace=False))
         segments = np.stack([edges[:-1], edges[1:]], axis=1)
-        h0 = (0.5 * rng.standard_normal((len(segments), 24))).astype(dtype)
+        h0 = (0.5 * rng.standard_normal((len(segments), 1, 1, 24))).astype(dtype)
         name = np.dtype(dtype).name
-        out[f"{name}-total"] = np.array(compiled.total_loss(params, data, segments))
-        out[f"{name}-total-h0"] = np.array(compiled.total_loss(params, data, segments, h0))
+        out[f"{name}-total"] = np.array(compiled.total_loss(to_network(params), data, segments))
+        out[f"{name}-total-h0"] = np.array(compiled.total_loss(to_network(params), data,
+                                                               segments, h0))
     return out
 
 

@@ -10,7 +10,7 @@ from charnn.model import softmax
 from charnn.networks import NETWORKS, gru, lstm
 from charnn.backends.calls import Dropout, Optimiser, Windows
 
-NETS = [name for name, module in NETWORKS.items() if module.STACKED]   # (rnn: at the end)
+NETS = list(NETWORKS)                 # every cell, each in layers
 INTERFACE = ("STATE_VECTORS", "param_shapes", "initial_params", "zero_state", "step", "forward",
              "loss_and_gradients", "sequence_loss", "dropout_masks")
 
@@ -95,17 +95,16 @@ def test_gradient_check_catches_a_wrong_gradient(name):
     m = 5
     problem = make_problem(net, K=6, m=m, layers=2, tau=5, dropout=True, seed=7)
 
-    wrong = [n for n, shape in net.param_shapes(6, m, 2).items()   # a recurrent weight of
-             if n.endswith("1") and n.startswith("W") and n != "W_ih1"   # the top layer, with
-             and shape[0] >= 2 * m][0]                                    # a second block
+    wrong = [n for n in net.param_shapes(6, m, 2)                # the top layer's first
+             if n.endswith("1") and n.startswith("W") and n != "W_ih1"][0]   # recurrent weight
 
-    def second_block_sign_flipped(*args):
-        # the kind of slip a hand-written backward makes: one gate's block of a weight negated
+    def two_rows_sign_flipped(*args):
+        # the kind of slip a hand-written backward makes: some rows of a weight negated
         loss, grads, state = net.loss_and_gradients(*args)
-        grads[wrong][m:2 * m] *= -1
+        grads[wrong][1:3] *= -1
         return loss, grads, state
 
-    rows = gradient_check(net, *problem, gradient_fn=second_block_sign_flipped)
+    rows = gradient_check(net, *problem, gradient_fn=two_rows_sign_flipped)
     with pytest.raises(AssertionError, match=rf"failed for {wrong}\[\d+(, \d+)?\]") as failure:
         assert_gradients_match(rows)
     assert [n for n, row in rows.items() if row[0] > 1e-6] == [wrong], str(failure.value)
@@ -160,7 +159,8 @@ def test_param_shapes_match_initial_params(name, dtype):
     net = NETWORKS[name]
     K, m, layers = 7, 3, 3
     G = net.GATES                                    # blocks of m rows in W_ih
-    own = {"lstm": {"W_hh": (4 * m, m), "b_hh": (4 * m,)},
+    own = {"rnn": {"W_hh": (m, m)},
+           "lstm": {"W_hh": (4 * m, m), "b_hh": (4 * m,)},
            "gru": {"W_hh": (3 * m, m), "b_hh": (3 * m,)},
            "mlstm": {"W_mh": (m, m), "W_hm": (4 * m, m)}}[name]
     shapes = net.param_shapes(K, m, layers)
@@ -354,7 +354,7 @@ def test_matches_pytorch(name, layers, dropout):
 def test_the_product_gradient_check_passes_every_layer_and_names_a_wrong_one(name):
     from charnn.gradcheck import check_network_gradients, gradcheck_problem
     from charnn.networks import NETWORKS
-    network, layers = NETWORKS[name], 1 if name == "rnn" else 2
+    network, layers = NETWORKS[name], 2
     data = np.random.default_rng(5).integers(0, 6, 40)
     params, inputs, targets, states = gradcheck_problem(data, 6, hidden=4, seq_length=6,
                                                         sigma=0.5, seed=1, batch_size=2,
@@ -362,7 +362,7 @@ def test_the_product_gradient_check_passes_every_layer_and_names_a_wrong_one(nam
     rows = check_network_gradients(network, params, inputs, targets, states, step=1e-5)
     assert [r.name for r in rows] == list(network.param_shapes(6, 4, layers))
     assert all(r.passed for r in rows), rows
-    wrong = "W" if name == "rnn" else list(network.param_shapes(6, 4, layers))[-5]   # layer 1
+    wrong = [n for n in network.param_shapes(6, 4, layers) if n.endswith("1")][1]
 
     def broken(p, x, y, state, masks=None):
         loss, grads, last = network.loss_and_gradients(p, x, y, state, masks)
@@ -374,21 +374,25 @@ def test_the_product_gradient_check_passes_every_layer_and_names_a_wrong_one(nam
     assert [r.name for r in rows if not r.passed] == [wrong]
 
 
-def test_the_rnn_module_is_the_vanilla_model():
+def test_the_rnn_cell_of_one_layer_is_the_assignments_model_bit_for_bit():
     from charnn import model
     from charnn.networks import rnn
     rng = np.random.default_rng(2)
-    params = model.Params(rnn.initial_params(7, 5, 1, 0.3, rng))
+    params = model.Params(rnn.initial_params(7, 5, 1, 0.3, np.random.default_rng(8)))
+    assignment = model.to_assignment(params)
+    drawn = model.Params.initial(5, 7, 0.3, np.random.default_rng(8))   # the same draws
+    for name in model.PARAM_NAMES:
+        assert np.array_equal(assignment[name], drawn[name]), name
     inputs, targets = rng.integers(0, 7, 9), rng.integers(0, 7, 9)
     h = np.tanh(rng.standard_normal(5))
     loss, grads, last = rnn.loss_and_gradients(params, inputs, targets, h.reshape(1, 1, 5))
-    ref_loss, ref_grads, ref_last = model.loss_and_gradients(params, inputs, targets, h)
+    ref_loss, ref_grads, ref_last = model.loss_and_gradients(assignment, inputs, targets, h)
     assert loss == ref_loss and np.array_equal(last[0, 0], ref_last)
     for name, g in ref_grads.items():
-        assert np.array_equal(grads[name], g), name
+        assert np.array_equal(grads[model.NETWORK_NAMES[name]], g), name
     state, o = rnn.step(params, int(inputs[0]), h.reshape(1, 1, 5))
-    _, P, _ = rnn.forward(params, inputs[:1], h.reshape(1, 1, 5))
-    np.testing.assert_allclose(model.softmax(o), P[0], rtol=1e-14)
+    _, P = model.forward(assignment, inputs[:1], h)
+    assert np.array_equal(model.softmax(o), P[0])
 
 
 @pytest.mark.parametrize("name", NETS)

@@ -42,7 +42,7 @@ def test_every_python_block_of_the_docs_runs_and_matches_the_cli(tmp_path, monke
     assert capsys.readouterr().out == "ROMEO:" + text + "\n"
     # and it is text, not the one-character loop a pointer-walk model falls into from h = 0
     assert Counter(text).most_common(1)[0][1] < 0.3 * len(text) and text.count(" ") > 20
-    assert namespace["states"].shape == (19, 100)
+    assert namespace["states"].shape == (19, 1, 1, 100)
 
 
 def test_the_readme_is_short():

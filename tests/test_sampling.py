@@ -3,16 +3,22 @@ import pytest
 
 from charnn.backends import reference
 from charnn.corpus import Vocabulary
-from charnn.model import Params, softmax
+from charnn.model import softmax
+from charnn.networks import Network
 from charnn.sampling import SamplingOptions, generate
 
 VOCAB = Vocabulary("abcdef")
 LOGITS = np.log(np.array([0.40, 0.25, 0.15, 0.10, 0.06, 0.04]))
 
 
+def vanilla(m, K, sigma, seed):
+    """The vanilla RNN of one layer (the assignment's U, W, b are W_ih0, W_hh0, b_ih0)."""
+    return Network("rnn", 1, m, K).initial_params(sigma, np.random.default_rng(seed))
+
+
 def fixed_distribution_model():
     """W = U = V = 0: every step draws from softmax(c), whatever came before."""
-    params = Params.initial(4, 6, 0.01, np.random.default_rng(0))
+    params = vanilla(4, 6, 0.01, 0)
     for _, a in params.items():
         a[...] = 0
     params.c[:] = LOGITS
@@ -31,16 +37,16 @@ def test_plain_sampling_follows_the_model_distribution():
 
 
 def test_temperature_one_with_no_filter_is_plain_inverse_cdf_sampling():
-    params = Params.initial(5, 6, 0.5, np.random.default_rng(1))
+    params = vanilla(5, 6, 0.5, 1)
     text = generate(params, VOCAB, 300, np.random.default_rng(11), reference, SamplingOptions(),
                     prime="ab")
     # the same draws written out by hand
     rng = np.random.default_rng(11)
-    h = reference.advance(params, np.zeros(5), VOCAB.encode("a"))
+    h = reference.advance(params, np.zeros((1, 1, 5)), VOCAB.encode("a"))[0, 0]
     x, out = VOCAB.index["b"], []
     uniforms = np.concatenate([rng.random(64) for _ in range(5)])[:300]
     for u in uniforms:
-        h = np.tanh(params.W @ h + params.U[:, x] + params.b)
+        h = np.tanh(params.W_hh0 @ h + params.W_ih0[:, x] + params.b_ih0)
         cdf = np.cumsum(softmax(params.V @ h + params.c))
         x = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
         out.append(VOCAB.chars[x])
@@ -68,7 +74,7 @@ def test_low_temperature_approaches_greedy():
 
 
 def test_stop_at_ends_the_text_after_the_string():
-    params = Params.initial(8, 6, 0.8, np.random.default_rng(2))
+    params = vanilla(8, 6, 0.8, 2)
     text = generate(params, VOCAB, 5000, np.random.default_rng(3), reference, SamplingOptions(),
                     stop_at="ab")
     assert text.endswith("ab") and text.count("ab") == 1

@@ -67,7 +67,7 @@ def test_the_state_and_its_layout(spec):
                                   spec.layered(states)[:, -1, 0, :])
     # the networks' interface starts from this layout
     assert spec.module.zero_state(spec.hidden, spec.layers).shape == spec.layered_shape
-    assert spec.state_shape == ((spec.hidden,) if spec.cell == "rnn" else spec.layered_shape)
+    assert spec.state_shape == spec.layered_shape      # every cell's, the vanilla RNN's too
 
 
 def test_the_default_scale_is_stated_once_and_followed():
@@ -100,7 +100,7 @@ def test_a_spec_round_trips_and_refuses_what_no_network_is():
     spec = Network("lstm", 2, 5, K, 0.1)
     assert Network.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     for bad in ({"cell": "qrnn", "layers": 1, "hidden": 4, "vocab": 3, "dropout": 0},
-                {"cell": "rnn", "layers": 2, "hidden": 4, "vocab": 3, "dropout": 0},
+                {"cell": "rnn", "layers": 0, "hidden": 4, "vocab": 3, "dropout": 0},
                 {"cell": "gru", "layers": 1, "hidden": 0, "vocab": 3, "dropout": 0},
                 {"cell": "gru", "layers": 1, "hidden": 4, "vocab": 3},
                 ["gru"]):
@@ -155,15 +155,16 @@ def test_setting_errors_read_as_the_caller_wrote_them():
     assert message_of(CharnnError("plain")) == "plain"
     with pytest.raises(CharnnError, match="^hidden is 0; give a whole number"):
         TrainConfig(hidden=0).validate()
-    with pytest.raises(CharnnError, match="^layers 2: the vanilla RNN has one layer; give model"):
-        TrainConfig(layers=2).validate()
+    with pytest.raises(CharnnError, match="^dropout 0.2 acts between stacked layers; give "
+                                          "layers 2 or more"):
+        TrainConfig(dropout=0.2).validate()
 
 
 def test_the_command_line_names_the_flag(tiny_text_file, tmp_path, capsys):
-    assert main(["train", str(tiny_text_file), "--layers", "2", "--out",
+    assert main(["train", str(tiny_text_file), "--dropout", "0.2", "--out",
                  str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "--layers 2: the vanilla RNN has one layer; give --model lstm or gru" in err
+    assert "--dropout 0.2 acts between stacked layers; give --layers 2 or more" in err
 
 
 # -- checkpoints state their network ------------------------------------------------------------

@@ -32,14 +32,16 @@ Every problem becomes one CharnnError that names the file, the problem and what 
   least 0.
 - sample_rng: a numpy PCG64 state that numpy accepts; corpus: an object with the facts
   resume uses (name, source, sha256; encoding, K, chars, records when present).
-- arrays: exactly param_{b,c,U,W,V}, opt_<slot>_<param> for the slots of the config's
-  optimiser (optim.STATE_SLOTS), h and meta; any other array is refused, since the arrays
-  are what the kernels read and an unknown one means the file is not what it claims.
-  Shapes: b (m,), c (K,), U (m, K), W (m, m), V (K, m), each optimiser array its
-  parameter's shape, h (batch_size, m), with m = config hidden and K = len(vocab). All of
-  the config's dtype (float32 or float64) and finite; AdaGrad's and RMSProp's m and Adam's
-  v at least 0; the weights at most MAX_WEIGHT in magnitude; h within [-1, 1] (it is a
-  tanh). Arrays come back C-contiguous, in native byte order.
+- arrays: exactly param_<name> for every parameter of the network (its spec's names and
+  shapes: W_ih0, W_hh0, b_ih0, V, c for the vanilla RNN of one layer, the assignment's U, W,
+  b; files before version 3 name it b, c, U, W, V), opt_<slot>_<name> for the slots of the
+  config's optimiser (optim.STATE_SLOTS), h and meta; any other array is refused, since the
+  arrays are what the kernels read and an unknown one means the file is not what it claims.
+  Each optimiser array has its parameter's shape, h (batch_size, layers, S, m) (before
+  version 3 the vanilla RNN's was (batch_size, m)), with m = config hidden and K =
+  len(vocab). All of the config's dtype (float32 or float64) and finite; AdaGrad's and
+  RMSProp's m and Adam's v at least 0; the weights at most MAX_WEIGHT in magnitude; every
+  layer's h within [-1, 1]. Arrays come back C-contiguous, in native byte order.
 
 A checkpoint must hold everything charnn train writes, optimiser state and h included,
 even when it is loaded only to sample or evaluate: every file charnn writes has them, so a
@@ -69,10 +71,13 @@ from .optim import STATE_SLOTS
 FORMAT = "charnn-checkpoint"
 # 1: the vanilla RNN (b, c, U, W, V; h (B, m)). 2: the network is named in the config (model,
 # layers; rnn when absent), its arrays are that network's (networks/), h (B, layers, S, m) for
-# a stacked one. Version 1 files read as version 2 files of the vanilla RNN. Files written
-# since hold the network's spec (networks.Network.to_dict) as meta["network"] too; one without
-# it is the network its config names.
-FORMAT_VERSION = 2
+# a stacked one; the vanilla RNN keeps version 1's names and h. Version 1 files read as version
+# 2 files of the vanilla RNN. Files written since version 2 hold the network's spec
+# (networks.Network.to_dict) as meta["network"] too; one without it is the network its config
+# names. 3: the vanilla RNN is a cell like the others: its arrays are W_ih{l}, W_hh{l}, b_ih{l},
+# V, c and h (B, layers, 1, m); an older file of it reads with its names and h translated
+# (_as_cell_arrays).
+FORMAT_VERSION = 3
 LATEST = "latest.npz"
 BEST = "best.npz"
 
@@ -353,6 +358,8 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, _Member]) -> Checkpoint:
     K, B = len(vocab), config.batch_size
     dtype = np.dtype(config.dtype)
     network = Network.from_config(config, K)
+    if meta["version"] < 3 and network.assignment:     # the assignment's names, h (B, m)
+        arrays = _as_cell_arrays(arrays)
     shapes = network.param_shapes()
     names = tuple(shapes)
     why = (f"hidden size {network.hidden} and {network.layers} "
@@ -419,6 +426,33 @@ def _checked(c: _Checker, meta: dict, arrays: dict[str, _Member]) -> Checkpoint:
     _check_corpus(c, meta.get("corpus"), K)
     return Checkpoint(params=Params(params).carrying(network), meta=meta, opt_state=opt_state,
                       h=h)
+
+
+class _Reshaped:
+    """A member read in another shape (the same elements)."""
+
+    def __init__(self, member: _Member, shape: tuple):
+        self.member, self.shape, self.dtype = member, shape, member.dtype
+
+    def read(self) -> np.ndarray:
+        return self.member.read().reshape(self.shape)
+
+
+def _as_cell_arrays(arrays: dict) -> dict:
+    """A vanilla RNN's arrays as files before version 3 name them (the assignment's b, c, U, W,
+    V, model.py; h (B, m)), as the RNN cell's of one layer (W_ih0, W_hh0, b_ih0, V, c; h (B, 1,
+    1, m)). An array the rules do not know keeps its name, for the checks to refuse."""
+    from .model import NETWORK_NAMES
+    out = {}
+    for key, member in arrays.items():
+        kind, _, name = key.rpartition("_")
+        if name in NETWORK_NAMES and kind in ("param", *(f"opt_{s}" for s in ("m", "v"))):
+            key = f"{kind}_{NETWORK_NAMES[name]}"
+        elif key == "h" and len(member.shape) == 2:
+            B, m = member.shape
+            member = _Reshaped(member, (B, 1, 1, m))
+        out[key] = member
+    return out
 
 
 def _check_stated_network(c: _Checker, meta: dict, made: Network) -> None:

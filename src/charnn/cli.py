@@ -257,9 +257,6 @@ def cmd_gradcheck(args) -> int:
         raise CharnnError(f"--dropout is {args.dropout}; give a probability from 0 up to "
                           "(not including) 1")
     network = Network(args.model, args.layers, args.hidden, dropout=args.dropout)
-    if not network.stacked and args.layers != 1:
-        raise CharnnError(f"the {network.title} has one layer; give --layers 1, or --model "
-                          "lstm or gru for stacked layers")
     corpus = load_corpus(text_source(args), encoding=args.encoding)
     network = replace(network, vocab=len(corpus.vocab))
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
@@ -452,18 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=list(CELLS), default="rnn",
                    help="the network's cell (default rnn, the vanilla RNN)")
     p.add_argument("--layers", type=limited("layers"), default=1,
-                   help="stacked layers (every cell but rnn; default 1)")
+                   help="stacked layers of the cell (default 1)")
     p.add_argument("--dropout", type=number, default=0.0,
                    help="dropout between stacked layers, with fixed masks (default 0)")
     p.add_argument("--hidden", type=limited("hidden"), default=5, help="hidden units (default 5)")
     p.add_argument("--seq-length", type=limited("seq_length"), default=25, help="default 25")
     p.add_argument("--sigma", type=number, default=None,
                    help="init std (default 0.01 for rnn, the assignment's; 1/sqrt(hidden) for "
-                        "lstm and gru, PyTorch's scale: at 0.01 a stacked network's lower "
-                        "layers get gradients near 1e-12, whose relative differences say "
-                        "nothing)")
+                        "the gated cells, PyTorch's scale: at 0.01 their lower layers get "
+                        "gradients near 1e-12, whose relative differences say nothing)")
     p.add_argument("--step", type=number, default=None,
-                   help="finite-difference h (default 1e-4 for rnn; 1e-5 for lstm and gru, "
+                   help="finite-difference h (default 1e-4 for rnn; 1e-5 for the gated cells, "
                         "whose larger weights curve the loss more)")
     p.add_argument("--threshold", type=number, default=1e-6,
                    help="largest relative difference that passes (default 1e-6)")

@@ -90,7 +90,7 @@ class TrainConfig:
     sigma: float | None = None     # std of the initial weights; None: the network's default
     dtype: str = "float64"         # float32 halves memory traffic and is faster
     model: str = "rnn"             # the network's cell: rnn (the assignment's), lstm, gru, mlstm
-    layers: int = 1                # stacked layers (lstm and gru)
+    layers: int = 1                # stacked layers of the cell
     dropout: float = 0.0           # between stacked layers, while training
     # optimisation
     optimizer: str = "adagrad"
@@ -154,11 +154,6 @@ class TrainConfig:
                 need(problem is None, problem)
         need(self.model in NETWORKS,
              f"{s('model')} {self.model!r} is unknown; choose one of {', '.join(NETWORKS)}")
-        network = self.network()
-        need(network.stacked or self.layers == 1,
-             f"{s('layers')} {self.layers}: the {network.title} has one layer; give "
-             f"{s('model')} {' or '.join(n for n, c in NETWORKS.items() if c.STACKED)} to stack "
-             "layers")
         need(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
              f"{s('dropout')} is {self.dropout}; give a probability from 0 up to (not "
              "including) 1")

@@ -31,7 +31,7 @@ from .networks import Network
 
 # What the model card says of each cell: the PyTorch module that loads it (and the import it
 # needs where PyTorch has none), and its gates' order
-PYTORCH_MODULES = {"rnn": 'torch.nn.RNN(K, m, nonlinearity="tanh")',
+PYTORCH_MODULES = {"rnn": 'torch.nn.RNN(K, m, num_layers=L, nonlinearity="tanh")',
                    "lstm": "torch.nn.LSTM(K, m, num_layers=L)",
                    "gru": "torch.nn.GRU(K, m, num_layers=L)",
                    "mlstm": "MLSTM(K, m, num_layers=L)"}
@@ -187,8 +187,8 @@ def model_card(config: dict, name: str) -> str:
     rows = "\n".join(f"| `{ours}` | `{theirs}` |" for ours, theirs in
                      layout.exported_names(network).items())
     for theirs in layout.folded_biases(network):
-        rows += (f"\n| (none) | `{theirs}`: zeros (charnn's {network.abbreviation} has one "
-                 "bias) |")
+        rows += (f"\n| (none) | `{theirs}`: zeros (charnn's {network.abbreviation} cell has "
+                 "one bias) |")
     # PyTorch's LSTM takes its state as the tuple (h0, c0), the others h0 alone
     vectors = [f"start[:, {s}, None].contiguous()" for s in range(S)]
     state = f"({', '.join(vectors)})" if S > 1 else vectors[0]

@@ -1,7 +1,8 @@
 """Check analytic gradients against centred finite differences.
 
-For every element theta_i of every parameter of every layer (b, c, U, W, V for the vanilla
-RNN; W_ih{l}, W_hh{l}, b_ih{l}, b_hh{l}, V, c for the LSTM and GRU):
+For every element theta_i of every parameter of every layer (W_ih{l}, the cell's own weights
+and biases, V, c: the network spec's names; check_gradients checks the assignment's network in
+its own names, b, c, U, W, V):
 
     numeric_i = (L(theta + h e_i) - L(theta - h e_i)) / (2 h)
 
@@ -12,7 +13,7 @@ compared with the analytic gradient a_i by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -38,9 +39,11 @@ def check_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
                     threshold: float = 1e-6,
                     gradient_fn: LossAndGradients = loss_and_gradients,
                     elements: int | None = None, seed: int = 0) -> list[GradientCheckRow]:
-    """check_network_gradients for the vanilla RNN, whose state is h alone: `gradient_fn`
-    (the model's own by default, or a backend's) has model.loss_and_gradients' signature.
-    h_prev (m,), or (B, m) with inputs and targets (B, L) for a batch."""
+    """check_network_gradients for the assignment's network in its notation: params named b,
+    c, U, W, V, and `gradient_fn` (model.loss_and_gradients by default) of that signature, its
+    state h (m,). h_prev (m,), or (B, m) with inputs and targets (B, L) for a batch. The rows
+    keep the assignment's names."""
+    from . import model
     from .networks import rnn
     inputs = np.asarray(inputs)
     lanes = inputs.shape[0] if inputs.ndim == 2 else 1
@@ -48,11 +51,21 @@ def check_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     states = None if h_prev is None else np.asarray(h_prev).reshape(lanes, 1, 1, m)
 
     def network_fn(p, x, y, state, masks=None):
-        loss, grads, h = gradient_fn(rnn._params(p), x, y, state[0, 0])
-        return loss, dict(grads.items()), np.asarray(h).reshape(1, 1, m)
+        loss, grads, h = gradient_fn(model.to_assignment(p), x, y, state[0, 0])
+        return loss, dict(model.to_network(grads).items()), np.asarray(h).reshape(1, 1, m)
 
-    return check_network_gradients(rnn, params, inputs, targets, states, step, threshold,
-                                   gradient_fn=network_fn, elements=elements, seed=seed)
+    rows = check_network_gradients(rnn, model.to_network(params), inputs, targets, states,
+                                   step, threshold, gradient_fn=network_fn,
+                                   elements=elements, seed=seed)
+    return assignment_rows(rows)
+
+
+def assignment_rows(rows: list[GradientCheckRow]) -> list[GradientCheckRow]:
+    """The rows of the vanilla RNN of one layer in the assignment's names and order (b, c, U,
+    W, V), as its report shows them."""
+    from .model import NETWORK_NAMES
+    by_name = {row.name: row for row in rows}
+    return [replace(by_name[theirs], name=ours) for ours, theirs in NETWORK_NAMES.items()]
 
 
 def check_network_gradients(network, params, inputs: np.ndarray, targets: np.ndarray,
@@ -218,9 +231,9 @@ def run_gradient_check(network, data: np.ndarray, seq_length: int = 25, *,
     if name == "numpy":
         gradient_fn, whose = None, f"the numpy reference (networks/{network.cell}.py)"
     else:
-        own = get_backend(name, announce, network=network.cell,
+        own = get_backend(name, announce, network=network,
                           jobs=("gradients",)).loss_and_gradients
-        gradient_fn, whose = _in_layers(network, own), f"the {name} backend"
+        gradient_fn, whose = _masks_where_given(own), f"the {name} backend"
     lanes = inputs.shape[0] if inputs.ndim == 2 else 1
     masks = [module.dropout_masks(network.dropout, inputs.shape[-1], network.hidden,
                                   network.layers, (seed, 1, lane)) for lane in range(lanes)]
@@ -230,11 +243,11 @@ def run_gradient_check(network, data: np.ndarray, seq_length: int = 25, *,
                      network.dropout, elements, name, whose, time.perf_counter() - started)
 
 
-def _in_layers(network, gradient_fn):
-    """A backend's loss_and_gradients (its state in the network's state_shape, masks only
-    where there are any) in the networks' interface (the state (layers, S, m))."""
+def _masks_where_given(gradient_fn):
+    """A backend's loss_and_gradients in the networks' interface: the masks passed only where
+    there are any (PyTorch's module-level function takes none)."""
     def network_fn(params, inputs, targets, state, masks=None):
-        args = (params, inputs, targets, network.unlayered(state))
+        args = (params, inputs, targets, state)
         loss, grads, last = gradient_fn(*args) if masks is None else gradient_fn(*args, masks)
-        return loss, dict(grads.items()), network.layered(np.asarray(last))
+        return loss, dict(grads.items()), np.asarray(last)
     return network_fn

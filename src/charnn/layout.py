@@ -9,10 +9,10 @@ with the character read as a one-hot vector of K. The mapping is the torch backe
 (backends/pytorch.py, CharNet), written here without importing PyTorch:
 
     charnn      exported name           shape         note
-    U           rnn.weight_ih_l0        (m, K)        vanilla RNN: h = tanh(W h + U x + b)
-    W           rnn.weight_hh_l0        (m, m)
-    b           rnn.bias_ih_l0          (m,)
-    -           rnn.bias_hh_l0          (m,)          zeros: charnn's RNN has one bias
+    W_ih{l}     rnn.weight_ih_l{l}      (m, K|m)      vanilla RNN: h = tanh(W_hh h + W_ih x +
+    W_hh{l}     rnn.weight_hh_l{l}      (m, m)        b_ih), one bias
+    b_ih{l}     rnn.bias_ih_l{l}        (m,)
+    -           rnn.bias_hh_l{l}        (m,)          zeros: charnn's RNN cell has one bias
     W_ih{l}     rnn.weight_ih_l{l}      (G*m, K|m)    LSTM (G = 4: i, f, g, o) and GRU (G = 3:
     W_hh{l}     rnn.weight_hh_l{l}      (G*m, m)      r, z, n): networks/ keeps PyTorch's gate
     b_ih{l}     rnn.bias_ih_l{l}        (G*m,)        order, so these are copies, not
@@ -28,18 +28,16 @@ with the character read as a one-hot vector of K. The mapping is the torch backe
                                                       (the state training carried, or zeros):
                                                       [:, 0] is h0, and for the LSTM [:, 1] c0
 
-Reading folds a nonzero rnn.bias_hh_l0 (weights trained in PyTorch) into b: the vanilla RNN
-adds both biases to the same sum, so b = bias_ih + bias_hh is the same network.
+Reading folds a nonzero rnn.bias_hh_l{l} (weights trained in PyTorch) into b_ih{l}: the
+vanilla RNN adds both biases to the same sum, so b_ih = bias_ih + bias_hh is the same network.
 
-Which of the two namings a network has is its spec's to say (Network.stacked), as are its
-layers and shapes: nothing here reads them off the arrays.
+The names, layers and shapes are the network spec's to say: nothing here reads them off the
+arrays.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .networks import Network
@@ -48,20 +46,9 @@ START_STATE = "start_state"
 _OUT = {"V": "out.weight", "c": "out.bias"}
 
 
-@dataclass(frozen=True)
-class _Naming:
-    """How one kind of network's parameters are named in PyTorch's module."""
-    fixed: dict[str, str] = field(default_factory=dict)  # charnn's name -> PyTorch's
-    # a bias PyTorch's module has and charnn's network has not -> the bias it adds to
-    folded: dict[str, str] = field(default_factory=dict)
-
-
-# The vanilla RNN keeps the assignment's names, with one bias where nn.RNN has two; the
-# stacked cells' names follow torch_name.
-_ASSIGNMENT = _Naming(fixed={"U": "rnn.weight_ih_l0", "W": "rnn.weight_hh_l0",
-                             "b": "rnn.bias_ih_l0"},
-                      folded={"rnn.bias_hh_l0": "b"})
-_STACKED = _Naming()
+# A bias PyTorch's module of a cell has and the cell has not -> the bias it adds to, per layer:
+# nn.RNN has two biases where the vanilla RNN cell has one.
+FOLDED = {"rnn": ("bias_hh", "b_ih")}
 
 
 def torch_name(name: str) -> str:
@@ -82,8 +69,6 @@ def exported_names(network: Network | str, layers: int | None = None) -> dict[st
     """charnn's parameter name -> its exported (PyTorch) name, for a Network (or a cell's
     name and its layers)."""
     network = _spec(network, layers)
-    if not network.stacked:
-        return {**_ASSIGNMENT.fixed, **_OUT}
     names = {name: f"rnn.{torch_name(name)}" for name in _layer_names(network)}
     return {**names, **_OUT}
 
@@ -97,7 +82,10 @@ def _layer_names(network: Network) -> list[str]:
 
 def folded_biases(network: Network) -> dict[str, str]:
     """The exported biases charnn's network lacks -> charnn's bias each is added to."""
-    return dict((_STACKED if network.stacked else _ASSIGNMENT).folded)
+    if network.cell not in FOLDED:
+        return {}
+    theirs, ours = FOLDED[network.cell]
+    return {f"rnn.{theirs}_l{l}": f"{ours}{l}" for l in range(network.layers)}
 
 
 def exported_shapes(network: Network) -> dict[str, tuple[int, ...]]:

@@ -9,7 +9,10 @@ For t = 1..tau, with x_t the input character and y_t the next one:
 Shapes: U (m, K), W (m, m), V (K, m), b (m,), c (K,); K characters, m hidden units.
 x_t is one-hot, so U x_t is the column U[:, x_t]: no one-hot matrix is ever built.
 
-Every other path (the compiled kernels, the batched trainer) is tested against this file.
+This is the assignment's network in the assignment's names, as its report writes it. The
+same network is the vanilla RNN cell of one layer (networks/rnn.py), whose parameters carry
+the names every stacked network shares: U = W_ih0, W = W_hh0, b = b_ih0 (to_network and
+to_assignment translate), and which gives these functions' numbers bit for bit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 PARAM_NAMES = ("b", "c", "U", "W", "V")
+# The assignment's name of each parameter -> the vanilla RNN cell's (networks/rnn.py).
+NETWORK_NAMES = {"b": "b_ih0", "c": "c", "U": "W_ih0", "W": "W_hh0", "V": "V"}
 
 
 class Params:
@@ -160,3 +165,20 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
         grads.U[:, inputs[t]] += da                     # only x_t's column
         dh_next = W.T @ da
     return float(loss), grads, H[-1].copy()
+
+
+def to_network(params) -> "Params":
+    """Parameters in the assignment's names (b, c, U, W, V) as the vanilla RNN cell's of one
+    layer (W_ih0, W_hh0, b_ih0, V, c, in the network's order), carrying that network; the
+    arrays themselves, not copies."""
+    from .networks import Network
+    K, m = params["V"].shape
+    network = Network("rnn", 1, m, K)
+    theirs = {NETWORK_NAMES[name]: params[name] for name in PARAM_NAMES}
+    return Params({name: theirs[name] for name in network.param_names}).carrying(network)
+
+
+def to_assignment(params) -> Params:
+    """The vanilla RNN cell's parameters of one layer in the assignment's names (the arrays
+    themselves)."""
+    return Params({name: params[NETWORK_NAMES[name]] for name in PARAM_NAMES})

@@ -83,14 +83,14 @@ def unescape(text: str) -> str:
 
 # group -> {field: (help, argparse keywords)}; the defaults come from TrainConfig
 MODEL = {
-    "model": ("the network: rnn (the assignment's vanilla RNN), lstm or gru",
+    "model": ("the network's cell: rnn (the assignment's vanilla RNN), lstm, gru or mlstm",
               {"choices": tuple(NETWORKS)}),
-    "layers": ("stacked layers (lstm and gru)", {"type": whole_number}),
+    "layers": ("stacked layers of the cell", {"type": whole_number}),
     "dropout": ("dropout between stacked layers while training, as char-rnn's",
                 {"type": number}),
     "hidden": ("hidden units m (per layer)", {"type": whole_number}),
     "sigma": ("std of the initial weights (default 0.01 for rnn, the assignment's; 1/sqrt(m) "
-              "for lstm and gru, PyTorch's scale)", {"type": number}),
+              "for the gated cells, PyTorch's scale)", {"type": number}),
     "dtype": ("float32 is faster and takes half the memory", {"choices": DTYPES}),
 }
 OPTIMISATION = {

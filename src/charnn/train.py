@@ -224,7 +224,7 @@ class Trainer:
         self.announce = announce or (lambda message: None)
         check_memory(config, len(corpus.vocab))
         self.backend_name = choose_backend(config)
-        self.backend = get_backend(self.backend_name, announce, config.dtype, config.model,
+        self.backend = get_backend(self.backend_name, announce, config.dtype, config.network(),
                                    jobs=training_jobs(config.batch_size))
         self.dataset: Dataset = build_dataset(corpus, config)
         self.resumed = state is not None

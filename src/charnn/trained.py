@@ -3,7 +3,7 @@
     model = charnn.load("runs/mine")            # a run folder (its best.npz) or a .npz
     model.generate(500, prime="ROMEO:", temperature=0.8, seed=1)
     model.evaluate("some held-out text").bits   # as `charnn eval` scores it
-    model.hidden_states("To be, or not to be")  # (characters, m): h after each character
+    model.hidden_states("To be, or not to be")  # (characters, layers, S, m): the state after each
     model.beam_search(200, width=5, prime="ROMEO:") # the 5 most likely continuations
     model.analyse("To be, or not to be")        # states, each character's loss, top guesses
 
@@ -40,8 +40,7 @@ NUMPY_SECONDS = 10.0
 class Analysis:
     """What the model makes of a text, character by character (TrainedModel.analyse).
 
-    layers[l][t]: layer l's hidden state after reading text[t] (one layer for the vanilla
-    RNN); loss[t]: -ln p(text[t] | text[:t]) in nats (NaN for text[0], which nothing before
+    layers[l][t]: layer l's hidden state h after reading text[t]; loss[t]: -ln p(text[t] | text[:t]) in nats (NaN for text[0], which nothing before
     it predicts); top[t], top_p[t]: the most likely next characters after text[t] and their
     probabilities, most likely first."""
     text: str
@@ -113,8 +112,8 @@ class TrainedModel:
 
     def hidden_states(self, text: str, zero_state: bool = False) -> np.ndarray:
         """The state after reading each character of `text`, from the carried state (or
-        zeros): (len(text), m) for the vanilla RNN, (len(text), layers, S, m) for a stacked
-        network (S = 2 for the LSTM: h, then the cell c)."""
+        zeros): (len(text), layers, S, m), h first in each layer (S = 2 for the LSTM and the
+        mLSTM: h, then the cell c)."""
         self.check_known(text, "the text")
         shape = self.network.state_shape
         h = np.zeros(shape, self.params.dtype) if zero_state or self.carried is None else \
@@ -184,8 +183,8 @@ class TrainedModel:
         """Run the math on backend `name` from now on (compiling its kernels for `jobs`,
         announced, where they are not compiled yet)."""
         from .backends import get_backend
-        self.backend = get_backend(name, announce, self.params.dtype.name,
-                                   self.network.cell, jobs=jobs)
+        self.backend = get_backend(name, announce, self.params.dtype.name, self.network,
+                                   jobs=jobs)
         self.backend_name = name
 
     def prefer_compiled(self, chars: int, announce=None, jobs=("evaluate", "sample")) -> None:
@@ -245,7 +244,7 @@ def load(source: str | Path, backend: str = "auto",
     from .exported import open_checkpoint
     ckpt = open_checkpoint(source)                       # an exported folder too (exported.py)
     config = dict(ckpt.meta.get("config", {}))
-    name, why = ready_backend(backend, ckpt.network.cell, ckpt.params.dtype.name, jobs)
+    name, why = ready_backend(backend, ckpt.network, ckpt.params.dtype.name, jobs)
     if backend == "auto" and name == "numpy" and announce:
         announce(f"backend {why}")
     model = TrainedModel(params=ckpt.params, vocab=Vocabulary(ckpt.meta["vocab"]),

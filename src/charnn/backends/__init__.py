@@ -61,7 +61,7 @@ class Backend(Protocol):
                        greedy: bool = False, stop_index: int = -1) -> np.ndarray: ...
 
     def loss_and_gradients(self, params, inputs: np.ndarray, targets: np.ndarray,
-                           h_prev: np.ndarray): ...
+                           state: np.ndarray, masks=None): ...
 
 
 class TrainingSession(Protocol):
@@ -118,11 +118,17 @@ def import_backend(name: str) -> ModuleType:
         raise
 
 
-def resolve_backend(name: str, network: str = "rnn", dtype: str = "float64") -> str:
+def _cell(network) -> str:
+    """The cell of `network`: a Network, or a cell's name."""
+    return network if isinstance(network, str) else network.cell
+
+
+def resolve_backend(name: str, network="rnn", dtype: str = "float64") -> str:
     """The backend `name` stands for: itself, or for 'auto' the fastest one that runs
-    `network` in `dtype`."""
+    `network` (a Network, or a cell's name) in `dtype`."""
     if name != "auto":
         return name
+    network = _cell(network)
     for candidate in BACKENDS:
         try:
             backend = import_backend(candidate)
@@ -139,7 +145,7 @@ def training_jobs(batch_size: int) -> tuple[str, ...]:
     return ("train-one" if batch_size == 1 else "train-batch", "evaluate", "sample")
 
 
-def ready_backend(name: str, network: str, dtype: str, jobs) -> tuple[str, str]:
+def ready_backend(name: str, network, dtype: str, jobs) -> tuple[str, str]:
     """(backend, why) for a short job: for 'auto', the fastest backend whose kernels for
     `jobs` are ready on this machine, so that sampling or scoring a short text never waits
     for a compile the numpy reference does not need (a backend named explicitly is kept,
@@ -157,18 +163,20 @@ def ready_backend(name: str, network: str, dtype: str, jobs) -> tuple[str, str]:
 
 
 def get_backend(name: str, announce=None, dtype: str = "float64",
-                network: str = "rnn", jobs=None) -> ModuleType:
-    """The backend module `name` ('auto': the fastest that can) for `network` in `dtype`; the
-    compiled one is built on first use on a machine for `jobs` (default: all of them;
-    compiled.cache lists them), and `announce` is told so before it starts."""
+                network="rnn", jobs=None) -> ModuleType:
+    """The backend module `name` ('auto': the fastest that can) for `network` (a Network, or
+    a cell's name for one layer) in `dtype`; the compiled one is built on first use on a
+    machine for `jobs` (default: all of them; compiled.cache lists them), and `announce` is
+    told so before it starts."""
     name = resolve_backend(name, network, dtype)
     if name not in BACKENDS:
         raise CharnnError(f"--backend {name!r} is unknown; choose auto, "
                           f"{' or '.join(BACKENDS)}")
     module = import_backend(name)
-    if network not in module.NETWORKS:
-        runs = [b for b in BACKENDS if b not in EXTRAS and network in import_backend(b).NETWORKS]
-        raise CharnnError(f"--backend {name} has no {network} yet; use --backend "
+    cell = _cell(network)
+    if cell not in module.NETWORKS:
+        runs = [b for b in BACKENDS if b not in EXTRAS and cell in import_backend(b).NETWORKS]
+        raise CharnnError(f"--backend {name} has no {cell} yet; use --backend "
                           f"{' or '.join(runs) or 'another'}")
     if np.dtype(dtype).name not in module.DTYPES:
         raise CharnnError(f"--backend {name} does not run {dtype}; use "

@@ -3,8 +3,9 @@ or Apple's MPS, and across processes with torch.distributed.
 
 The math is the reference's (backends/__init__.py names it), module for module:
 
-    rnn    nn.RNN(tanh): weight_ih_l0 = U, weight_hh_l0 = W, bias_ih_l0 = b; the module's second
-           bias bias_hh_l0 is held at zero and never trained (charnn's RNN has one bias)
+    rnn    nn.RNN(tanh): W_ih{l}, W_hh{l}, b_ih{l} are weight_ih_l{l}, weight_hh_l{l},
+           bias_ih_l{l}; the module's second bias bias_hh_l{l} is held at zero and never
+           trained (charnn's RNN cell has one bias)
     lstm   nn.LSTM, gru  nn.GRU: W_ih{l}, W_hh{l}, b_ih{l}, b_hh{l} are weight_ih_l{l},
            weight_hh_l{l}, bias_ih_l{l}, bias_hh_l{l}, gates in the same order (networks/ took
            PyTorch's layout on purpose)
@@ -158,20 +159,19 @@ class CharNet(nn.Module):
             self.rnns = nn.ModuleList([module(K, m, num_layers=layers, **where)])
         self.out = nn.Linear(m, K, **where)
         self.named: dict[str, nn.Parameter] = {}
-        if not spec.stacked:                                 # the assignment's names
-            rnn = self.rnns[0]
-            self.named = {"b": rnn.bias_ih_l0, "c": self.out.bias, "U": rnn.weight_ih_l0,
-                          "W": rnn.weight_hh_l0, "V": self.out.weight}
-            rnn.bias_hh_l0.requires_grad_(False)             # charnn's RNN has one bias
-        else:
-            for name in spec.param_names:
-                if name in ("V", "c"):
-                    continue
-                theirs, l = torch_name(name).rsplit("_l", 1)        # weight_ih, 0
-                l = int(l)
-                rnn, k = (self.rnns[l], 0) if len(self.rnns) > 1 else (self.rnns[0], l)
-                self.named[name] = getattr(rnn, f"{theirs}_l{k}")
-            self.named["V"], self.named["c"] = self.out.weight, self.out.bias
+        for name in spec.param_names:
+            if name in ("V", "c"):
+                continue
+            theirs, l = torch_name(name).rsplit("_l", 1)            # weight_ih, 0
+            l = int(l)
+            rnn, k = (self.rnns[l], 0) if len(self.rnns) > 1 else (self.rnns[0], l)
+            self.named[name] = getattr(rnn, f"{theirs}_l{k}")
+        self.named["V"], self.named["c"] = self.out.weight, self.out.bias
+        # what the module has and charnn's cell has not (nn.RNN's second bias): zero, frozen
+        ours = {id(p) for p in self.named.values()}
+        self.unused = [p for rnn in self.rnns for p in rnn.parameters() if id(p) not in ours]
+        for p in self.unused:
+            p.requires_grad_(False)
 
     @classmethod
     def of(cls, params: Params, per_layer: bool, device: torch.device) -> "CharNet":
@@ -184,8 +184,8 @@ class CharNet(nn.Module):
         with torch.no_grad():
             for name, p in self.named.items():
                 p.copy_(torch.from_numpy(np.ascontiguousarray(params[name])))
-            if not self.spec.stacked:
-                self.rnns[0].bias_hh_l0.zero_()
+            for p in self.unused:
+                p.zero_()
         for rnn in self.rnns:
             rnn.flatten_parameters()
 

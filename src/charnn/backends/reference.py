@@ -19,7 +19,7 @@ import functools
 import numpy as np
 
 from .. import optim
-from ..model import Params, loss_and_gradients, softmax
+from ..model import Params, softmax
 from ..networks import CELLS, Network
 from .calls import NO_DROPOUT, Dropout, Optimiser, Windows
 
@@ -82,6 +82,14 @@ def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: 
         step += 1
         losses[u - w.first] = loss_sum / active
     return losses
+
+
+def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: np.ndarray,
+                       masks=None):
+    """The network's loss_and_gradients (networks/stack.py) over one sequence: (loss, grads,
+    state_last) from a state (layers, S, m), with dropout masks (or None)."""
+    return Network.of_params(params).module.loss_and_gradients(params, inputs, targets, state,
+                                                               masks)
 
 
 @_quiet

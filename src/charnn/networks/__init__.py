@@ -10,18 +10,17 @@ its parameters' names and shapes, its state's shape, its parameter count, its in
 and its description come from there. Every module in NETWORKS provides, with the same names
 and signatures:
 
-    STACKED                        True: layers of the cell stack (PyTorch's names, a state
-                                   (layers, STATE_VECTORS, m)); False: the vanilla RNN, one
-                                   layer, the assignment's names, its state h (m,) alone
     GATED                          gated cells start from a larger scale (Network.default_sigma)
+    ASSIGNMENT (optional)          True for the vanilla RNN: with one layer it is the
+                                   assignment's network (model.py, in the assignment's names)
     TITLE, ABBREVIATION            its name in words ("vanilla RNN", "LSTM") and short ("RNN")
     STATE_VECTORS                  vectors in each layer's state: 2 for the LSTM (h, cell c),
                                    1 for the GRU (h)
     param_shapes(K, m, layers)     {name: shape} in a fixed order: per layer l W_ih{l}
-                                   (G*m, K for l = 0 else m), W_hh{l} (G*m, m), b_ih{l} (G*m,),
-                                   b_hh{l} (G*m,) -- PyTorch's weight_ih_l{l}, weight_hh_l{l},
-                                   bias_ih_l{l}, bias_hh_l{l}, G gates stacked in PyTorch's order
-                                   -- then the output layer V (K, m) and c (K,)
+                                   (G*m, K for l = 0 else m), the cell's own (W_hh{l} (G*m, m),
+                                   b_ih{l} (G*m,), b_hh{l} (G*m,) for the LSTM and GRU:
+                                   PyTorch's weight_ih_l{l}, ..., G gates stacked in PyTorch's
+                                   order), then the output layer V (K, m) and c (K,)
     initial_params(K, m, layers, sigma, rng, dtype=np.float64)
                                    {name: array}: weights ~ N(0, sigma^2) drawn in param_shapes'
                                    order, biases zero (the LSTM's forget bias 1)
@@ -42,9 +41,8 @@ and signatures:
                                    key = (seed, update, lane), drawn as dropout.py says
 
 K characters, m hidden units per layer; inputs and targets are arrays of character indices.
-The top layer's h_t gives p_t = softmax(V h_t + c), as in charnn.model, the vanilla RNN, which
-the rnn module puts in this interface (its parameters keep the assignment's names b, c, U,
-W, V, and it has one layer).
+The top layer's h_t gives p_t = softmax(V h_t + c), as in charnn.model, the assignment's
+vanilla RNN, which the rnn module is with one layer (U = W_ih0, W = W_hh0, b = b_ih0).
 """
 
 from . import gru, lstm, mlstm, rnn
@@ -59,8 +57,7 @@ def network_of(params):
 
 
 def state_shape(params) -> tuple[int, ...]:
-    """The shape of one lane's state: (m,) for the vanilla RNN (h alone, as its kernels and
-    checkpoints hold it), (layers, STATE_VECTORS, m) for a stacked network."""
+    """The shape of one lane's state: (layers, STATE_VECTORS, m)."""
     return Network.of_params(params).state_shape
 
 

@@ -41,7 +41,6 @@ GATES = 3               # r, z, n
 # What charnn.networks.spec asks of every network module: layers of this cell stack, each
 # with PyTorch's names (W_ih{l}, ...), the state (layers, STATE_VECTORS, m); gated, so started
 # at PyTorch's scale (see Network.default_sigma).
-STACKED = True
 GATED = True
 TITLE = "GRU"
 ABBREVIATION = "GRU"

@@ -42,7 +42,6 @@ from .stack import sigmoid
 STATE_VECTORS = 2       # h and the cell c
 GATES = 5               # input projections: m, i, f, g, o
 # What charnn.networks.spec asks of every network module (see lstm.py).
-STACKED = True
 GATED = True
 TITLE = "multiplicative LSTM"
 ABBREVIATION = "mLSTM"

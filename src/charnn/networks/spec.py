@@ -74,7 +74,7 @@ class Network:
         for cell, module in CELLS.items():
             per_layer = len(module.param_shapes(K, m, 1)) - len(OUTPUT_LAYER)
             layers = (len(shapes) - len(OUTPUT_LAYER)) // per_layer
-            if layers < 1 or (layers > 1 and not module.STACKED):
+            if layers < 1:
                 continue
             spec = cls(cell, layers, m, K, dropout)
             if spec.param_shapes() == shapes:
@@ -89,8 +89,6 @@ class Network:
             raise ValueError(f"cell {self.cell!r} is unknown; one of {', '.join(CELLS)}")
         if not whole(self.layers) or self.layers < 1:
             raise ValueError(f"{self.layers!r} layers is not a positive whole number")
-        if not self.stacked and self.layers != 1:
-            raise ValueError(f"the {self.title} has one layer, not {self.layers}")
         if not whole(self.hidden) or self.hidden < 1:
             raise ValueError(f"hidden size {self.hidden!r} is not a positive whole number")
         if self.vocab is not None and (not whole(self.vocab) or self.vocab < 1):
@@ -104,15 +102,14 @@ class Network:
 
     @property
     def module(self):
-        """The numpy reference of this cell (charnn.networks.rnn, lstm or gru)."""
+        """The numpy reference of this cell (charnn.networks.rnn, lstm, gru or mlstm)."""
         return CELLS[self.cell]
 
     @property
-    def stacked(self) -> bool:
-        """Layers of the cell stacked, with PyTorch's parameter names and a state (layers,
-        STATE_VECTORS, m); False for the vanilla RNN: one layer, the assignment's names, its
-        state h alone."""
-        return self.module.STACKED
+    def assignment(self) -> bool:
+        """Whether this is the assignment's network: the vanilla RNN of one layer, which
+        model.py writes in the assignment's names and which has its own compiled kernels."""
+        return getattr(self.module, "ASSIGNMENT", False) and self.layers == 1
 
     @property
     def state_vectors(self) -> int:
@@ -167,9 +164,9 @@ class Network:
 
     @property
     def state_shape(self) -> tuple[int, ...]:
-        """One lane's state as the kernels, the trainer and checkpoints hold it: (m,) for the
-        vanilla RNN, (layers, STATE_VECTORS, m) for a stacked network."""
-        return self.layered_shape if self.stacked else (self.hidden,)
+        """One lane's state as the kernels, the trainer and checkpoints hold it: (layers,
+        STATE_VECTORS, m), h first in each layer (the layered_shape; every cell's)."""
+        return self.layered_shape
 
     @property
     def layered_shape(self) -> tuple[int, int, int]:
@@ -206,7 +203,7 @@ class Network:
     def describe(self) -> str:
         """'the vanilla RNN of 100 units', 'a GRU of 2 layers of 256 units', 'an LSTM of 2
         layers of 128 units, dropout 0.2 between them'."""
-        if not self.stacked:
+        if self.assignment:
             return f"the {self.title} of {self.hidden} units"
         units = (f"{self.layers} layers of {self.hidden} units" if self.layers > 1 else
                  f"{self.hidden} units")

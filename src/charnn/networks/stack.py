@@ -121,10 +121,11 @@ def loss_and_gradients(cell_forward, cell_backward, params, inputs: np.ndarray,
     G[np.arange(tau), targets] -= 1                         # (tau, K)
     grads["c"][:] = G.sum(axis=0)                           # (K,)
     grads["V"][:] = G.T @ cache["H"]                        # (K, m) = sum_t g_t h_t^T
-    dH_top = G @ V                                          # (tau, m): dL/dh_t of the top layer
     dstate_next = np.zeros_like(state_last)                 # (layers, S, m): dL/dstate_t via t+1
     for t in reversed(range(tau)):
-        dh_in = dH_top[t]                                   # from above: the output, then layer l+1
+        # from above: the output, then layer l+1 (one step's product, as model.py takes it, so
+        # that the vanilla RNN of one layer gives model.py's bits)
+        dh_in = V.T @ G[t]
         for l in reversed(range(layers)):
             dstate = dstate_next[l].copy()
             dstate[0] += dh_in                              # h_t: from above and from t+1

@@ -78,7 +78,7 @@ def run_gradcheck(corpus: Corpus, backend: str, announce=None,
     the run's network (every layer of a stacked one) at m = GRADCHECK_HIDDEN, with the
     network's default initial scale and step, on the backend the registry gives for
     `backend`."""
-    from ..gradcheck import run_gradient_check
+    from ..gradcheck import assignment_rows, run_gradient_check
     seq_length = 25
     data = corpus.data[:seq_length + 1].astype(np.int32)   # records: framed, as trained on
     if len(data) < 2:
@@ -87,6 +87,8 @@ def run_gradcheck(corpus: Corpus, backend: str, announce=None,
     network = replace(run, hidden=GRADCHECK_HIDDEN, dropout=0.0)
     result = run_gradient_check(network, data, seq_length, threshold=GRADCHECK_THRESHOLD,
                                 backend=backend or "auto", announce=announce)
+    if network.assignment:                   # Figure 1 names them as the assignment does
+        result = replace(result, rows=assignment_rows(result.rows))
     print(f"gradient check (m={result.hidden}, K={result.K}): "
           f"{'all pass' if result.passed else 'FAILED'} in {result.seconds:.1f} s, largest "
           f"absolute difference {max(r.max_abs for r in result.rows):.2e}", flush=True)
@@ -218,7 +220,7 @@ def collect(run_dir: Path, corpus: Corpus, backend_name: str, gradcheck: GradChe
         best = latest
         notes.append(f"{run_dir.name} has no {BEST}; the final model stands in for the best one.")
     backend = get_backend(backend_name, lambda m: print(m, flush=True), config.dtype,
-                          config.model, jobs=("evaluate", "sample"))
+                          config.network(), jobs=("evaluate", "sample"))
     samples = [SampleBlock(**block) for block in RunFolder(run_dir).read_samples()]
     held = held_out_loss(corpus, config, backend, latest, best)
     inside = look_inside(corpus, config, best, backend)

@@ -7,9 +7,9 @@
 //          offset}} (offset and size in float32s), weights: base64 of little-endian float32}.
 // The network (cell, layers, S) is what the exporter states from its spec; nothing here reads
 // it off the tensors' names or shapes.
-// Names are charnn's: b, c, U, W, V for the vanilla RNN; W_ih{l}, W_hh{l}, b_ih{l}, b_hh{l}
-// (PyTorch's layouts and gate orders) and V, c for the LSTM and GRU (the mLSTM: W_ih{l},
-// W_mh{l}, W_hm{l}, b_ih{l}); start (layers, S, m) is
+// Names are charnn's: W_ih{l}, W_hh{l}, b_ih{l} for the vanilla RNN; W_ih{l}, W_hh{l},
+// b_ih{l}, b_hh{l} (PyTorch's layouts and gate orders) for the LSTM and GRU; W_ih{l},
+// W_mh{l}, W_hm{l}, b_ih{l} for the mLSTM; V, c for all; start (layers, S, m) is
 // the state sampling starts from, as charnn sample starts (the state training carried, or
 // zeros). The arithmetic is in float64 over float32 weights, so it agrees with charnn to float32
 // rounding.
@@ -60,9 +60,9 @@ function startState() {
 // Each cell's math, as networks/ writes it in numpy: layer l's new {h, c} from its input (the
 // character's index in layer 0, the layer below's new h above it, `cols` wide) and its state.
 const CELLS = {
-  rnn(t, m, l, input, cols, h) {                       // h = tanh(W h + U x + b): one layer,
-    const a = affine(t.U, cols, 0, m, input, t.b);     // under the assignment's names
-    const wh = affine(t.W, m, 0, m, h, null);
+  rnn(t, m, l, input, cols, h) {                       // h = tanh(W_hh h + W_ih x + b_ih)
+    const a = affine(t["W_ih" + l], cols, 0, m, input, t["b_ih" + l]);
+    const wh = affine(t["W_hh" + l], m, 0, m, h, null);
     return { h: a.map((v, i) => Math.tanh(v + wh[i])), c: null };
   },
   gru(t, m, l, input, cols, h) {                       // PyTorch's nn.GRU: gates r, z, n

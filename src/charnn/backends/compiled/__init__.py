@@ -10,7 +10,10 @@ hands them to the kernels of the parameters' network.
     products.py    dense products: loop kernels, register tiles (LLVM IR), _gemm
     optimisers.py  clipping and AdaGrad / RMSProp / Adam fused per element
     lanes.py       the text as the kernels read it, the lanes' windows, lane groups
-    rnn.py         the vanilla RNN (model.py): training, loss, evaluation, sampling
+    rnn_one_layer.py  the vanilla RNN of one layer (model.py): its own training, loss,
+                   evaluation and sampling kernels
+    rnn.py         the vanilla RNN cell (networks/rnn.py): one step of one layer, forward,
+                   backward
     cells.py       what a cell provides the stack, and the dispatch to its kernels
     lstm.py        the LSTM cell (networks/lstm.py): one step of one layer, forward, backward
     gru.py         the GRU cell (networks/gru.py), the same
@@ -18,8 +21,8 @@ hands them to the kernels of the parameters' network.
     stack.py       what the stacked networks share: layers over time, the output layer,
                    dropout, the batch loop over lane groups, evaluation and sampling
 
-A cell is registered in STACKED_CELLS below: its name (as charnn.networks.CELLS has it) and its
-file.
+A cell is registered in CELLS below: its name (as charnn.networks.CELLS has it) and its file;
+ONE_LAYER registers a cell's own kernels for one layer, where it has them.
 """
 
 from __future__ import annotations
@@ -29,19 +32,22 @@ import numpy as np
 from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
 from ...networks import Network
 from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
-from . import gru, lstm, mlstm, rnn, stack
+from . import gru, lstm, mlstm, rnn, rnn_one_layer, stack
 from .cache import ensure_compiled, is_compiled
 from .lanes import lane_groups
 
 # The cells the stack runs: name -> the file of its kernels.
-STACKED_CELLS = {"lstm": lstm, "gru": gru, "mlstm": mlstm}
+CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru, "mlstm": mlstm}
+# A cell's own kernels for networks of one layer, which the stack's cannot match (the file
+# says why): name -> the module, with reference.py's functions.
+ONE_LAYER = {"rnn": rnn_one_layer}
 # What this backend runs (see backends/__init__.py).
-NETWORKS = ("rnn",) + tuple(STACKED_CELLS)
+NETWORKS = tuple(CELLS)
 DTYPES = ("float64", "float32")
 
 
 class _Stacked:
-    """stack.py's functions for one cell, called as rnn.py's are."""
+    """stack.py's functions for one cell, called as a one-layer module's are."""
 
     def __init__(self, cell_module):
         self.cell_module = cell_module
@@ -52,31 +58,27 @@ class _Stacked:
 
 
 def _kernels(params):
-    """The kernels for these parameters' network: the stack's, for its cell, or the vanilla
-    RNN's own."""
+    """The kernels for these parameters' network: the cell's own for one layer where it has
+    them, else the stack's for its cell."""
     network = Network.of_params(params)
-    return _Stacked(STACKED_CELLS[network.cell]) if network.stacked else rnn
+    if network.layers == 1 and network.cell in ONE_LAYER:
+        return ONE_LAYER[network.cell]
+    return _Stacked(CELLS[network.cell])
 
 
 def train_updates(params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                   dropout: Dropout = NO_DROPOUT) -> np.ndarray:
-    """reference.train_updates, compiled: the updates of `windows` in one call, in place. (The
-    vanilla RNN has one layer, so no dropout, as in the reference.)"""
-    kernels = _kernels(params)
-    if kernels is rnn:
-        return rnn.train_updates(params, optimiser, h, windows)
-    return kernels.train_updates(params, optimiser, h, windows, dropout)
+    """reference.train_updates, compiled: the updates of `windows` in one call, in place. (One
+    layer has nothing between layers to drop.)"""
+    return _kernels(params).train_updates(params, optimiser, h, windows, dropout)
 
 
-def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, h_prev: np.ndarray,
+def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: np.ndarray,
                        masks=None):
-    """The network's loss_and_gradients over one sequence, compiled: (loss, grads, h_last);
-    h_prev (m,) for the vanilla RNN (model.loss_and_gradients), a state (layers, S, m) and
-    the dropout masks (or None) for a stacked network (networks/stack.py)."""
-    kernels = _kernels(params)
-    if kernels is rnn:
-        return rnn.loss_and_gradients(params, inputs, targets, h_prev)
-    return kernels.loss_and_gradients(params, inputs, targets, h_prev, masks)
+    """The network's loss_and_gradients over one sequence (networks/stack.py), compiled:
+    (loss, grads, state_last) from a state (layers, S, m), with the dropout masks (or
+    None)."""
+    return _kernels(params).loss_and_gradients(params, inputs, targets, state, masks)
 
 
 def total_loss(params, data: np.ndarray, segments: np.ndarray,

@@ -37,8 +37,6 @@ if not numba.config.CACHE_DIR:     # numba was imported before charnn and missed
 
 from numba.core.caching import UserProvidedCacheLocator  # noqa: E402
 
-# Which kernels run which network: each its own (numba compiles the stack once per cell).
-FAMILY = {cell: cell for cell in CELLS}
 # What a command may need compiled.
 JOBS = ("sample", "evaluate", "train-one", "train-batch", "gradients")
 
@@ -94,10 +92,23 @@ _forget_stale_kernels()
 
 # -- what each group calls, on tiny inputs, so that numba compiles (or loads) it --------------
 
-# One tiny network of each family of kernels: the vanilla RNN, and each stacked cell in two
-# layers (the kernels between layers compile too).
-_EXAMPLES = {cell: Network(cell, 2 if module.STACKED else 1, 5, 4) for cell, module in
-             CELLS.items()}
+def family_of(network) -> str:
+    """The family of kernels that runs `network` (a Network, or a cell's name for a network of
+    one layer): the cell's own one-layer kernels where it has them (named after the cell),
+    else the stack compiled for its cell (numba compiles the stack once per cell)."""
+    from . import ONE_LAYER
+    cell, layers = (network, 1) if isinstance(network, str) else (network.cell, network.layers)
+    if cell in ONE_LAYER:
+        return cell if layers == 1 else f"{cell}-stack"
+    return cell
+
+
+def _example(family_name: str) -> Network:
+    """One tiny network of a family: one layer for a cell's own kernels, two for the stack's
+    (the kernels between layers compile too)."""
+    cell = family_name.removesuffix("-stack")
+    network = Network(cell, 1, 5, 4)
+    return network if family_of(network) == family_name else Network(cell, 2, 5, 4)
 
 
 def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
@@ -106,7 +117,7 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
     (lanes._text)."""
     from . import advance, loss_and_gradients, sample_indices, total_loss, train_updates
     rng = np.random.default_rng(0)
-    network = _EXAMPLES[family]
+    network = _example(family)
     params, state = network.initial_params(0.1, rng, dtype), network.zero_state(dtype)
     data = rng.integers(0, 4, 20).astype(np.int32)
     u = np.full(3, 0.5)
@@ -118,7 +129,7 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
         train_updates(params.copy(), Optimiser("adagrad", opt_state, 0, 0.1, 5.0), h,
                       Windows(data, np.zeros((2, lanes), np.int64),
                               np.full((2, lanes), 3, np.int32), np.zeros((2, lanes), np.uint8),
-                              0, 2), Dropout(0.1 if network.stacked else 0.0))
+                              0, 2), Dropout(0.1 if network.layers > 1 else 0.0))
 
     if job == "sample":
         return [lambda: advance(params, state, data[:3]),
@@ -133,13 +144,16 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
     return [lambda: train(2)]
 
 
-def is_compiled(network: str, jobs: Iterable[str], dtype) -> bool:
-    """Whether every group of `jobs` for `network` in `dtype` is compiled on this machine."""
-    return all(_marker(FAMILY[network], job, dtype).exists() for job in jobs)
+def is_compiled(network, jobs: Iterable[str], dtype) -> bool:
+    """Whether every group of `jobs` for `network` (a Network, or a cell's name) in `dtype` is
+    compiled on this machine."""
+    return all(_marker(family_of(network), job, dtype).exists() for job in jobs)
 
 
 def _describe(family: str, job: str, dtypes: list[str]) -> str:
-    return f"{_EXAMPLES[family].title} {job} ({', '.join(dtypes)})"
+    network = _example(family)
+    layers = " (stacked)" if network.layers > 1 and family != network.cell else ""
+    return f"{network.title}{layers} {job} ({', '.join(dtypes)})"
 
 
 def _compile_here(family: str, job: str, dtypes: Iterable[str]) -> None:
@@ -163,8 +177,9 @@ _WORKER = ("import sys; from charnn.backends.compiled import cache; "
 _COST = {"train-batch": 3, "train-one": 2, "gradients": 2, "evaluate": 1, "sample": 1}
 
 
-def ensure_compiled(announce=print, dtypes=(np.float64, np.float32), networks=("rnn", "lstm",
-                    "gru"), jobs: Iterable[str] = JOBS, progress=None) -> None:
+def ensure_compiled(announce=print, dtypes=(np.float64, np.float32),
+                    networks: Iterable = tuple(CELLS), jobs: Iterable[str] = JOBS,
+                    progress=None) -> None:
     """Compile the groups of `jobs` for `networks` in `dtypes` that this machine has not
     compiled for this numba, this source and this CPU. Announced through `announce` before it
     starts (what, and how many groups); counted group by group through progress(done, total,
@@ -176,8 +191,8 @@ def ensure_compiled(announce=print, dtypes=(np.float64, np.float32), networks=("
         for job in jobs:
             for dtype in dtypes:
                 name = np.dtype(dtype).name
-                if not _marker(FAMILY[network], job, name).exists():
-                    listed = wanted.setdefault((FAMILY[network], job), [])
+                if not _marker(family_of(network), job, name).exists():
+                    listed = wanted.setdefault((family_of(network), job), [])
                     if name not in listed:
                         listed.append(name)
     if not wanted:
