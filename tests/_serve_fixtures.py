@@ -19,12 +19,13 @@ SERVE_TEXT = (
 ) * 40
 
 
-def train_run(folder: Path, updates: int = 300) -> Path:
-    """A small run trained on SERVE_TEXT (numpy backend: no compile, about a second)."""
+def train_run(folder: Path, updates: int = 300, **network) -> Path:
+    """A small run trained on SERVE_TEXT (numpy backend: no compile, about a second); network:
+    model, layers, hidden where not the vanilla RNN of 16 units."""
     text_file = folder.parent / f"{folder.name}.txt"
     text_file.write_text(SERVE_TEXT, encoding="utf-8")
-    config = charnn.TrainConfig(hidden=16, updates=updates, backend="numpy", val_frac=0.1,
-                                log_every=10, eval_every=100, sample_every=100,
+    config = charnn.TrainConfig(**{"hidden": 16, **network}, updates=updates, backend="numpy",
+                                val_frac=0.1, log_every=10, eval_every=100, sample_every=100,
                                 checkpoint_every=100, seed=1)
     charnn.Trainer(charnn.load_corpus(text_file), config, folder).run()
     return folder

@@ -34,7 +34,9 @@ SHOTS = os.environ.get("CHARNN_SCREENSHOT_DIR")
 def runs_dir(tmp_path_factory):
     runs = tmp_path_factory.mktemp("browser") / "runs"
     runs.mkdir()
-    train_run(runs / "small")
+    train_run(runs / "small")                 # first by name: the run the page opens on
+    train_run(runs / "stacked-rnn", updates=20, layers=2, hidden=6)
+    train_run(runs / "stacked-mlstm", updates=20, model="mlstm", layers=2, hidden=6)
     return runs
 
 
@@ -89,6 +91,15 @@ def test_runs_list_and_a_loss_curve_that_grows_with_the_log(page, url, runs_dir)
     playwright_api.expect(curve).to_have_attribute("data-points", "41")
     playwright_api.expect(curve).to_have_attribute("data-last-iteration", "400")
     playwright_api.expect(row).to_contain_text("400 / 300")
+
+
+def test_each_run_is_named_by_its_network(page, url):
+    page.goto(f"{url}/?poll=300")
+    for run, label in (("small", "vanilla RNN, m = 16"),
+                       ("stacked-rnn", "vanilla RNN, 2 layers, m = 6"),
+                       ("stacked-mlstm", "multiplicative LSTM, 2 layers, m = 6")):
+        playwright_api.expect(page.locator(f"#runs-table tbody tr[data-run={run}]")
+                              ).to_contain_text(label)
 
 
 def test_generated_text_appears(page, url):

@@ -124,7 +124,8 @@ def test_copies_keep_the_spec():
 
 # -- the memory check -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cell, layers", [("rnn", 1), ("lstm", 1), ("lstm", 2), ("gru", 3)])
+@pytest.mark.parametrize("cell, layers", [(cell, layers) for cell in CELLS for layers in (1, 2)]
+                         + [("gru", 3)])
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
 def test_check_memory_counts_the_networks_real_parameters(cell, layers, optimizer):
     config = TrainConfig(model=cell, layers=layers, hidden=6, optimizer=optimizer)
