@@ -33,6 +33,8 @@ Every function here has the same signature as its namesake in networks/lstm.py.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from . import stack
@@ -127,25 +129,13 @@ def _cell_backward(params, grads, l: int, cell, dstate: np.ndarray):
     return dx, np.stack([dh_prev, dc_prev])
 
 
-# The network over time: networks/stack.py with this cell.
+# The network over time: networks/stack.py with this cell (each function's signature is
+# stack's without the cell functions).
 
-def step(params, x: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return stack.step(_cell_forward, params, x, state)
-
-
-def forward(params, inputs: np.ndarray, state: np.ndarray, masks=None):
-    return stack.forward(_cell_forward, params, inputs, state, masks)
-
-
-def sequence_loss(params, inputs: np.ndarray, targets: np.ndarray,
-                  state: np.ndarray) -> tuple[float, np.ndarray]:
-    return stack.sequence_loss(_cell_forward, params, inputs, targets, state)
-
-
-def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: np.ndarray,
-                       masks=None) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-    return stack.loss_and_gradients(_cell_forward, _cell_backward, params, inputs, targets,
-                                    state, masks)
+step = partial(stack.step, _cell_forward)
+forward = partial(stack.forward, _cell_forward)
+sequence_loss = partial(stack.sequence_loss, _cell_forward)
+loss_and_gradients = partial(stack.loss_and_gradients, _cell_forward, _cell_backward)
 
 
 __all__ = ["STATE_VECTORS", "GATES", "param_shapes", "initial_params", "zero_state",

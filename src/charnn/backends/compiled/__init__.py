@@ -27,6 +27,8 @@ ONE_LAYER registers a cell's own kernels for one layer, where it has them.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from . import cache  # noqa: F401  (first: the cache folder's setting precedes numba's import)
@@ -53,8 +55,7 @@ class _Stacked:
         self.cell_module = cell_module
 
     def __getattr__(self, name):
-        function = getattr(stack, name)
-        return lambda *args: function(self.cell_module, *args)
+        return partial(getattr(stack, name), self.cell_module)
 
 
 def _kernels(params):

@@ -27,6 +27,46 @@ OWN = ("W_hh", "b_hh")
 TRANSPOSED = ("W_hh",)
 
 
+# The gates of one lane, one step, forward and back: the LSTM's, and the mLSTM's (whose gates
+# read m_t where the LSTM's read h_{t-1}).
+
+@_jit
+def _gates_forward(z, cp, cn, hn, tc, m):
+    """From the gates' inputs z[:4m] (i, f, g, o) and c_{t-1} (cp): the gates, in place in z,
+    c_t (cn), tanh(c_t) (tc) and h_t (hn)."""
+    _vsigmoid(z, 2 * m)                               # i, f
+    zo = z[3 * m:]
+    _vsigmoid(zo, m)                                  # o
+    zg = z[2 * m:3 * m]
+    _vtanh(zg, m)
+    for j in range(m):
+        cn[j] = z[m + j] * cp[j] + z[j] * zg[j]
+        tc[j] = cn[j]
+    _vtanh(tc, m)
+    for j in range(m):
+        hn[j] = zo[j] * tc[j]
+
+
+@_jit
+def _gates_backward(z, tc, cp, dht, dh, dc, da, m, one):
+    """Back through _gates_forward: from dL/dh_t from above (dht) and through t+1 (dh), and
+    dL/dc_t through c_{t+1} (dc), write dL/d(the gates' inputs) into da (4m) and make dc
+    dL/dc_{t-1}."""
+    for j in range(m):
+        i = z[j]
+        f = z[m + j]
+        g = z[2 * m + j]
+        o = z[3 * m + j]
+        tcj = tc[j]
+        d = dht[j] + dh[j]                            # dL/dh_t: from above and from t+1
+        dcj = dc[j] + d * o * (one - tcj * tcj)
+        da[j] = dcj * g * i * (one - i)
+        da[m + j] = dcj * cp[j] * f * (one - f)
+        da[2 * m + j] = dcj * i * (one - g * g)
+        da[3 * m + j] = d * tcj * o * (one - o)
+        dc[j] = dcj * f
+
+
 @_jit
 def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
     n, m = ST.shape[2], ST.shape[3]
@@ -44,21 +84,7 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
         ah = AH[r]
         for k in range(4 * m):
             z[k] = ax[k] + ah[k] + bhh[k]
-        _vsigmoid(z, 2 * m)                           # i, f
-        zo = z[3 * m:]
-        _vsigmoid(zo, m)                              # o
-        zg = z[2 * m:3 * m]
-        _vtanh(zg, m)
-        hn = Hn[r]
-        cn = Cn[r]
-        cp = Cp[r]
-        tc = z[4 * m:]
-        for j in range(m):
-            cn[j] = z[m + j] * cp[j] + z[j] * zg[j]
-            tc[j] = cn[j]
-        _vtanh(tc, m)
-        for j in range(m):
-            hn[j] = zo[j] * tc[j]
+        _gates_forward(z, Cp[r], Cn[r], Hn[r], z[4 * m:], m)
 
 
 @_jit
@@ -73,23 +99,7 @@ def backward_step(cell, theta, off, WT, offT, DHt, dS, Z, ST, t, DAXt, DC, Ls):
             dc[r] = 0
             continue
         z = Zt[r]
-        cp = Cp[r]
-        dhr = dh[r]
-        dcr = dc[r]
-        dht = DHt[r]
-        for j in range(m):
-            i = z[j]
-            f = z[m + j]
-            g = z[2 * m + j]
-            o = z[3 * m + j]
-            tc = z[4 * m + j]
-            d = dht[j] + dhr[j]                       # dL/dh_t: from above and from t+1
-            dcj = dcr[j] + d * o * (one - tc * tc)
-            da[j] = dcj * g * i * (one - i)
-            da[m + j] = dcj * cp[j] * f * (one - f)
-            da[2 * m + j] = dcj * i * (one - g * g)
-            da[3 * m + j] = d * tc * o * (one - o)
-            dcr[j] = dcj * f
+        _gates_backward(z, z[4 * m:], Cp[r], DHt[r], dh[r], dc[r], da, m, one)
     if t > 0:                                         # dL/dh_{t-1} = DA_t W_hh
         _gemm(DAXt, _mat(theta, off[2], 4 * m, m), dh, False, False)
 

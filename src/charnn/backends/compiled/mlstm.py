@@ -17,7 +17,8 @@ over the window.
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _blocks, _copy, _jit, _mat, _vsigmoid, _vtanh
+from .lstm import _gates_backward, _gates_forward
+from .numerics import _blocks, _copy, _jit, _mat
 from .products import _gemm
 
 
@@ -68,21 +69,7 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
         ah = AH[r]
         for k in range(4 * m):
             z[k] = ax[m + k] + ah[k]
-        _vsigmoid(z, 2 * m)                           # i, f
-        zo = z[3 * m:]
-        _vsigmoid(zo, m)                              # o
-        zg = z[2 * m:3 * m]
-        _vtanh(zg, m)
-        hn = Hn[r]
-        cn = Cn[r]
-        cp = Cp[r]
-        tc = TC[r]
-        for j in range(m):
-            cn[j] = z[m + j] * cp[j] + z[j] * zg[j]
-            tc[j] = cn[j]
-        _vtanh(tc, m)
-        for j in range(m):
-            hn[j] = zo[j] * tc[j]
+        _gates_forward(z, Cp[r], Cn[r], Hn[r], TC[r], m)              # the LSTM's gates
 
 
 @_jit
@@ -102,25 +89,7 @@ def backward_step(cell, theta, off, WT, offT, DHt, dS, Z, ST, t, DAXt, DC, Ls):
             da[:] = 0
             dc[r] = 0
             continue
-        z = Zg[r]
-        tcr = TC[r]
-        cp = Cp[r]
-        dhr = dh[r]
-        dcr = dc[r]
-        dht = DHt[r]
-        for j in range(m):
-            i = z[j]
-            f = z[m + j]
-            g = z[2 * m + j]
-            o = z[3 * m + j]
-            tc = tcr[j]
-            d = dht[j] + dhr[j]                       # dL/dh_t: from above and from t+1
-            dcj = dcr[j] + d * o * (one - tc * tc)
-            da[j] = dcj * g * i * (one - i)
-            da[m + j] = dcj * cp[j] * f * (one - f)
-            da[2 * m + j] = dcj * i * (one - g * g)
-            da[3 * m + j] = d * tc * o * (one - o)
-            dcr[j] = dcj * f
+        _gates_backward(Zg[r], TC[r], Cp[r], DHt[r], dh[r], dc[r], da, m, one)
     _gemm(DA, _mat(theta, off[3], 4 * m, m), DMH, False, False)       # dL/dm_t = DA W_hm
     for r in range(n):
         dax = DAXt[r]
