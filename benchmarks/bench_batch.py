@@ -77,13 +77,9 @@ def charnn_runner(corpus, B: int, m: int, network: str = "rnn", layers: int = 1)
     sched = epoch_schedule(dataset, config, 1)
     K = len(corpus.vocab)
     net = NETWORKS[network]
-    if network == "rnn":
-        params = Params.initial(m, K, config.sigma, np.random.default_rng(0), dtype=np.float32)
-        h = np.zeros((B, m), np.float32)
-    else:
-        params = Params(net.initial_params(K, m, layers, 1 / np.sqrt(m),
-                                           np.random.default_rng(0), np.float32))
-        h = np.zeros((B,) + net.zero_state(m, layers).shape, np.float32)
+    params = Params(net.initial_params(K, m, layers, 1 / np.sqrt(m), np.random.default_rng(0),
+                                       np.float32))
+    h = np.zeros((B,) + net.zero_state(m, layers).shape, np.float32)
     state = optim.initial_state("adagrad", params)
     data = dataset.data                      # uint8, as training passes it
     total = len(sched.starts)

@@ -74,6 +74,17 @@ def train_updates(params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
     return _kernels(params).train_updates(params, optimiser, h, windows, dropout)
 
 
+def open_session(params, optimizer: str, opt_state: dict, h: np.ndarray, device: str = "auto",
+                 dropout: float = 0.0):
+    """A training run's session (backends.TrainingSession): the stack's keeps the flat
+    parameters, optimiser state and scratch from call to call (stack.Session); a cell's own
+    one-layer kernels keep their scratch and train the trainer's arrays in place."""
+    kernels = _kernels(params)
+    if isinstance(kernels, _Stacked):
+        return stack.Session(kernels.cell_module, params, optimizer, opt_state, h)
+    return kernels.Session(params, optimizer, opt_state, h)
+
+
 def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: np.ndarray,
                        masks=None):
     """The network's loss_and_gradients over one sequence (networks/stack.py), compiled:
@@ -102,4 +113,4 @@ def sample_indices(params, h: np.ndarray, x: int, uniforms: np.ndarray,
 
 
 __all__ = ["DTYPES", "NETWORKS", "advance", "ensure_compiled", "is_compiled", "lane_groups",
-           "loss_and_gradients", "sample_indices", "total_loss", "train_updates"]
+           "loss_and_gradients", "open_session", "sample_indices", "total_loss", "train_updates"]

@@ -275,31 +275,26 @@ def _apply_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc,
 
 
 @_jit
+def _lane_scratch(m, K, Lmax, opt, dt):
+    """What _train works in, for windows of up to Lmax characters (a session makes it once)."""
+    return (np.zeros((Lmax + 1, m), dt), np.zeros((Lmax, K), dt), np.zeros((Lmax, m), dt),
+            np.zeros((2, m), dt), np.zeros(m, dt), np.zeros(K, dt), np.zeros((m, m), dt),
+            np.zeros((K, m), dt), np.zeros((K, m), dt),
+            np.zeros((m, K) if opt != 0 else (1, 1), dt), np.zeros((2, m), dt),
+            np.zeros(2, dt), np.zeros(K, np.uint8), np.zeros(K, np.int64),
+            np.zeros(Lmax + 1, np.int32))
+
+
+@_jit
 def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-           opt_step, h, data, width, starts, lengths, resets, first, last, losses):
-    """Updates first..last-1 of the schedule (see reference.train_updates), lane after lane."""
-    m, K = U.shape
+           opt_step, h, data, width, starts, lengths, resets, first, last, losses, H, P, DH,
+           dh, gb, gc, gW, gV, gUT, gU, cols, scratch, mark, seen, win):
+    """Updates first..last-1 of the schedule (see reference.train_updates), lane after lane,
+    in _lane_scratch's arrays (for windows at least as long as these)."""
     B = h.shape[0]
     one = consts[_C_ONE]
-    Lmax = 1
-    for u in range(first, last):
-        for lane in range(B):
-            Lmax = max(Lmax, lengths[u, lane])
-    H = np.empty((Lmax + 1, m), U.dtype)
-    P = np.empty((Lmax, K), U.dtype)
-    DH = np.empty((Lmax, m), U.dtype)
-    dh = np.empty((2, m), U.dtype)
-    gb = np.zeros(m, U.dtype)
-    gc = np.zeros(K, U.dtype)
-    gW = np.zeros((m, m), U.dtype)
-    gV = np.zeros((K, m), U.dtype)
-    gUT = np.zeros((K, m), U.dtype)
-    gU = np.zeros((m, K) if opt != 0 else (1, 1), U.dtype)
-    cols = np.zeros((2, m), U.dtype)
-    scratch = np.zeros(2, U.dtype)
-    mark = np.zeros(K, np.uint8)
-    seen = np.zeros(K, np.int64)
-    win = np.zeros(Lmax + 1, np.int32)
+    gUT[:] = 0                                        # (each update leaves them so; a call
+    mark[:] = 0                                       # that failed midway might not)
     for u in range(first, last):
         active = 0
         nseen = 0
@@ -505,54 +500,58 @@ def _combine_and_update(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, o
     return loss_sum / active
 
 
+@_jit
+def _batch_scratch(m, K, Lmax, B, G, opt, dt):
+    """What _train_batch works in, for windows of up to Lmax characters on B lanes in G groups
+    (a session makes it once). The products read and write whole rows; on cache-line
+    boundaries no vector load straddles two lines (numpy and numba only promise 16 or 32
+    bytes)."""
+    n = (B + G - 1) // G
+    tiles = _tiles_fit(m, np.zeros(1, dt))
+    return (_aligned_zeros(G * (Lmax + 1) * n * m, dt).reshape((G, Lmax + 1, n, m)),
+            _aligned_zeros(G * Lmax * n * K, dt).reshape((G, Lmax, n, K)),
+            _aligned_zeros(G * Lmax * n * m, dt).reshape((G, Lmax, n, m)),
+            _aligned_zeros(G * n * m, dt).reshape((G, n, m)),
+            np.zeros((G, n), np.int64), np.zeros((G, m), dt), np.zeros((G, K), dt),
+            _aligned_zeros(G * m * m, dt).reshape((G, m, m)),
+            _aligned_zeros(G * K * m, dt).reshape((G, K, m)),
+            _aligned_zeros(G * K * m, dt).reshape((G, K, m)), np.zeros(G),
+            _aligned_zeros(K * m, dt).reshape((K, m)),
+            _aligned_zeros(m * m, dt).reshape((m, m)),         # aligned working copies of
+            _aligned_zeros(K * m, dt).reshape((K, m)),         # W and V, copied back
+            _aligned_zeros(m * m if tiles else 1, dt).reshape((m, m) if tiles else (1, 1)),
+            np.zeros(m, dt), np.zeros(K, dt), np.zeros((K, m), dt),
+            np.zeros((m, K) if opt != 0 else (1, 1), dt), np.zeros((2, m), dt),
+            np.zeros(2, dt), np.zeros(2, dt), np.zeros((G, m), dt), np.zeros(K, np.uint8),
+            np.zeros(K, np.int64), np.zeros(B * (Lmax + 1), np.int32))
+
+
 @_jit(parallel=True)
 def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
-                 opt_step, h, data, width, starts, lengths, resets, first, last, losses, G):
+                 opt_step, h, data, width, starts, lengths, resets, first, last, losses, G,
+                 Hb, Ob, DHb, dhb, Lsb, gbs, gcs, gWs, gVs, gUTs, gl, UT, Wa, Va, WT, gb, gc,
+                 gUT, gU, cols, scratch, bcs, rows, mark, seen, win, fresh):
     """Updates first..last-1 of the schedule with B > 1 lanes, the lanes split into G groups
-    that the threads share out (see _group_update). The result depends on G, not on the
-    number of threads: each group sums into its own buffers, and they are added in order."""
+    that the threads share out (see _group_update), in _batch_scratch's arrays (for windows at
+    least as long as these). The result depends on G, not on the number of threads: each
+    group sums into its own buffers, and they are added in order.
+
+    W and V are trained in their aligned working copies Wa and Va (and W^T in WT), which the
+    session keeps from call to call: `fresh` copies W and V into them first; the caller copies
+    them back into W and V (Session.sync)."""
     m, K = U.shape
     B = h.shape[0]
     n = (B + G - 1) // G
-    dt = U.dtype
-    Lmax = 1
-    for u in range(first, last):
-        for lane in range(B):
-            Lmax = max(Lmax, lengths[u, lane])
-    # The products read and write whole rows; on cache-line boundaries no vector load
-    # straddles two lines (numpy and numba only promise 16 or 32 bytes).
-    Hb = _aligned_zeros(G * (Lmax + 1) * n * m, dt).reshape((G, Lmax + 1, n, m))
-    Ob = _aligned_zeros(G * Lmax * n * K, dt).reshape((G, Lmax, n, K))
-    DHb = _aligned_zeros(G * Lmax * n * m, dt).reshape((G, Lmax, n, m))
-    dhb = _aligned_zeros(G * n * m, dt).reshape((G, n, m))
-    Lsb = np.zeros((G, n), np.int64)
-    gbs = np.zeros((G, m), dt)
-    gcs = np.zeros((G, K), dt)
-    gWs = _aligned_zeros(G * m * m, dt).reshape((G, m, m))
-    gVs = _aligned_zeros(G * K * m, dt).reshape((G, K, m))
-    gUTs = _aligned_zeros(G * K * m, dt).reshape((G, K, m))
-    gl = np.zeros(G)
-    UT = _aligned_zeros(K * m, dt).reshape((K, m))
-    Wa = _aligned_zeros(m * m, dt).reshape((m, m))      # aligned working copies of W and V,
-    Va = _aligned_zeros(K * m, dt).reshape((K, m))      # copied back at the end
-    _copy2(Wa, W)
-    _copy2(Va, V)
+    gUTs[:] = 0                                       # (each update leaves them so; a call
+    gUT[:] = 0                                        # that failed midway might not)
+    mark[:] = 0
     tiles = _tiles_fit(m, W)
-    WT = _aligned_zeros(m * m if tiles else 1, dt).reshape((m, m) if tiles else (1, 1))
-    if tiles:                                         # the forward product reads W^T's rows
-        _transpose_rows(Wa, WT, 0, m)
-    gb = np.zeros(m, dt)
-    gc = np.zeros(K, dt)
-    gUT = np.zeros((K, m), dt)
-    gU = np.zeros((m, K) if opt != 0 else (1, 1), dt)
-    cols = np.zeros((2, m), dt)
-    scratch = np.zeros(2, dt)
-    bcs = np.zeros(2, dt)
-    rows = np.zeros((G, m), dt)
-    mark = np.zeros(K, np.uint8)
-    seen = np.zeros(K, np.int64)
-    win = np.zeros(B * (Lmax + 1), np.int32)         # the lanes' windows, as int32
-    wst = np.arange(B) * (Lmax + 1)                   # where each lane's window starts in win
+    if fresh:
+        _copy2(Wa, W)
+        _copy2(Va, V)
+        if tiles:                                     # the forward product reads W^T's rows
+            _transpose_rows(Wa, WT, 0, m)
+    wst = np.arange(B) * (win.size // B)              # where each lane's window starts in win
     one = consts[_C_ONE]
     for u in range(first, last):
         for i in range(m):
@@ -582,8 +581,6 @@ def _train_batch(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, con
         losses[u - first] = _combine_and_update(
             U, Wa, Va, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, betas,
             t_opt, win, wst, ln, gl, gbs, gcs, gUTs, gb, gc, gUT, gU, cols, scratch, mark, seen)
-    _copy2(W, Wa)
-    _copy2(V, Va)
 
 
 @_jit
@@ -710,27 +707,84 @@ def _state_arrays(optimizer: str, params: Params, opt_state: dict[str, np.ndarra
     return first, second
 
 
+class Session:
+    """A training run on these kernels: their scratch, made when the run starts and reused by
+    every call (the parameters, optimiser state and h are the trainer's arrays, changed in
+    place, except W and V with several lanes, which train in aligned working copies that sync
+    writes back), so that a call of one update costs what an update costs. Opened on the
+    trainer's arrays, like backends.TrainingSession."""
+
+    def __init__(self, params: Params, rule: str, opt_state: dict, h: np.ndarray):
+        _check_params(params)
+        if rule not in _OPT_CODE:
+            raise ValueError(f"unknown optimizer {rule!r}")
+        if h.dtype != params.dtype or not h.flags.c_contiguous or h.ndim != 4:
+            raise ValueError("h must be a C-contiguous (lanes, 1, 1, m) array of the params' "
+                             "dtype")
+        self.params, self.rule, self.opt_state, self.h = params, rule, opt_state, h
+        self.s1, self.s2 = _state_arrays(rule, params, opt_state)
+        self.weights, self.lanes = _weights(params), _rows(h)   # (lanes, m): a view of h
+        self.groups = lane_groups(h.shape[0]) if h.shape[0] > 1 else 1
+        self.betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
+        self.scratch, self.window, self.fresh, self.consts = None, 0, True, {}
+
+    def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                      dropout: Dropout = NO_DROPOUT) -> np.ndarray:
+        if params is not self.params or optimiser.state is not self.opt_state or \
+                h is not self.h or optimiser.rule != self.rule:
+            raise ValueError("a compiled training session trains the arrays it was opened on")
+        losses = np.empty(windows.count)
+        if not windows.count:
+            return losses
+        m, K, dtype = params.hidden_size, params.vocab_size, params.dtype
+        longest = int(np.max(windows.lengths[windows.first:windows.last], initial=1))
+        code = _OPT_CODE[self.rule]
+        batched = h.shape[0] > 1
+        if longest > self.window:                     # the first call, or longer windows
+            if batched and self.scratch is not None:
+                self.sync()                           # (the working copies are remade)
+            self.window = max(longest, 1)
+            self.scratch = _batch_scratch(m, K, self.window, h.shape[0], self.groups, code,
+                                          dtype) if batched else \
+                _lane_scratch(m, K, self.window, code, dtype)
+            self.fresh = True
+        key = (optimiser.eta, optimiser.clip)
+        if key not in self.consts:
+            self.consts = {key: _constants(dtype, optimiser.eta, optimiser.clip)}
+        rule = (code, self.consts[key], self.betas, int(optimiser.step))
+        if batched:
+            _train_batch(*self.weights, *self.s1, *self.s2, *rule, self.lanes,
+                         *_windows_arrays(windows), losses, self.groups, *self.scratch,
+                         self.fresh)
+            self.fresh = False
+        else:
+            _train(*self.weights, *self.s1, *self.s2, *rule, self.lanes,
+                   *_windows_arrays(windows), losses, *self.scratch)
+        return losses
+
+    def sync(self) -> None:
+        """Write the working copies of W and V (several lanes) back into the trainer's."""
+        if self.h.shape[0] > 1 and self.scratch is not None and not self.fresh:
+            Wa, Va = self.scratch[12], self.scratch[13]
+            self.params["W_hh0"][...] = Wa
+            self.params["V"][...] = Va
+
+    def agree(self, stop: int, updates: int) -> tuple[int, int]:
+        return stop, updates
+
+    def close(self) -> None:
+        self.sync()
+        self.scratch = None
+
+
 def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                   dropout: Dropout = NO_DROPOUT) -> np.ndarray:
-    """reference.train_updates, compiled: the updates of `windows` in one call, in place; h
-    (lanes, 1, 1, m). (One layer has nothing between layers to drop.)"""
-    _check_params(params)
-    if optimiser.rule not in _OPT_CODE:
-        raise ValueError(f"unknown optimizer {optimiser.rule!r}")
-    if h.dtype != params.dtype or not h.flags.c_contiguous or h.ndim != 4:
-        raise ValueError("h must be a C-contiguous (lanes, 1, 1, m) array of the params' dtype")
-    s1, s2 = _state_arrays(optimiser.rule, params, optimiser.state)
-    losses = np.empty(windows.count)
-    if not windows.count:
-        return losses
-    rule = (_OPT_CODE[optimiser.rule], _constants(params.dtype, optimiser.eta, optimiser.clip),
-            np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]), int(optimiser.step))
-    lanes = _rows(h)                                  # (lanes, m), a view: changed in place
-    if h.shape[0] > 1:
-        _train_batch(*_weights(params), *s1, *s2, *rule, lanes, *_windows_arrays(windows),
-                     losses, lane_groups(h.shape[0]))
-        return losses
-    _train(*_weights(params), *s1, *s2, *rule, lanes, *_windows_arrays(windows), losses)
+    """reference.train_updates, compiled: the updates of `windows` in one call (a Session of
+    one call), in place; h (lanes, 1, 1, m). (One layer has nothing between layers to
+    drop.)"""
+    session = Session(params, optimiser.rule, optimiser.state, h)
+    losses = session.train_updates(params, optimiser, h, windows, dropout)
+    session.sync()
     return losses
 
 

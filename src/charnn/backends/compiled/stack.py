@@ -271,32 +271,39 @@ def _scratch(cell, layers, m, K, Lmax, n, G, dt):
     return ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls
 
 
+@_jit
+def _training_scratch(cell, layers, m, K, Lmax, B, G, P, dt):
+    """Everything _train_batch works in, for windows of up to Lmax characters on B lanes in G
+    groups and P flat parameters: _scratch's arrays, then the groups' gradients (G, P), their
+    losses (G,), the optimiser's rows (G, _ROW), its bias corrections (2,) and the lanes'
+    windows as int32 (B (Lmax + 1),). A training session allocates them once (Session)."""
+    n = (B + G - 1) // G
+    ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Lsb = _scratch(cell, layers, m, K, Lmax, n, G,
+                                                             dt)
+    gflat = _aligned_zeros(G * P, dt).reshape((G, P))
+    return (ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Lsb, gflat, np.zeros(G),
+            np.zeros((G, _ROW), dt), np.zeros(2, dt), np.zeros(B * (Lmax + 1), np.int32))
+
+
 @_jit(parallel=True)
 def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, consts, betas,
                  opt_step, h, data, width, starts, lengths, resets, first, last, losses, G,
-                 dropout, seed_lo, seed_hi, threshold, scale):
+                 dropout, seed_lo, seed_hi, threshold, scale, ST, Z, AX, AH, X, Mk, O, DH, DAX,
+                 DC, dS, Lsb, gflat, gl, rows, bcs, win, fresh):
     """Updates first..last-1 of the schedule (see reference.train_updates) for the lanes of h
     (B, layers, S, m), split into G groups that the threads share out; theta, s1 and s2 are
-    the flat parameters and optimiser state (see _Layout), changed in place."""
+    the flat parameters and optimiser state (see _Layout), changed in place. The scratch
+    after `scale` is _training_scratch's, for windows at least as long as these; WT's copies
+    are made first when `fresh`, else they are the last call's (a session's)."""
     B = h.shape[0]
     n = (B + G - 1) // G
-    dt = theta.dtype
-    Lmax = 1
-    for u in range(first, last):
-        for lane in range(B):
-            Lmax = max(Lmax, lengths[u, lane])
-    ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Lsb = _scratch(cell, layers, m, K, Lmax, n, G,
-                                                             dt)
     P = theta.size
     R = P // _ROW
-    gflat = _aligned_zeros(G * P, dt).reshape((G, P))
-    for g in prange(G):
-        _refresh_transposes(theta, WT, jobs, g, G)
-    gl = np.zeros(G)
-    rows = np.zeros((G, _ROW), dt)
-    bcs = np.zeros(2, dt)
-    win = np.zeros(B * (Lmax + 1), np.int32)         # the lanes' windows, as int32
-    wst = np.arange(B) * (Lmax + 1)
+    if fresh:
+        for g in prange(G):
+            _refresh_transposes(theta, WT, jobs, g, G)
+    Lw = win.size // B                                # the lanes' slots in win
+    wst = np.arange(B) * Lw
     yst = wst + 1
     one = consts[_C_ONE]
     theta2 = theta.reshape((R, _ROW))
@@ -567,45 +574,90 @@ def _check(params) -> None:
             raise ValueError(f"parameter {name} must be {dtype}")
 
 
+class Session:
+    """A training run on the compiled stack: the flat parameters and optimiser state (_Layout),
+    the transposed copies and every scratch array of _train_batch, made once when the run
+    starts and reused by every call, so that a call of one update costs what an update costs.
+
+    Opened on the trainer's arrays (params, the optimiser's state, the lanes' states h), like
+    backends.TrainingSession: train_updates must be given the same arrays, which their owner
+    leaves alone until sync() writes the session's values back into them (h is trained in
+    place: the session keeps no copy of it)."""
+
+    def __init__(self, cell_module, params, rule: str, opt_state: dict, h: np.ndarray):
+        _check(params)
+        if rule not in _OPT_CODE:
+            raise ValueError(f"unknown optimizer {rule!r}")
+        self.lay = lay = _Layout(params, cell_module)
+        if h.dtype != lay.dtype or not h.flags.c_contiguous or \
+                h.shape[1:] != (lay.layers, lay.S, lay.m):
+            raise ValueError(f"h must be a C-contiguous (lanes, {lay.layers}, {lay.S}, {lay.m})"
+                             " array of the params' dtype")
+        self.params, self.rule, self.opt_state, self.h = params, rule, opt_state, h
+        self.theta = lay.pack(params)
+        self.s1 = lay.pack({name: opt_state[f"m_{name}"] for name in lay.names})
+        self.s2 = lay.pack({name: opt_state[f"v_{name}"] for name in lay.names}) \
+            if rule == "adam" else self.s1
+        self.WT = np.zeros(lay.transposed_size, lay.dtype)
+        self.groups = lane_groups(h.shape[0])
+        self.betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
+        self.scratch, self.window, self.fresh, self.consts = None, 0, True, {}
+
+    def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
+                      dropout: Dropout = NO_DROPOUT) -> np.ndarray:
+        if params is not self.params or optimiser.state is not self.opt_state or \
+                h is not self.h or optimiser.rule != self.rule:
+            raise ValueError("a compiled training session trains the arrays it was opened on")
+        if not 0 <= dropout.p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {dropout.p}")
+        lay = self.lay
+        losses = np.empty(windows.count)
+        if not windows.count:
+            return losses
+        longest = int(np.max(windows.lengths[windows.first:windows.last], initial=1))
+        if longest > self.window:                     # the first call, or longer windows
+            self.window = max(longest, 1)
+            self.scratch = _training_scratch(lay.cell, lay.layers, lay.m, lay.K, self.window,
+                                             h.shape[0], self.groups, lay.size, lay.dtype)
+        hashed = dropout.p > 0 and lay.layers > 1
+        seed = int(dropout.seed)
+        key = (optimiser.eta, optimiser.clip)
+        if key not in self.consts:
+            self.consts = {key: _constants(lay.dtype, optimiser.eta, optimiser.clip)}
+        _train_batch(lay.cell, lay.layers, lay.m, lay.K, self.theta, lay.off, self.WT,
+                     lay.offT, lay.jobs, self.s1, self.s2, _OPT_CODE[optimiser.rule],
+                     self.consts[key], self.betas, int(optimiser.step), h,
+                     *_windows_arrays(windows), losses, self.groups,
+                     _HASHED_DROPOUT if hashed else _NO_DROPOUT,
+                     seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF,
+                     np.uint64(dropout_hash.keep_threshold(dropout.p) if hashed else 0),
+                     lay.dtype.type(1 / (1 - dropout.p)), *self.scratch, self.fresh)
+        self.fresh = False
+        return losses
+
+    def sync(self) -> None:
+        """Write the session's parameters and optimiser state into the trainer's arrays."""
+        lay = self.lay
+        lay.unpack(self.theta, self.params)
+        lay.unpack(self.s1, {name: self.opt_state[f"m_{name}"] for name in lay.names})
+        if self.rule == "adam":
+            lay.unpack(self.s2, {name: self.opt_state[f"v_{name}"] for name in lay.names})
+
+    def agree(self, stop: int, updates: int) -> tuple[int, int]:
+        return stop, updates
+
+    def close(self) -> None:
+        self.scratch = None
+
+
 def train_updates(cell_module, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                   dropout: Dropout = NO_DROPOUT) -> np.ndarray:
     """reference.train_updates for a stacked network of cell_module's cell, compiled: the
-    updates of `windows` in one call; params, the optimiser's state and h (lanes, layers, S, m)
-    change in place."""
-    _check(params)
-    if optimiser.rule not in _OPT_CODE:
-        raise ValueError(f"unknown optimizer {optimiser.rule!r}")
-    lay = _Layout(params, cell_module)
-    if h.dtype != lay.dtype or not h.flags.c_contiguous or h.shape[1:] != (lay.layers, lay.S,
-                                                                            lay.m):
-        raise ValueError(f"h must be a C-contiguous (lanes, {lay.layers}, {lay.S}, {lay.m}) "
-                         "array of the params' dtype")
-    if not 0 <= dropout.p < 1:
-        raise ValueError(f"dropout probability must be in [0, 1), got {dropout.p}")
-    losses = np.empty(windows.count)
-    if not windows.count:
-        return losses
-    state = optimiser.state
-    theta = lay.pack(params)
-    s1 = lay.pack({name: state[f"m_{name}"] for name in lay.names})
-    s2 = lay.pack({name: state[f"v_{name}"] for name in lay.names}) \
-        if optimiser.rule == "adam" else s1
-    hashed = dropout.p > 0 and lay.layers > 1
-    seed = int(dropout.seed)
-    _train_batch(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off,
-                 np.zeros(lay.transposed_size, lay.dtype), lay.offT, lay.jobs, s1, s2,
-                 _OPT_CODE[optimiser.rule],
-                 _constants(lay.dtype, optimiser.eta, optimiser.clip),
-                 np.array([optim.ADAM_BETA1, optim.ADAM_BETA2]), int(optimiser.step), h,
-                 *_windows_arrays(windows), losses, lane_groups(h.shape[0]),
-                 _HASHED_DROPOUT if hashed else _NO_DROPOUT,
-                 seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF,
-                 np.uint64(dropout_hash.keep_threshold(dropout.p) if hashed else 0),
-                 lay.dtype.type(1 / (1 - dropout.p)))
-    lay.unpack(theta, params)
-    lay.unpack(s1, {name: state[f"m_{name}"] for name in lay.names})
-    if optimiser.rule == "adam":
-        lay.unpack(s2, {name: state[f"v_{name}"] for name in lay.names})
+    updates of `windows` in one call (a Session of one call); params, the optimiser's state
+    and h (lanes, layers, S, m) change in place."""
+    session = Session(cell_module, params, optimiser.rule, optimiser.state, h)
+    losses = session.train_updates(params, optimiser, h, windows, dropout)
+    session.sync()
     return losses
 
 
