@@ -233,3 +233,64 @@ def test_the_same_bits_in_processes_of_one_and_three_threads(tmp_path):
 if __name__ == "__main__":
     np.savez(sys.argv[1], **runs())
     print(numba.get_num_threads())
+
+
+# --------------------------------------------------------------------------------------
+# Training sessions: what a run keeps from call to call changes no number.
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("net,layers,B,dropout,dtype", [
+    ("rnn", 1, 1, 0.0, np.float64), ("rnn", 1, 5, 0.0, np.float32),
+    ("lstm", 2, 5, 0.3, np.float32), ("gru", 1, 3, 0.0, np.float64),
+    ("mlstm", 2, 1, 0.2, np.float64)])
+def test_a_sessions_calls_give_the_bits_of_one_call(net, layers, B, dropout, dtype):
+    rng = np.random.default_rng(11)
+    m, U, tau = 16, 9, 7
+    params = random_params(net, m, layers, rng, dtype=dtype)
+    n = 40 * tau * B
+    data = rng.integers(0, K, n).astype(np.uint8)
+    starts, lengths, resets = schedule(U, B, tau, n, rng)
+    lengths[6:] = np.minimum(lengths[6:], 3)           # the last calls' windows shorter
+    lengths[2, 0] = tau + 4                            # and one longer: the scratch grows
+    h = random_state(net, m, layers, rng, B).astype(dtype)
+    one = params.copy(), optim.initial_state("adam", params), h.copy()
+    p, state, hh = one
+    expected = compiled.train_updates(p, Optimiser("adam", state, 0, 0.01, 5.0), hh,
+                                      Windows(data, starts, lengths, resets, 0, U),
+                                      Dropout(dropout, 5))
+    p, state, hh = params.copy(), optim.initial_state("adam", params), h.copy()
+    session = compiled.open_session(p, "adam", state, hh)
+    losses, done = [], 0
+    for count in (1, 2, 3, 1, 2):                      # calls of uneven lengths
+        losses.extend(session.train_updates(p, Optimiser("adam", state, done, 0.01, 5.0), hh,
+                                            Windows(data, starts, lengths, resets, done,
+                                                    done + count), Dropout(dropout, 5)))
+        done += count
+    session.sync()
+    assert np.array_equal(losses, expected)
+    assert np.array_equal(hh, one[2])
+    for name in params:
+        assert np.array_equal(p[name], one[0][name]), name
+        assert np.array_equal(state[f"m_{name}"], one[1][f"m_{name}"]), name
+        assert np.array_equal(state[f"v_{name}"], one[1][f"v_{name}"]), name
+    session.close()
+
+
+@pytest.mark.parametrize("net,B", [("rnn", 1), ("rnn", 4), ("lstm", 4)])
+def test_a_session_trains_only_the_arrays_it_was_opened_on(net, B):
+    rng = np.random.default_rng(3)
+    params = random_params(net, 8, 1, rng)
+    state, h = optim.initial_state("adagrad", params), random_state(net, 8, 1, rng, B)
+    session = compiled.open_session(params, "adagrad", state, h)
+    data = rng.integers(0, K, 200).astype(np.uint8)
+    starts, lengths, resets = schedule(2, B, 5, 200, rng)
+    windows = Windows(data, starts, lengths, resets, 0, 2)
+    with pytest.raises(ValueError, match="opened on"):
+        session.train_updates(params.copy(), Optimiser("adagrad", state, 0, 0.1, 5.0), h,
+                              windows)
+    with pytest.raises(ValueError, match="opened on"):
+        session.train_updates(params, Optimiser("adam", state, 0, 0.1, 5.0), h, windows)
+    before = params.copy()
+    session.train_updates(params, Optimiser("adagrad", state, 0, 0.1, 5.0), h, windows)
+    session.sync()
+    assert any(not np.array_equal(params[name], before[name]) for name in params)

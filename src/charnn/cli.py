@@ -531,7 +531,37 @@ def build_parser() -> argparse.ArgumentParser:
                         "besides 127.0.0.1, localhost and [::1]; repeatable")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("tune", help="show how the compiled kernels' products are blocked on "
+                                    "this CPU",
+                       description="Show the blocking of the compiled kernels' products that "
+                                   "was measured on this CPU (tile shapes and order, with the "
+                                   "speed of every candidate), measuring it first if it was "
+                                   "not; --again measures it afresh (the kernels then compile "
+                                   "again).")
+    p.add_argument("--again", action="store_true",
+                   help="measure again, and compile the kernels again with the new choice")
+    p.set_defaults(func=cmd_tune)
     return parser
+
+
+def cmd_tune(args) -> int:
+    from .backends.compiled import cache, tuning
+    record = None if args.again else tuning.recorded()
+    if record is None:
+        print("measuring this CPU's products (about 20 s) ...", file=sys.stderr)
+        record = tuning.measure()
+        cache.forget_compiled()
+    print(tuning.describe(record))
+    lanes = tuning.LANES
+    print(f"\nGFLOP/s of each candidate (float32, m = {tuning.M}; lane groups of "
+          f"{', '.join(map(str, lanes))} rows; measured in {record['seconds']:.0f} s):")
+    shapes = [f"{kind} {n}" for kind in tuning.KINDS for n in lanes]
+    print(f"{'':>20} " + " ".join(f"{s:>12}" for s in shapes))
+    for name, row in record["gflops"].items():
+        print(f"{name:>20} " + " ".join(f"{row[s]:>12.0f}" for s in shapes))
+    print(f"\nrecorded in {tuning.record_path()}")
+    return 0
 
 
 def given_options(argv) -> set[str]:

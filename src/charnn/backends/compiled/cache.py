@@ -169,6 +169,33 @@ def _compile_here(family: str, job: str, dtypes: Iterable[str]) -> None:
             pass                                      # a read-only cache only costs time
 
 
+def _tiled(family: str, job: str) -> bool:
+    """Whether the group's kernels run products.py's register tiles: all but the vanilla RNN's
+    one-lane kernels (matrix-vector products)."""
+    return family != "rnn" or job == "train-batch"
+
+
+def _choose_blocking(announce) -> None:
+    """Measure this CPU's products and record their blocking (tuning.py), once per CPU, before
+    the first kernels that use it compile; announced, and counted when it takes a while."""
+    from . import tuning
+    if tuning.recorded() is not None or os.environ.get("CHARNN_BLOCKING") == "default":
+        return
+    announce("measuring this CPU's products to choose their blocking, once for this machine "
+             "(about 20 s; `charnn tune` shows the choice)")
+    record = tuning.measure()
+    announce(f"  {tuning.describe(record)} ({record['seconds']:.0f} s)")
+
+
+def forget_compiled() -> None:
+    """Make every kernel compile again (after the blocking is measured again): numba's index
+    files and the groups' markers are removed."""
+    folder = Path(numba.config.CACHE_DIR)
+    for pattern in ("*/*.nbi", "charnn-*.ok"):
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
 # A group's worker: compiles into the shared cache folder (numba's cache is safe across
 # processes: each file is written aside, then renamed).
 _WORKER = ("import sys; from charnn.backends.compiled import cache; "
@@ -197,6 +224,8 @@ def ensure_compiled(announce=print, dtypes=(np.float64, np.float32),
                         listed.append(name)
     if not wanted:
         return
+    if any(_tiled(family, job) for family, job in wanted):
+        _choose_blocking(announce)
     # one worker a (family, job): a kernel's two dtypes share numba's index file
     units = sorted(wanted.items(), key=lambda unit: -_COST[unit[0][1]] * len(unit[1]))
     cores = min(len(units), os.cpu_count() or 1)

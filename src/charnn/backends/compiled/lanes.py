@@ -103,3 +103,23 @@ def _windows_arrays(windows) -> tuple:
     return (*_text(windows.data), np.ascontiguousarray(windows.starts, dtype=np.int64),
             np.ascontiguousarray(windows.lengths, dtype=np.int32),
             resets.astype(np.uint8, copy=False), int(windows.first), int(windows.last))
+
+
+class WindowsArrays:
+    """_windows_arrays for a training session's calls: a run's calls share the text and the
+    epoch's schedule and differ in first and last only, so the arrays (and the longest
+    window, which sizes the session's scratch) are made once per schedule."""
+
+    def __init__(self):
+        self.source, self.arrays, self.longest = None, None, 1
+
+    def __call__(self, windows) -> tuple:
+        """(_windows_arrays(windows) without first and last, the longest window of the
+        whole schedule)."""
+        source = (windows.data, windows.starts, windows.lengths, windows.resets)
+        if self.source is None or any(a is not b for a, b in zip(source, self.source)):
+            self.arrays = _windows_arrays(windows)[:-2]
+            self.longest = max(int(np.max(windows.lengths, initial=1)), 1)
+            self.source = source
+        return self.arrays, self.longest
+

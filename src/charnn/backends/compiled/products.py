@@ -1,5 +1,6 @@
 """Dense products for the compiled kernels: loop kernels for any shape, register tiles
-(written in LLVM IR) for rows of a whole number of tiles, and _gemm choosing between them.
+(tiles.py) blocked as tuning.py measured for this CPU for rows of whole vectors, and _gemm
+choosing between them.
 
 Matrices are C-contiguous; rows are contiguous vectors. Each network's kernels build their
 forward, output-layer and gradient products from these (see rnn.py, stack.py).
@@ -7,14 +8,13 @@ forward, output-layer and gradient products from these (see rnn.py, stack.py).
 
 from __future__ import annotations
 
-import llvmlite.binding as ll
 import numpy as np
-from llvmlite import ir
 from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
+from . import tuning
 from .numerics import _FASTMATH, _jit
+from .tiles import VECTOR_BYTES, make_tile
 
 
 @_jit
@@ -354,97 +354,91 @@ def _matmul_tn_typed(A, B, out, accumulate):
 
 
 # --------------------------------------------------------------------------------------
-# Register-tiled products. LLVM keeps the loop-vectorised kernels above at 80-90 GFLOP/s per
-# core in float32: each pass over a row of out loads and stores it again. The tile below
-# holds an (8 x 2 vectors) block of out in registers for the whole sum over k: per k it
-# loads two vectors of a row of B, broadcasts eight elements of A and issues sixteen fused
-# multiply-adds, and writes the block once at the end (~115 GFLOP/s on the same core). numba
-# has no vector types, so the tile is written in LLVM IR.
+# Register-tiled products (tiles.py), blocked as tuning.py chose for this CPU: each kind of
+# product (forward, backward, gradient) has its tiles of rows x vectors, the same with 4 rows
+# and 1 row for what the rows leave over, and one vector wide for what the columns leave
+# over. The blocking changes which tile computes an element, never how: the same bits.
 # --------------------------------------------------------------------------------------
 
+_VECTOR_BYTES = VECTOR_BYTES
+_BLOCKING = tuning.chosen()
+_ROWS = tuple(_BLOCKING[kind].rows for kind in tuning.KINDS)
+_VECTORS = tuple(_BLOCKING[kind].vectors for kind in tuning.KINDS)
+_BY_ROWS = tuple(_BLOCKING[kind].order == "rows" for kind in tuning.KINDS)
+_FORWARD, _BACKWARD, _GRADIENT = 0, 1, 2
+
+_f_full = make_tile(_ROWS[0], _VECTORS[0])
+_f_4 = make_tile(4, _VECTORS[0])
+_f_1 = make_tile(1, _VECTORS[0])
+_f_narrow = make_tile(_ROWS[0], 1)
+_b_full = make_tile(_ROWS[1], _VECTORS[1])
+_b_4 = make_tile(4, _VECTORS[1])
+_b_1 = make_tile(1, _VECTORS[1])
+_b_narrow = make_tile(_ROWS[1], 1)
+_g_full = make_tile(_ROWS[2], _VECTORS[2])
+_g_4 = make_tile(4, _VECTORS[2])
+_g_1 = make_tile(1, _VECTORS[2])
+_g_narrow = make_tile(_ROWS[2], 1)
+_narrow_4 = make_tile(4, 1)
+_narrow_1 = make_tile(1, 1)
 
 
-def _target_has_avx512() -> bool:
-    """Whether the CPU numba generates code for has AVX-512: the host's, or the one that
-    NUMBA_CPU_NAME and NUMBA_CPU_FEATURES name (an empty feature list: the named CPU's own)."""
-    from numba.core import config
-    if config.CPU_FEATURES is not None:
-        return "+avx512f" in config.CPU_FEATURES.split(",")
-    return bool(ll.get_host_cpu_features().get("avx512f"))
+@_jit
+def _tile(kind, rows, narrow, C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate):
+    """The tile of `kind` that is `rows` high (the kind's own, 4 or 1) and its vectors wide,
+    or one vector wide when narrow (tiles.make_tile's arguments follow)."""
+    if narrow:
+        if rows == 1:
+            _narrow_1(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        elif rows == 4:
+            _narrow_4(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        elif kind == _FORWARD:
+            _f_narrow(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        elif kind == _BACKWARD:
+            _b_narrow(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        else:
+            _g_narrow(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+    elif kind == _FORWARD:
+        if rows == 1:
+            _f_1(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        elif rows == 4:
+            _f_4(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        else:
+            _f_full(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+    elif kind == _BACKWARD:
+        if rows == 1:
+            _b_1(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        elif rows == 4:
+            _b_4(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        else:
+            _b_full(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+    else:
+        if rows == 1:
+            _g_1(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        elif rows == 4:
+            _g_4(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+        else:
+            _g_full(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
 
 
-_VECTOR_BYTES = 64 if _target_has_avx512() else 32
-_TILE_ROWS = 8 if _VECTOR_BYTES == 64 else 4          # 2 x rows accumulators fit the register file
-
-
-def _make_tile(rows):
-    """An intrinsic tile(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate) on flat
-    arrays of one dtype: for r < rows and the 2 vectors' worth of columns j from c0,
-
-        C[c0 + r ldc + j] (+)= sum_{k < depth} A[a0 + r a_rs + k a_ks] B[b0 + k ldb + j]
-
-    so A may be read row-wise (a_ks = 1) or column-wise (a_rs = 1, a transposed operand)."""
-
-    @intrinsic
-    def tile(typingctx, C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate):
-        signature = types.void(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
-
-        def codegen(context, builder, sig, args):
-            c_arr, c0, ldc, a_arr, a0, a_rs, a_ks, b_arr, b0, ldb, depth, accumulate = args
-            dtype = sig.args[0].dtype
-            item = dtype.bitwidth // 8
-            width = _VECTOR_BYTES // item
-            element = context.get_value_type(dtype)
-            vector = ir.VectorType(element, width)
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            c_ptr = context.make_array(sig.args[0])(context, builder, c_arr).data
-            a_ptr = context.make_array(sig.args[3])(context, builder, a_arr).data
-            b_ptr = context.make_array(sig.args[7])(context, builder, b_arr).data
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vector, [vector] * 3),
-                f"llvm.fma.v{width}f{dtype.bitwidth}")
-            zero = ir.Constant(vector, [ir.Constant(element, 0.0)] * width)
-            undef = ir.Constant(vector, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(i32, width), [0] * width)
-
-            def vector_at(ptr, index):                # unaligned load / store address
-                return builder.bitcast(builder.gep(ptr, [index]), vector.as_pointer())
-
-            # accumulators live in allocas that LLVM promotes to registers
-            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(2)]
-                   for _ in range(rows)]
-            with cgutils.for_range(builder, depth) as loop:
-                k = loop.index
-                b_row = builder.add(b0, builder.mul(k, ldb))
-                bv = (builder.load(vector_at(b_ptr, b_row), align=item),
-                      builder.load(vector_at(b_ptr, builder.add(b_row, ir.Constant(i64, width))),
-                                   align=item))
-                a_k = builder.add(a0, builder.mul(k, a_ks))
-                for r in range(rows):
-                    a = builder.load(builder.gep(
-                        a_ptr, [builder.add(a_k, builder.mul(ir.Constant(i64, r), a_rs))]))
-                    av = builder.shuffle_vector(
-                        builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
-                    for j in range(2):
-                        builder.store(builder.call(fma, [av, bv[j], builder.load(acc[r][j])]),
-                                      acc[r][j])
-            keep = accumulate
-            if keep.type != ir.IntType(1):
-                keep = builder.icmp_unsigned("!=", keep, ir.Constant(keep.type, 0))
-            for r in range(rows):
-                c_row = builder.add(c0, builder.mul(ir.Constant(i64, r), ldc))
-                for j in range(2):
-                    where = vector_at(c_ptr, builder.add(c_row, ir.Constant(i64, j * width)))
-                    base = builder.select(keep, builder.load(where, align=item), zero)
-                    builder.store(builder.fadd(base, builder.load(acc[r][j])), where, align=item)
-            return context.get_dummy_value()
-        return signature, codegen
-    return tile
-
-
-_tile_full = _make_tile(_TILE_ROWS)
-_tile_4 = _make_tile(4)
-_tile_1 = _make_tile(1)
+@_jit
+def _row_blocks(kind, r0, r1, c0, c1, width, Cf, ldc, Af, a_rs, a_ks, Bf, N, depth,
+                accumulate):
+    """Rows r0..r1-1 of the product, columns c0..c1-1: whole panels of the kind's vectors,
+    then single vectors; its own rows high, then 4, then 1. (One call of _tile, and _gemm
+    has one call of this: LLVM inlines each call site, and every tile is a lot of code.)"""
+    rows = _ROWS[kind]
+    span = _VECTORS[kind] * width
+    r = r0
+    while r < r1:
+        high = rows if r + rows <= r1 else (4 if r + 4 <= r1 else 1)
+        c = c0
+        while c < c1:
+            narrow = c + span > c1
+            _tile(kind, high, narrow, Cf, r * ldc + c, ldc, Af, r * a_rs, a_rs, a_ks, Bf, c, N,
+                  depth, accumulate)
+            c += width if narrow else span
+        r += high
 
 
 @_jit
@@ -452,11 +446,14 @@ def _gemm(A, B, C, transpose_a, accumulate):
     """C (+)= A B, or A^T B when transpose_a, for C-contiguous A, B and C (C may have more
     rows than the product; only the product's rows are written).
 
-    Register tiles when B's row length is a whole number of tiles (m = 128, 256, 512, ...);
-    otherwise the loop kernels above, which need no whole tiles."""
+    Register tiles when B's rows are whole vectors (m = 16, 32, ..., 256, ... in float32 on
+    AVX-512), blocked as this CPU's measurement chose for the product's kind: a block of
+    rows meets every panel of B's columns before the next block (rows first), or a panel of
+    B's columns stays in cache while every row passes it (columns first). Otherwise the loop
+    kernels above, which need no whole vectors."""
     N = B.shape[1]
-    span = 2 * _VECTOR_BYTES // A.itemsize            # columns per tile
-    if N % span != 0:
+    width = _VECTOR_BYTES // A.itemsize
+    if N % width != 0:
         if transpose_a:
             _matmul_tn(A, B, C, accumulate)
         else:
@@ -465,33 +462,35 @@ def _gemm(A, B, C, transpose_a, accumulate):
     if transpose_a:                                   # A'[r, k] = A[k, r]
         depth, R = A.shape
         a_rs, a_ks = 1, R
+        kind = _GRADIENT
     else:
         R, depth = A.shape
         a_rs, a_ks = depth, 1
+        kind = _FORWARD if N > depth else _BACKWARD
     ldc = C.shape[1]
     Af = A.reshape(-1)
     Bf = B.reshape(-1)
     Cf = C.reshape(-1)
-    for c0 in range(0, N, span):                      # a block of B's columns stays in cache
-        r = 0                                         # while every row of A' passes it
-        while r + _TILE_ROWS <= R:
-            _tile_full(Cf, r * ldc + c0, ldc, Af, r * a_rs, a_rs, a_ks, Bf, c0, N, depth,
-                       accumulate)
-            r += _TILE_ROWS
-        while r + 4 <= R:
-            _tile_4(Cf, r * ldc + c0, ldc, Af, r * a_rs, a_rs, a_ks, Bf, c0, N, depth,
+    by_rows = _BY_ROWS[kind]
+    rows = _ROWS[kind]
+    span = _VECTORS[kind] * width
+    at = 0                                            # the next block of rows, or of columns
+    while at < (R if by_rows else N):
+        if by_rows:
+            step = rows if at + rows <= R else (4 if at + 4 <= R else 1)
+            r0, r1, c0, c1 = at, at + step, 0, N
+        else:
+            step = span if at + span <= N else width
+            r0, r1, c0, c1 = 0, R, at, at + step
+        _row_blocks(kind, r0, r1, c0, c1, width, Cf, ldc, Af, a_rs, a_ks, Bf, N, depth,
                     accumulate)
-            r += 4
-        while r < R:
-            _tile_1(Cf, r * ldc + c0, ldc, Af, r * a_rs, a_rs, a_ks, Bf, c0, N, depth,
-                    accumulate)
-            r += 1
+        at += step
 
 
 @_jit
 def _tiles_fit(m, dt_example):
-    """Whether rows of m elements are whole register tiles (then _gemm uses the tiles)."""
-    return m % (2 * _VECTOR_BYTES // dt_example.itemsize) == 0
+    """Whether rows of m elements are whole vectors (then _gemm uses the tiles)."""
+    return m % (_VECTOR_BYTES // dt_example.itemsize) == 0
 
 
 @_jit

@@ -48,7 +48,7 @@ from numba import njit, prange
 from ... import optim
 from ...model import Params
 from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
-from .lanes import (_active_lanes, _char, _check_params, _gather_windows, _text, _windows_arrays,
+from .lanes import (WindowsArrays, _active_lanes, _char, _check_params, _gather_windows, _text,
                     lane_groups)
 from .numerics import (_add, _copy, _copy2, _draw, _jit, _shifted_exp, _softmax_row,
                        _softmax_rows, _vtanh)
@@ -727,6 +727,7 @@ class Session:
         self.groups = lane_groups(h.shape[0]) if h.shape[0] > 1 else 1
         self.betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
         self.scratch, self.window, self.fresh, self.consts = None, 0, True, {}
+        self.windows = WindowsArrays()
 
     def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                       dropout: Dropout = NO_DROPOUT) -> np.ndarray:
@@ -737,13 +738,13 @@ class Session:
         if not windows.count:
             return losses
         m, K, dtype = params.hidden_size, params.vocab_size, params.dtype
-        longest = int(np.max(windows.lengths[windows.first:windows.last], initial=1))
+        text_and_schedule, longest = self.windows(windows)
         code = _OPT_CODE[self.rule]
         batched = h.shape[0] > 1
         if longest > self.window:                     # the first call, or longer windows
             if batched and self.scratch is not None:
                 self.sync()                           # (the working copies are remade)
-            self.window = max(longest, 1)
+            self.window = longest
             self.scratch = _batch_scratch(m, K, self.window, h.shape[0], self.groups, code,
                                           dtype) if batched else \
                 _lane_scratch(m, K, self.window, code, dtype)
@@ -754,12 +755,12 @@ class Session:
         rule = (code, self.consts[key], self.betas, int(optimiser.step))
         if batched:
             _train_batch(*self.weights, *self.s1, *self.s2, *rule, self.lanes,
-                         *_windows_arrays(windows), losses, self.groups, *self.scratch,
-                         self.fresh)
+                         *text_and_schedule, windows.first, windows.last, losses, self.groups,
+                         *self.scratch, self.fresh)
             self.fresh = False
         else:
-            _train(*self.weights, *self.s1, *self.s2, *rule, self.lanes,
-                   *_windows_arrays(windows), losses, *self.scratch)
+            _train(*self.weights, *self.s1, *self.s2, *rule, self.lanes, *text_and_schedule,
+                   windows.first, windows.last, losses, *self.scratch)
         return losses
 
     def sync(self) -> None:

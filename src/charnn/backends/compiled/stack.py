@@ -38,7 +38,8 @@ from ...networks import Network
 from ...networks import dropout as dropout_hash
 from . import cells
 from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
-from .lanes import _active_lanes, _char, _gather_windows, _text, _windows_arrays, lane_groups
+from .lanes import (WindowsArrays, _active_lanes, _char, _gather_windows, _text,
+                    lane_groups)
 from .numerics import _copy, _draw, _jit, _mat, _shifted_exp, _softmax_row
 from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _constants, _update_rows
 from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
@@ -602,6 +603,7 @@ class Session:
         self.groups = lane_groups(h.shape[0])
         self.betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
         self.scratch, self.window, self.fresh, self.consts = None, 0, True, {}
+        self.windows = WindowsArrays()
 
     def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                       dropout: Dropout = NO_DROPOUT) -> np.ndarray:
@@ -614,9 +616,9 @@ class Session:
         losses = np.empty(windows.count)
         if not windows.count:
             return losses
-        longest = int(np.max(windows.lengths[windows.first:windows.last], initial=1))
+        text_and_schedule, longest = self.windows(windows)
         if longest > self.window:                     # the first call, or longer windows
-            self.window = max(longest, 1)
+            self.window = longest
             self.scratch = _training_scratch(lay.cell, lay.layers, lay.m, lay.K, self.window,
                                              h.shape[0], self.groups, lay.size, lay.dtype)
         hashed = dropout.p > 0 and lay.layers > 1
@@ -627,7 +629,7 @@ class Session:
         _train_batch(lay.cell, lay.layers, lay.m, lay.K, self.theta, lay.off, self.WT,
                      lay.offT, lay.jobs, self.s1, self.s2, _OPT_CODE[optimiser.rule],
                      self.consts[key], self.betas, int(optimiser.step), h,
-                     *_windows_arrays(windows), losses, self.groups,
+                     *text_and_schedule, windows.first, windows.last, losses, self.groups,
                      _HASHED_DROPOUT if hashed else _NO_DROPOUT,
                      seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF,
                      np.uint64(dropout_hash.keep_threshold(dropout.p) if hashed else 0),
