@@ -17,6 +17,10 @@ from numba.extending import intrinsic, overload
 # infinity keep their IEEE meaning, so a diverging run still shows NaN.
 _FASTMATH = {"reassoc", "contract", "nsz"}
 JIT_OPTIONS = {"cache": True, "fastmath": _FASTMATH, "error_model": "numpy"}
+# exp and tanh keep their operations' order (no re-association): the same bits wherever they
+# are inlined, the fastmath of the kernel that calls them notwithstanding.
+_EXACT = {"cache": True, "fastmath": {"contract", "nsz"}, "error_model": "numpy"}
+_EXACT_OVERLOAD = {"fastmath": {"contract", "nsz"}, "error_model": "numpy"}
 
 
 def _jit(fn=None, *, parallel=False):
@@ -92,43 +96,51 @@ def _vexp(v, n):
 
 
 def _vexp64(v, n):
-    c = _F64
     for i in range(n):
-        x0 = v[i]
-        x = x0 if x0 > -746.0 else -746.0             # exp(-746) is 0 in float64
-        x = x if x < 710.0 else 710.0               # 2^1024: inf
-        t = np.floor(x * _LOG2E64 + 0.5)
-        r = (x - t * _LN2_HI64) - t * _LN2_LO64
-        p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
-            c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * (c[12] + r * c[13]
-                                                                                  ))))))))))))
-        low = t < -1000.0                           # 2^t below the normal range: two steps
-        k = np.int64(64) if low else np.int64(0)
-        y = p * _as_float((np.int64(t) + k + 1023) << 52)
-        y = y * (5.421010862427522e-20 if low else 1.0)     # 2^-64
-        y = y if x0 == x0 else x0
-        v[i] = y if x0 != -np.inf else 0.0
+        v[i] = _exp64(v[i])
+
+
+@njit(**_EXACT)
+def _exp64(x0):
+    c = _F64
+    x = x0 if x0 > -746.0 else -746.0                 # exp(-746) is 0 in float64
+    x = x if x < 710.0 else 710.0                   # 2^1024: inf
+    t = np.floor(x * _LOG2E64 + 0.5)
+    r = (x - t * _LN2_HI64) - t * _LN2_LO64
+    p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
+        c[7] + r * (c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * (c[12] + r * c[13]
+                                                                              ))))))))))))
+    low = t < -1000.0                               # 2^t below the normal range: two steps
+    k = np.int64(64) if low else np.int64(0)
+    y = p * _as_float((np.int64(t) + k + 1023) << 52)
+    y = y * (5.421010862427522e-20 if low else 1.0)     # 2^-64
+    y = y if x0 == x0 else x0
+    return y if x0 != -np.inf else 0.0
 
 
 def _vexp32(v, n):
-    c = _F32
     for i in range(n):
-        x0 = v[i]
-        x = x0 if x0 > np.float32(-104.0) else np.float32(-104.0)   # exp(-104) is 0
-        x = x if x < np.float32(89.0) else np.float32(89.0)    # 2^128: inf
-        t = np.floor(x * _LOG2E32 + np.float32(0.5))
-        r = (x - t * _LN2_HI32) - t * _LN2_LO32
-        p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
-            c[7])))))))
-        low = t < np.float32(-100.0)                # 2^t below the normal range: two steps
-        k = np.int32(32) if low else np.int32(0)
-        y = p * _as_float(np.int32((np.int32(t) + k + np.int32(127)) << np.int32(23)))
-        y = y * (np.float32(2.3283064365386963e-10) if low else np.float32(1.0))   # 2^-32
-        y = y if x0 == x0 else x0
-        v[i] = y if x0 != -np.inf else np.float32(0.0)
+        v[i] = _exp32(v[i])
 
 
-@overload(_vexp, jit_options={"fastmath": {"contract", "nsz"}, "error_model": "numpy"})
+@njit(**_EXACT)
+def _exp32(x0):
+    c = _F32
+    x = x0 if x0 > np.float32(-104.0) else np.float32(-104.0)   # exp(-104) is 0
+    x = x if x < np.float32(89.0) else np.float32(89.0)    # 2^128: inf
+    t = np.floor(x * _LOG2E32 + np.float32(0.5))
+    r = (x - t * _LN2_HI32) - t * _LN2_LO32
+    p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * (
+        c[7])))))))
+    low = t < np.float32(-100.0)                    # 2^t below the normal range: two steps
+    k = np.int32(32) if low else np.int32(0)
+    y = p * _as_float(np.int32((np.int32(t) + k + np.int32(127)) << np.int32(23)))
+    y = y * (np.float32(2.3283064365386963e-10) if low else np.float32(1.0))   # 2^-32
+    y = y if x0 == x0 else x0
+    return y if x0 != -np.inf else np.float32(0.0)
+
+
+@overload(_vexp, jit_options=_EXACT_OVERLOAD)
 def _vexp_typed(v, n):
     if v.dtype == types.float32:
         return _vexp32
@@ -154,46 +166,54 @@ def _vtanh(v, n):
 
 
 def _vtanh64(v, n):
-    c = _F64
     for i in range(n):
-        x = v[i]
-        ax = abs(x)
-        ax = 20.0 if ax > 20.0 else ax              # tanh(20) is 1 in float64; NaN stays NaN
-        y = ax * -0.03125                           # -2|x| / 64
-        e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
-            c[7] + y * (c[8] + y * (c[9] + y * (c[10] + y * (c[11] + y * (c[12] + y * (
-                c[13] + y * (c[14] + y * c[15]))))))))))))))
-        e = e * (e + 2.0)
-        e = e * (e + 2.0)
-        e = e * (e + 2.0)
-        e = e * (e + 2.0)
-        e = e * (e + 2.0)
-        e = e * (e + 2.0)
-        t = -e / (2.0 + e)
-        v[i] = t if x >= 0.0 else -t
+        v[i] = _tanh64(v[i])
+
+
+@njit(**_EXACT)
+def _tanh64(x):
+    c = _F64
+    ax = abs(x)
+    ax = 20.0 if ax > 20.0 else ax                  # tanh(20) is 1 in float64; NaN stays NaN
+    y = ax * -0.03125                               # -2|x| / 64
+    e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
+        c[7] + y * (c[8] + y * (c[9] + y * (c[10] + y * (c[11] + y * (c[12] + y * (
+            c[13] + y * (c[14] + y * c[15]))))))))))))))
+    e = e * (e + 2.0)
+    e = e * (e + 2.0)
+    e = e * (e + 2.0)
+    e = e * (e + 2.0)
+    e = e * (e + 2.0)
+    e = e * (e + 2.0)
+    t = -e / (2.0 + e)
+    return t if x >= 0.0 else -t
 
 
 def _vtanh32(v, n):
+    for i in range(n):
+        v[i] = _tanh32(v[i])
+
+
+@njit(**_EXACT)
+def _tanh32(x):
     c = _F32
     two = np.float32(2.0)
-    for i in range(n):
-        x = v[i]
-        ax = abs(x)
-        ax = np.float32(9.0) if ax > np.float32(9.0) else ax   # tanh(9) is 1 in float32; NaN stays
-        y = ax * np.float32(-0.03125)
-        e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
-            c[7])))))))
-        e = e * (e + two)
-        e = e * (e + two)
-        e = e * (e + two)
-        e = e * (e + two)
-        e = e * (e + two)
-        e = e * (e + two)
-        t = -e / (two + e)
-        v[i] = t if x >= np.float32(0.0) else -t
+    ax = abs(x)
+    ax = np.float32(9.0) if ax > np.float32(9.0) else ax   # tanh(9) is 1 in float32; NaN stays
+    y = ax * np.float32(-0.03125)
+    e = y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * (c[6] + y * (
+        c[7])))))))
+    e = e * (e + two)
+    e = e * (e + two)
+    e = e * (e + two)
+    e = e * (e + two)
+    e = e * (e + two)
+    e = e * (e + two)
+    t = -e / (two + e)
+    return t if x >= np.float32(0.0) else -t
 
 
-@overload(_vtanh, jit_options={"fastmath": {"contract", "nsz"}, "error_model": "numpy"})
+@overload(_vtanh, jit_options=_EXACT_OVERLOAD)
 def _vtanh_typed(v, n):
     if v.dtype == types.float32:
         return _vtanh32
@@ -207,17 +227,58 @@ def _vtanh_typed(v, n):
 _SIGMOID_FLOOR = -80.0
 
 
+@njit(**_EXACT)
+def _sigmoid32(v):
+    x = -v
+    x = np.float32(_SIGMOID_FLOOR) if x < np.float32(_SIGMOID_FLOOR) else x   # NaN stays
+    return np.float32(1.0) / (np.float32(1.0) + _exp32(x))
+
+
+@njit(**_EXACT)
+def _sigmoid64(v):
+    x = -v
+    x = _SIGMOID_FLOOR if x < _SIGMOID_FLOOR else x                         # NaN stays
+    return 1.0 / (1.0 + _exp64(x))
+
+
+# One float at a time, for kernels that compute several gates in one pass over a row (stubs:
+# numba compiles the dtype's version).
+
+def _exp(x):
+    """exp(x)."""
+    raise NotImplementedError
+
+
+def _tanh(x):
+    """tanh(x)."""
+    raise NotImplementedError
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)), exp's argument clamped at -80 (above)."""
+    raise NotImplementedError
+
+
+@overload(_exp, jit_options=_EXACT_OVERLOAD)
+def _exp_typed(x):
+    return (lambda x: _exp32(x)) if x == types.float32 else (lambda x: _exp64(x))
+
+
+@overload(_tanh, jit_options=_EXACT_OVERLOAD)
+def _tanh_typed(x):
+    return (lambda x: _tanh32(x)) if x == types.float32 else (lambda x: _tanh64(x))
+
+
+@overload(_sigmoid, jit_options=_EXACT_OVERLOAD)
+def _sigmoid_typed(x):
+    return (lambda x: _sigmoid32(x)) if x == types.float32 else (lambda x: _sigmoid64(x))
+
+
 @_jit
 def _vsigmoid(v, n):
-    """v[:n] = sigmoid(v[:n]) = 1 / (1 + exp(-v)) in place."""
-    floor = v[0] - v[0] + _SIGMOID_FLOOR
+    """v[:n] = sigmoid(v[:n]) in place."""
     for k in range(n):
-        x = -v[k]
-        v[k] = floor if x < floor else x             # NaN is not < floor: it stays NaN
-    _vexp(v, n)
-    one = floor - floor + 1
-    for k in range(n):
-        v[k] = one / (one + v[k])
+        v[k] = _sigmoid(v[k])
 
 
 @_jit
