@@ -13,7 +13,7 @@ the backward carries dL/dah (3m per lane), which differs from dL/dax in its n bl
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _copy, _jit, _mat, _sigmoid, _tanh
+from .numerics import _copy, _jit, _mat, _vsigmoid, _vtanh
 from .products import _gemm
 
 
@@ -40,18 +40,20 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
         z = Zt[r]
         ax = AXt[r]
         ah = AH[r]
+        for k in range(2 * m):                        # r and z
+            z[k] = ax[k] + ah[k] + bhh[k]
+        _vsigmoid(z, 2 * m)
+        zn = z[2 * m:3 * m]
+        hn = z[3 * m:]
+        for j in range(m):
+            hn[j] = ah[2 * m + j] + bhh[2 * m + j]
+            zn[j] = ax[2 * m + j] + z[j] * hn[j]
+        _vtanh(zn, m)
         hp = Hp[r]
         ho = Hn[r]
-        for j in range(m):                            # every gate of unit j in one pass
-            rr = _sigmoid(ax[j] + ah[j] + bhh[j])
-            zz = _sigmoid(ax[m + j] + ah[m + j] + bhh[m + j])
-            hn = ah[2 * m + j] + bhh[2 * m + j]
-            nn = _tanh(ax[2 * m + j] + rr * hn)
-            z[j] = rr
-            z[m + j] = zz
-            z[2 * m + j] = nn
-            z[3 * m + j] = hn
-            ho[j] = (one - zz) * nn + zz * hp[j]
+        for j in range(m):
+            zz = z[m + j]
+            ho[j] = (one - zz) * zn[j] + zz * hp[j]
 
 
 @_jit

@@ -14,7 +14,7 @@ nothing else to backward_window.
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _copy, _jit, _mat, _sigmoid, _tanh
+from .numerics import _copy, _jit, _mat, _vsigmoid, _vtanh
 from .products import _gemm
 
 
@@ -33,22 +33,18 @@ TRANSPOSED = ("W_hh",)
 @_jit
 def _gates_forward(z, cp, cn, hn, tc, m):
     """From the gates' inputs z[:4m] (i, f, g, o) and c_{t-1} (cp): the gates, in place in z,
-    c_t (cn), tanh(c_t) (tc) and h_t (hn). One pass over the units: every gate of unit j
-    at once, in registers."""
+    c_t (cn), tanh(c_t) (tc) and h_t (hn)."""
+    _vsigmoid(z, 2 * m)                               # i, f
+    zo = z[3 * m:]
+    _vsigmoid(zo, m)                                  # o
+    zg = z[2 * m:3 * m]
+    _vtanh(zg, m)
     for j in range(m):
-        i = _sigmoid(z[j])
-        f = _sigmoid(z[m + j])
-        g = _tanh(z[2 * m + j])
-        o = _sigmoid(z[3 * m + j])
-        c = f * cp[j] + i * g
-        t = _tanh(c)
-        z[j] = i
-        z[m + j] = f
-        z[2 * m + j] = g
-        z[3 * m + j] = o
-        cn[j] = c
-        tc[j] = t
-        hn[j] = o * t
+        cn[j] = z[m + j] * cp[j] + z[j] * zg[j]
+        tc[j] = cn[j]
+    _vtanh(tc, m)
+    for j in range(m):
+        hn[j] = zo[j] * tc[j]
 
 
 @_jit
