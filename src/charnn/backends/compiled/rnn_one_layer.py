@@ -45,17 +45,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ... import optim
 from ...model import Params
 from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
-from .lanes import (WindowsArrays, _active_lanes, _char, _check_params, _gather_windows, _text,
-                    lane_groups)
+from .lanes import _active_lanes, _char, _check_params, _gather_windows, _text, lane_groups
 from .numerics import (_add, _copy, _copy2, _draw, _jit, _shifted_exp, _softmax_row,
                        _softmax_rows, _vtanh)
 from .optimisers import (_C_CLIP, _C_EPS, _C_ETA, _C_ONE, _OPT_CODE, _adagrad,
-                         _bias_corrections, _constants, _update_dense, _update_rows)
+                         _bias_corrections, _update_dense, _update_rows)
 from .products import (_aligned_zeros, _gemm, _matmul_nn, _matmul_nt, _matmul_tn,
                        _tiles_fit, _transpose_rows)
+from .session import KernelSession
 
 
 @_jit
@@ -707,7 +706,7 @@ def _state_arrays(optimizer: str, params: Params, opt_state: dict[str, np.ndarra
     return first, second
 
 
-class Session:
+class Session(KernelSession):
     """A training run on these kernels: their scratch, made when the run starts and reused by
     every call (the parameters, optimiser state and h are the trainer's arrays, changed in
     place, except W and V with several lanes, which train in aligned working copies that sync
@@ -716,24 +715,17 @@ class Session:
 
     def __init__(self, params: Params, rule: str, opt_state: dict, h: np.ndarray):
         _check_params(params)
-        if rule not in _OPT_CODE:
-            raise ValueError(f"unknown optimizer {rule!r}")
+        super().__init__(params, rule, opt_state, h)
         if h.dtype != params.dtype or not h.flags.c_contiguous or h.ndim != 4:
             raise ValueError("h must be a C-contiguous (lanes, 1, 1, m) array of the params' "
                              "dtype")
-        self.params, self.rule, self.opt_state, self.h = params, rule, opt_state, h
         self.s1, self.s2 = _state_arrays(rule, params, opt_state)
         self.weights, self.lanes = _weights(params), _rows(h)   # (lanes, m): a view of h
         self.groups = lane_groups(h.shape[0]) if h.shape[0] > 1 else 1
-        self.betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
-        self.scratch, self.window, self.fresh, self.consts = None, 0, True, {}
-        self.windows = WindowsArrays()
 
     def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                       dropout: Dropout = NO_DROPOUT) -> np.ndarray:
-        if params is not self.params or optimiser.state is not self.opt_state or \
-                h is not self.h or optimiser.rule != self.rule:
-            raise ValueError("a compiled training session trains the arrays it was opened on")
+        self.check(params, optimiser, h)
         losses = np.empty(windows.count)
         if not windows.count:
             return losses
@@ -749,10 +741,7 @@ class Session:
                                           dtype) if batched else \
                 _lane_scratch(m, K, self.window, code, dtype)
             self.fresh = True
-        key = (optimiser.eta, optimiser.clip)
-        if key not in self.consts:
-            self.consts = {key: _constants(dtype, optimiser.eta, optimiser.clip)}
-        rule = (code, self.consts[key], self.betas, int(optimiser.step))
+        rule = (code, self.constants(dtype, optimiser), self.betas, int(optimiser.step))
         if batched:
             _train_batch(*self.weights, *self.s1, *self.s2, *rule, self.lanes,
                          *text_and_schedule, windows.first, windows.last, losses, self.groups,
@@ -769,13 +758,6 @@ class Session:
             Wa, Va = self.scratch[12], self.scratch[13]
             self.params["W_hh0"][...] = Wa
             self.params["V"][...] = Va
-
-    def agree(self, stop: int, updates: int) -> tuple[int, int]:
-        return stop, updates
-
-    def close(self) -> None:
-        self.sync()
-        self.scratch = None
 
 
 def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: Windows,

@@ -33,16 +33,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ... import optim
 from ...networks import Network
 from ...networks import dropout as dropout_hash
 from . import cells
 from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
-from .lanes import (WindowsArrays, _active_lanes, _char, _gather_windows, _text,
-                    lane_groups)
+from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
 from .numerics import _copy, _draw, _jit, _mat, _shifted_exp, _softmax_row
-from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _constants, _update_rows
+from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _update_rows
 from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
+from .session import KernelSession
 
 _ALIGN = 16               # elements: each parameter starts on a 64-byte boundary in float32
 _ROW = 512                # the flat vectors are stepped in rows of this many elements
@@ -575,7 +574,7 @@ def _check(params) -> None:
             raise ValueError(f"parameter {name} must be {dtype}")
 
 
-class Session:
+class Session(KernelSession):
     """A training run on the compiled stack: the flat parameters and optimiser state (_Layout),
     the transposed copies and every scratch array of _train_batch, made once when the run
     starts and reused by every call, so that a call of one update costs what an update costs.
@@ -587,29 +586,22 @@ class Session:
 
     def __init__(self, cell_module, params, rule: str, opt_state: dict, h: np.ndarray):
         _check(params)
-        if rule not in _OPT_CODE:
-            raise ValueError(f"unknown optimizer {rule!r}")
+        super().__init__(params, rule, opt_state, h)
         self.lay = lay = _Layout(params, cell_module)
         if h.dtype != lay.dtype or not h.flags.c_contiguous or \
                 h.shape[1:] != (lay.layers, lay.S, lay.m):
             raise ValueError(f"h must be a C-contiguous (lanes, {lay.layers}, {lay.S}, {lay.m})"
                              " array of the params' dtype")
-        self.params, self.rule, self.opt_state, self.h = params, rule, opt_state, h
         self.theta = lay.pack(params)
         self.s1 = lay.pack({name: opt_state[f"m_{name}"] for name in lay.names})
         self.s2 = lay.pack({name: opt_state[f"v_{name}"] for name in lay.names}) \
             if rule == "adam" else self.s1
         self.WT = np.zeros(lay.transposed_size, lay.dtype)
         self.groups = lane_groups(h.shape[0])
-        self.betas = np.array([optim.ADAM_BETA1, optim.ADAM_BETA2])
-        self.scratch, self.window, self.fresh, self.consts = None, 0, True, {}
-        self.windows = WindowsArrays()
 
     def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                       dropout: Dropout = NO_DROPOUT) -> np.ndarray:
-        if params is not self.params or optimiser.state is not self.opt_state or \
-                h is not self.h or optimiser.rule != self.rule:
-            raise ValueError("a compiled training session trains the arrays it was opened on")
+        self.check(params, optimiser, h)
         if not 0 <= dropout.p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {dropout.p}")
         lay = self.lay
@@ -623,12 +615,9 @@ class Session:
                                              h.shape[0], self.groups, lay.size, lay.dtype)
         hashed = dropout.p > 0 and lay.layers > 1
         seed = int(dropout.seed)
-        key = (optimiser.eta, optimiser.clip)
-        if key not in self.consts:
-            self.consts = {key: _constants(lay.dtype, optimiser.eta, optimiser.clip)}
         _train_batch(lay.cell, lay.layers, lay.m, lay.K, self.theta, lay.off, self.WT,
                      lay.offT, lay.jobs, self.s1, self.s2, _OPT_CODE[optimiser.rule],
-                     self.consts[key], self.betas, int(optimiser.step), h,
+                     self.constants(lay.dtype, optimiser), self.betas, int(optimiser.step), h,
                      *text_and_schedule, windows.first, windows.last, losses, self.groups,
                      _HASHED_DROPOUT if hashed else _NO_DROPOUT,
                      seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF,
@@ -644,12 +633,6 @@ class Session:
         lay.unpack(self.s1, {name: self.opt_state[f"m_{name}"] for name in lay.names})
         if self.rule == "adam":
             lay.unpack(self.s2, {name: self.opt_state[f"v_{name}"] for name in lay.names})
-
-    def agree(self, stop: int, updates: int) -> tuple[int, int]:
-        return stop, updates
-
-    def close(self) -> None:
-        self.scratch = None
 
 
 def train_updates(cell_module, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
