@@ -153,3 +153,39 @@ def test_a_fresh_process_compiles_with_the_recorded_blocking(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert run.stdout.split("\n")[0] == "(6, 4, 4) (2, 3, 2) (True, False, True)"
+
+
+def test_tune_again_measures_afresh_and_makes_the_kernels_compile_again(tmp_path, monkeypatch,
+                                                                       capsys):
+    monkeypatch.setenv("CHARNN_CACHE_DIR", str(tmp_path))
+    folder = tmp_path / "numba"
+    monkeypatch.setattr(cache.numba.config, "CACHE_DIR", str(folder))
+    kernels = folder / "compiled_0123"
+    kernels.mkdir(parents=True)
+    index, code = kernels / "stack._train_batch-1.py311.nbi", kernels / "stack._train_batch-1.nbc"
+    marker = folder / "charnn-x-lstm-train-batch-float32.ok"
+    for path in (index, code, marker):
+        path.write_text("")
+    favourite = {"rows": 4}                            # the fastest rows, as measured
+
+    def measure_here(blockings, budget, report):
+        for b in blockings:
+            report(b, {f"{kind} {n}": 1 / (1 + (b.rows == favourite["rows"]))
+                       for kind in tuning.KINDS for n in tuning.LANES})
+
+    monkeypatch.setattr(tuning, "_measure_here", measure_here)
+    monkeypatch.setattr(tuning, "candidates", lambda: [tuning.Blocking(4, 2, "columns"),
+                                                       tuning.Blocking(8, 2, "columns")])
+    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 1)
+    assert main(["tune"]) == 0                         # nothing recorded: measured
+    assert "measuring" in capsys.readouterr().err
+    assert tuning.chosen()["forward"].rows == 4
+    favourite["rows"] = 8
+    assert main(["tune"]) == 0                         # recorded: shown, not measured
+    assert "measuring" not in capsys.readouterr().err
+    assert tuning.chosen()["forward"].rows == 4
+    index.write_text("")
+    marker.write_text("")
+    assert main(["tune", "--again"]) == 0
+    assert tuning.chosen()["forward"].rows == 8
+    assert not index.exists() and not marker.exists() and code.exists()
