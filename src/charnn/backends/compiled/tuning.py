@@ -74,11 +74,13 @@ def record_path() -> Path:
 
 
 def recorded() -> dict | None:
-    """The record of this CPU's measurement ({"choice": {kind: [rows, vectors, order]},
-    "seconds": ..., "table": ...}), or None when it has not been measured."""
+    """The record of this CPU's measurement ({"cpu": ..., "choice": {kind: [rows, vectors,
+    order]}, "seconds": ..., "gflops": {blocking: {"kind lanes": GFLOP/s}}}), or None when it
+    has not been measured (or the file is damaged)."""
     try:
         record = json.loads(record_path().read_text())
-        {kind: Blocking(*record["choice"][kind]) for kind in KINDS}
+        for kind in KINDS:                            # every kind's choice must be whole
+            Blocking(*record["choice"][kind])
         return record
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -93,12 +95,6 @@ def chosen() -> dict[str, Blocking]:
     if record is None:
         return default()
     return {kind: Blocking(*record["choice"][kind]) for kind in KINDS}
-
-
-def key() -> str:
-    """A short name of the chosen blocking, part of the compile cache's key (cache.py): the
-    kernels compile again when the choice changes."""
-    return "-".join(f"{b.rows}x{b.vectors}{b.order[0]}" for b in chosen().values())
 
 
 # -- measuring ---------------------------------------------------------------------------------
