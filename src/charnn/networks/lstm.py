@@ -31,8 +31,6 @@ Every function here has the same signature as its namesake in networks/gru.py.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from . import stack
@@ -126,13 +124,8 @@ def _cell_backward(params, grads, l: int, cell, dstate: np.ndarray):
     return dx, np.stack([dh_prev, dc_prev])
 
 
-# The network over time: networks/stack.py with this cell (each function's signature is
-# stack's without the cell functions).
-
-step = partial(stack.step, _cell_forward)
-forward = partial(stack.forward, _cell_forward)
-sequence_loss = partial(stack.sequence_loss, _cell_forward)
-loss_and_gradients = partial(stack.loss_and_gradients, _cell_forward, _cell_backward)
+# The network over time: networks/stack.py with this cell.
+step, forward, sequence_loss, loss_and_gradients = stack.over_time(_cell_forward, _cell_backward)
 
 
 __all__ = ["STATE_VECTORS", "GATES", "param_shapes", "initial_params", "zero_state",

@@ -17,6 +17,8 @@ loss = -sum_t log p_t[y_t], summed over the window, not averaged.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..model import softmax
@@ -133,3 +135,12 @@ def loss_and_gradients(cell_forward, cell_backward, params, inputs: np.ndarray,
             if l > 0:                                       # layer l read h_t of layer l-1 (masked)
                 dh_in = dx if masks is None else dx * masks[l - 1][t]
     return float(loss), grads, state_last
+
+
+def over_time(cell_forward, cell_backward) -> tuple:
+    """A cell's network over time: (step, forward, sequence_loss, loss_and_gradients), this
+    module's functions with the cell's, each with its signature less the cell functions."""
+    return (partial(step, cell_forward), partial(forward, cell_forward),
+            partial(sequence_loss, cell_forward),
+            partial(loss_and_gradients, cell_forward, cell_backward))
+
