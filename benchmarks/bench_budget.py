@@ -60,7 +60,7 @@ def corpus_for(name: str):
     corpus = load_corpus(None)
     if name == "full":
         return corpus
-    text = "".join(corpus.vocab[i] for i in corpus.data[:SLICE_CHARS])
+    text = "".join(corpus.vocab.chars[i] for i in corpus.data[:SLICE_CHARS])
     path = Path(tempfile.mkdtemp()) / "shakespeare-1mb.txt"
     path.write_text(text, encoding="utf-8")
     return load_corpus(path)

@@ -51,6 +51,9 @@ def cmd_train(args) -> int:
         else:
             config = config_from_args(args)
         corpus = load_training_corpus(args, config)
+        preset = (args.preset, None)
+        if base is None and chooses_for_budget(args, config):
+            config, preset = _budget_config(args, config, corpus, announce)
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
                               "that every process names the same run folder")
@@ -59,7 +62,7 @@ def cmd_train(args) -> int:
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir}, or give another --name or --out")
-        announce(describe_settings(config, args.preset, Path(run_dir) / "config.json"))
+        announce(describe_settings(config, *preset, Path(run_dir) / "config.json"))
         if base is not None:
             from .finetune import finetune_trainer
             trainer = finetune_trainer(base, corpus, config, run_dir, on_event=view,
@@ -90,24 +93,58 @@ def cmd_train(args) -> int:
     return 0
 
 
-def describe_settings(config, preset: str, every: Path) -> str:
-    """A new run's settings in one line: the preset, the settings that differ from it (as the
-    flags that give them), and where all of them are written."""
+def describe_settings(config, preset: str, chosen, every: Path) -> str:
+    """A new run's settings in one line: the preset (or the budget's choice, a budget.Choice,
+    where `chosen` is one), the settings that differ from it (as the flags that give them),
+    and where all of them are written."""
     from .config import TrainConfig
     from .presets import PRESETS, as_flags
-    values, base = config.to_dict(), TrainConfig(**PRESETS[preset]).to_dict()
+    start = chosen.settings if chosen is not None else PRESETS[preset]
+    values, base = config.to_dict(), TrainConfig(**start).to_dict()
     # sigma and eta left out default to values that follow other settings (the width, the
     # optimiser): they differ from the preset's only where they were given
     follows = TrainConfig(**{**values, "sigma": None, "eta": None}).to_dict()
     for name in ("sigma", "eta"):
-        if name not in PRESETS[preset]:
+        if name not in start:
             base[name] = follows[name]
     changed = {name: value for name, value in values.items() if value != base[name]}
+    if chosen is not None:
+        changed.pop("time_limit", None)                  # the choice's line states it
     if changed.get("time_limit") is not None:
         changed["time_limit"] = format_duration(changed["time_limit"]).replace(" ", "")
     flags = as_flags(changed)
+    if chosen is not None:
+        return (f"settings: {chosen.describe()}" + (f"; with {flags}" if flags else "")
+                + f" (every setting: {every})")
     return (f"settings: preset {preset}" + (f" with {flags}" if flags else " as it is")
             + f" (every setting: {every})")
+
+
+# Flags that state the network: any of them, or --preset, and --time-limit trains what they say
+NETWORK_FLAGS = frozenset({"model", "layers", "hidden", "dropout"})
+
+
+def chooses_for_budget(args, config) -> bool:
+    """Whether a new run's network is chosen for its budget (charnn.budget): --time-limit
+    given, and neither --preset nor a flag that states the network."""
+    given = getattr(args, "given", set())
+    return (config.time_limit is not None and "preset" not in given
+            and not given & NETWORK_FLAGS)
+
+
+def _budget_config(args, config, corpus, announce):
+    """The config of a run whose network its budget chooses, and (preset, choice) for its
+    settings line."""
+    from . import budget, distributed
+    from .data import build_dataset
+    if distributed.world_size() > 1:
+        raise CharnnError("several processes (torchrun) would each measure their own speed "
+                          "and could choose different networks for --time-limit; give the "
+                          "network (--model, --layers, --hidden) or --preset best-cpu")
+    rate = budget.reference_rate(corpus, config, announce)
+    chars = budget.train_chars(build_dataset(corpus, config))
+    choice = budget.choose(config.time_limit, chars, rate)
+    return config_from_args(args, preset=choice.settings), ("budget", choice)
 
 
 def _resume(args, view, announce):

@@ -112,7 +112,10 @@ LENGTH = {
     "time_limit": ("train for a wall-clock budget such as 90s, 10m or 1h30m: alone, the "
                    "speed of the first seconds fixes (and prints) the updates that fit, so "
                    "--updates N repeats the run exactly; with --updates or --epochs, a cap "
-                   "that stops the run early", {"type": duration, "metavar": "DURATION"}),
+                   "that stops the run early; without --preset and the network's flags "
+                   "(--model, --layers, --hidden, --dropout), the network is chosen for the "
+                   "budget and the text (charnn.budget; the first line says which)",
+                   {"type": duration, "metavar": "DURATION"}),
 }
 DATA = {
     "order": ("sequential: the assignment's pointer walk; shuffled: chunks in a new random "
@@ -205,13 +208,14 @@ def add_train_arguments(p: argparse.ArgumentParser, with_run: bool = True,
     return given + [*REPORTING, *RUN]
 
 
-def config_from_args(args) -> TrainConfig:
-    """The TrainConfig of parsed flags: every field a flag gave, then the preset's (--preset),
-    the rest its default. args.given names the flags the command line gave (cli.py);
-    without it every flag counts as given."""
+def config_from_args(args, preset: dict | None = None) -> TrainConfig:
+    """The TrainConfig of parsed flags: every field a flag gave, then the preset's (`preset`,
+    else --preset's), the rest its default. args.given names the flags the command line gave
+    (cli.py); without it every flag counts as given."""
     values = {name: getattr(args, name) for name in _DEFAULTS if hasattr(args, name)}
     given = getattr(args, "given", None)
-    preset = PRESETS[getattr(args, "preset", None) or "assignment"]
+    if preset is None:
+        preset = PRESETS[getattr(args, "preset", None) or "assignment"]
     for name, value in preset.items():
         if given is not None and name not in given:
             values[name] = value

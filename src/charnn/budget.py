@@ -1,0 +1,143 @@
+"""The network a time budget buys: `charnn train --time-limit T` given no network flags.
+
+A budget buys characters, and what a network learns from them depends on its size and on
+how many times it reads the same text. The rule, fitted to benchmarks/bench_budget.py's
+runs (the runs and the fit: benchmarks/results/bench_budget.jsonl and fit_budget.py):
+
+  1. The machine's speed is measured, not assumed: the reference network (a 2-layer GRU of
+     256, 32 lanes of 50 characters, float32, Adam) is timed for about a second on the
+     backend the run will use, and the budget is counted in its updates,
+         U = T * (the reference's updates per second here).
+  2. The width: the widest rung of LADDER whose `from_updates` U reaches (a bigger network
+     learns more from each character but sees fewer of them; below a rung's threshold the
+     smaller network's extra characters win).
+  3. The passes over the text, P = U * speed(rung) / speed(reference) * 32 * 50 / N for N
+     training characters, set the dropout between the layers: none while the network reads
+     the text only a few times, more as it reads it again and again (a small text overfits).
+  4. The learning rate is the rung's (wider networks need smaller steps), with 100 warm-up
+     updates and a cosine down to a tenth of it over the run, as the best-cpu preset; 32
+     lanes of 50 characters, fewer lanes where the text is too short to give each lane four
+     windows.
+
+Every figure the rule uses is in LADDER, DROPOUT and REFERENCE_RATE below.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .presets import as_flags
+
+# Every rung is a GRU and trains as the best-cpu preset does: float32, Adam, 32 lanes of 50
+# characters, 100 warm-up updates, a cosine down to a tenth of eta.
+SCHEDULE = dict(dtype="float32", optimizer="adam", lr_schedule="cosine",
+                warmup_updates=100, seq_length=50, batch_size=32)
+REFERENCE = dict(SCHEDULE, model="gru", layers=2, hidden=256, eta=0.004, min_eta=0.0004)
+# The reference's updates per second on the machine the rule was fitted on (bench_budget's
+# runs: a 2-core Intel Xeon with AVX-512); only ratios to it enter the rule.
+REFERENCE_RATE = 30.0
+
+
+@dataclass(frozen=True)
+class Rung:
+    layers: int
+    hidden: int
+    eta: float
+    speed: float           # its updates per second over the reference's (measured, same run)
+    from_updates: int      # the budget, in reference updates, from which this rung is chosen
+
+
+LADDER = (
+    Rung(layers=2, hidden=256, eta=0.004, speed=1.0, from_updates=0),
+    Rung(layers=2, hidden=384, eta=0.003, speed=0.38, from_updates=6_000),
+    Rung(layers=2, hidden=512, eta=0.002, speed=0.23, from_updates=15_000),
+)
+# (passes over the training text from which, dropout between the layers)
+DROPOUT = ((0.0, 0.0), (3.0, 0.1), (8.0, 0.3))
+
+
+@dataclass(frozen=True)
+class Choice:
+    settings: dict          # TrainConfig fields, as a preset's
+    seconds: float          # the budget
+    train_chars: int        # the training text's characters
+    updates: float          # the budget in reference updates
+    passes: float           # the expected passes over the training text
+    rate: float             # the reference's updates per second on this machine
+
+    def describe(self) -> str:
+        from .schedule import format_duration
+        return (f"chosen for {format_duration(self.seconds)} on {self.train_chars:,} training "
+                f"characters: {as_flags(self.settings)} (this machine trains the reference "
+                f"2-layer GRU of 256 at {self.rate:,.1f} updates/s, "
+                f"{self.rate / REFERENCE_RATE:.2f}x the machine the rule was fitted on; about "
+                f"{self.passes:,.1f} passes over the text; the rule: charnn.budget)")
+
+
+def choose(seconds: float, train_chars: int, rate: float) -> Choice:
+    """The settings for a budget of `seconds` on `train_chars` training characters, on a
+    machine that trains the reference network at `rate` updates per second."""
+    updates = seconds * rate
+    rung = [r for r in LADDER if updates >= r.from_updates][-1]
+    chars = updates * rung.speed * SCHEDULE["batch_size"] * SCHEDULE["seq_length"]
+    passes = chars / max(train_chars, 1)
+    dropout = [p for threshold, p in DROPOUT if passes >= threshold][-1]
+    settings = dict(model="gru", layers=rung.layers, hidden=rung.hidden,
+                    dropout=dropout, eta=rung.eta, min_eta=_tenth(rung.eta), **SCHEDULE)
+    # a short text: fewer lanes, so that each lane's stream holds a few windows
+    window = SCHEDULE["seq_length"] + 1
+    settings["batch_size"] = max(1, min(SCHEDULE["batch_size"], train_chars // (4 * window)))
+    return Choice(settings=settings, seconds=seconds, train_chars=train_chars, updates=updates,
+                  passes=passes, rate=rate)
+
+
+def _tenth(eta: float) -> float:
+    return float(f"{eta / 10:.6g}")          # 0.0003, not 0.00030000000000000003
+
+
+def train_chars(dataset) -> int:
+    """The characters a run trains on (its training segments')."""
+    return int((dataset.train[:, 1] - dataset.train[:, 0]).sum())
+
+
+def reference_rate(corpus, base, announce=None, seconds: float = 1.0) -> float:
+    """Updates per second of the reference network on this machine, with `base`'s backend and
+    device (a TrainConfig), on windows of random characters of `corpus`'s alphabet (the speed
+    does not depend on the text, and a short text may not fill 32 lanes of 50), timed over
+    about `seconds` after a first, untimed call (which compiles and allocates)."""
+    from .backends import get_backend, open_session, training_jobs
+    from .backends.calls import Optimiser, Windows
+    from .config import TrainConfig
+    from .train import choose_backend, initial_state
+    config = TrainConfig(**{**base.to_dict(), **REFERENCE, "dropout": 0.0, "time_limit": None,
+                            "sigma": None}).validate()
+    backend = get_backend(choose_backend(config), announce, config.dtype, config.network(),
+                          jobs=training_jobs(config.batch_size))
+    K, B, T, rows = len(corpus.vocab), config.batch_size, config.seq_length, 64
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, K, rows * B * T + 1).astype(np.uint8 if K <= 256 else np.int32)
+    starts = (np.arange(rows * B, dtype=np.int64) * T).reshape(rows, B)
+    lengths, resets = np.full((rows, B), T, np.int32), np.zeros((rows, B), np.uint8)
+    state = initial_state(config, K)
+    session = open_session(backend, state.params, config.optimizer, state.opt_state, state.h,
+                           device=config.device)
+    done, timed, spent, n = 0, 0, 0.0, 1
+    try:
+        while spent < seconds:
+            first = done % rows
+            last = min(first + n, rows)
+            before = time.perf_counter()
+            session.train_updates(state.params, Optimiser(config.optimizer, state.opt_state,
+                                                          done, config.eta, config.clip),
+                                  state.h, Windows(data, starts, lengths, resets, first, last))
+            took = time.perf_counter() - before
+            if done:                                     # the first call compiles and allocates
+                timed, spent = timed + last - first, spent + took
+            done += last - first
+            n = min(2 * n, rows)
+    finally:
+        session.close()
+    return timed / spent

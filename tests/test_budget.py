@@ -1,0 +1,129 @@
+"""`charnn train --time-limit T` without network flags: the network the budget buys
+(charnn.budget), the rule's promises and the command line's use of it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from charnn import budget
+from charnn.cli import main
+from charnn.config import TrainConfig
+from charnn.corpus import load_corpus
+from charnn.data import build_dataset
+
+from conftest import TINY_TEXT
+
+RATE = budget.REFERENCE_RATE           # a machine as fast as the one the rule was fitted on
+
+
+def test_a_bigger_budget_never_buys_a_smaller_network_and_a_smaller_text_more_dropout():
+    widths, dropouts = [], []
+    for minutes in (0.5, 1, 2, 3, 5, 10, 20, 60, 600):
+        choice = budget.choose(60 * minutes, 4_000_000, RATE)
+        widths.append((choice.settings["layers"], choice.settings["hidden"]))
+        dropouts.append(choice.settings["dropout"])
+    assert widths == sorted(widths) and len(set(widths)) == len(budget.LADDER)
+    assert dropouts == sorted(dropouts)
+    for minutes in (1, 3, 10):
+        by_size = [budget.choose(60 * minutes, n, RATE).settings["dropout"]
+                   for n in (100_000_000, 4_000_000, 1_000_000, 100_000)]
+        assert by_size == sorted(by_size)
+
+
+def test_the_budget_is_counted_in_the_machines_own_speed():
+    # twice the reference's speed buys in one minute what the fitting machine buys in two
+    fast = budget.choose(60, 900_000, 2 * RATE)
+    assert fast.settings == budget.choose(120, 900_000, RATE).settings
+    assert fast.updates == pytest.approx(120 * RATE)
+    slow = budget.choose(600, 900_000, RATE / 4)
+    assert slow.settings == budget.choose(150, 900_000, RATE).settings
+
+
+def test_the_choice_is_a_valid_config_and_states_its_reasons():
+    choice = budget.choose(600, 900_000, RATE)
+    config = TrainConfig(**choice.settings).validate()
+    assert config.model == "gru" and config.min_eta == pytest.approx(config.eta / 10)
+    rung = [r for r in budget.LADDER if choice.updates >= r.from_updates][-1]
+    assert choice.passes == pytest.approx(600 * RATE * rung.speed * 32 * 50 / 900_000)
+    line = choice.describe()
+    assert "10m on 900,000 training characters" in line
+    assert f"--hidden {config.hidden}" in line and "passes over the text" in line
+
+
+def _tiny_ladder(monkeypatch, rate=RATE):
+    """A ladder of networks small enough to train in a test, and a machine of speed `rate`."""
+    monkeypatch.setattr(budget, "LADDER", (
+        budget.Rung(layers=2, hidden=8, eta=0.01, speed=1.0, from_updates=0),
+        budget.Rung(layers=2, hidden=12, eta=0.008, speed=0.5, from_updates=10**6)))
+    monkeypatch.setattr(budget, "reference_rate", lambda corpus, config, announce: rate)
+
+
+def test_a_time_limit_alone_trains_the_network_its_budget_buys(tmp_path, monkeypatch, capsys):
+    _tiny_ladder(monkeypatch)
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT * 4, encoding="utf-8")
+    run = tmp_path / "run"
+    # (--updates caps the run, so that a slow or busy machine finishes it all the same)
+    assert main(["train", str(text), "--time-limit", "3s", "--backend", "numpy",
+                 "--batch-size", "4", "--seq-length", "10", "--updates", "3", "--out",
+                 str(run), "--no-progress", "--sample-every", "10000"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("settings: chosen for 3s on ")
+    assert ": --model gru --layers 2 --hidden 8 --dropout " in first
+    # flags that do not state the network override the choice, and the line says so
+    assert first.endswith(f"; with --seq-length 10 --batch-size 4 --updates 3 --backend numpy "
+                          f"(every setting: {run / 'config.json'})")
+    saved = json.loads((run / "config.json").read_text())["config"]
+    choice = budget.choose(3.0, budget.train_chars(build_dataset(load_corpus(text),
+                                                                 TrainConfig())), RATE)
+    assert (saved["model"], saved["layers"], saved["hidden"], saved["dropout"]) == \
+        ("gru", 2, 8, choice.settings["dropout"])
+    assert (saved["batch_size"], saved["seq_length"], saved["eta"]) == (4, 10, 0.01)
+
+
+@pytest.mark.parametrize("flags, network", [
+    (["--preset", "assignment"], ("rnn", 1, 100)),
+    (["--model", "lstm", "--hidden", "8"], ("lstm", 1, 8)),
+    (["--hidden", "8"], ("rnn", 1, 8)),
+])
+def test_a_network_stated_on_the_command_line_is_trained_as_stated(flags, network, tmp_path,
+                                                                   tiny_text_file, monkeypatch,
+                                                                   capsys):
+    def unexpected(*args):
+        raise AssertionError("the budget's rule ran for a network the command line stated")
+    monkeypatch.setattr(budget, "reference_rate", unexpected)
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_text_file), "--time-limit", "1s", "--backend", "numpy",
+                 "--updates", "2", "--out", str(run), "--no-progress", *flags]) == 0
+    assert capsys.readouterr().out.startswith("settings: preset ")
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert (saved["model"], saved["layers"], saved["hidden"]) == network
+
+
+def test_a_resumed_run_keeps_the_network_its_budget_chose(tmp_path, monkeypatch, capsys):
+    _tiny_ladder(monkeypatch)
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT * 4, encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(text), "--time-limit", "2s", "--backend", "numpy",
+                 "--batch-size", "4", "--seq-length", "10", "--updates", "3", "--out",
+                 str(run), "--no-progress", "--sample-every", "10000"]) == 0
+    n = 3
+    monkeypatch.setattr(budget, "reference_rate", lambda *a: pytest.fail("measured again"))
+    assert main(["train", "--resume", str(run), "--updates", str(n + 3), "--time-limit",
+                 "1m", "--no-progress"]) == 0
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert (saved["model"], saved["hidden"], saved["updates"]) == ("gru", 8, n + 3)
+
+
+def test_a_short_text_gets_fewer_lanes():
+    assert budget.choose(60, 10_000_000, RATE).settings["batch_size"] == 32
+    assert budget.choose(60, 51 * 4 * 10, RATE).settings["batch_size"] == 10
+    assert budget.choose(60, 100, RATE).settings["batch_size"] == 1
+
+
+def test_the_reference_is_timed_on_the_backend_the_run_uses(tiny_text_file):
+    corpus = load_corpus(tiny_text_file)
+    rate = budget.reference_rate(corpus, TrainConfig(backend="numpy"), seconds=0.2)
+    assert np.isfinite(rate) and rate > 0
