@@ -10,7 +10,7 @@ from charnn import budget
 from charnn.cli import main
 from charnn.config import TrainConfig
 from charnn.corpus import load_corpus
-from charnn.data import build_dataset
+from charnn.data import build_dataset, epoch_updates
 
 from conftest import TINY_TEXT
 
@@ -75,8 +75,8 @@ def test_a_time_limit_alone_trains_the_network_its_budget_buys(tmp_path, monkeyp
     assert first.endswith(f"; with --seq-length 10 --batch-size 4 --updates 3 --backend numpy "
                           f"(every setting: {run / 'config.json'})")
     saved = json.loads((run / "config.json").read_text())["config"]
-    choice = budget.choose(3.0, budget.train_chars(build_dataset(load_corpus(text),
-                                                                 TrainConfig())), RATE)
+    chars = budget.train_chars(build_dataset(load_corpus(text), TrainConfig()))
+    choice = budget.choose(3.0, chars, RATE, most_chars=3 * 4 * 10)    # --updates caps it
     assert (saved["model"], saved["layers"], saved["hidden"], saved["dropout"]) == \
         ("gru", 2, 8, choice.settings["dropout"])
     assert (saved["batch_size"], saved["seq_length"], saved["eta"]) == (4, 10, 0.01)
@@ -117,13 +117,68 @@ def test_a_resumed_run_keeps_the_network_its_budget_chose(tmp_path, monkeypatch,
     assert (saved["model"], saved["hidden"], saved["updates"]) == ("gru", 8, n + 3)
 
 
-def test_a_short_text_gets_fewer_lanes():
-    assert budget.choose(60, 10_000_000, RATE).settings["batch_size"] == 32
-    assert budget.choose(60, 51 * 4 * 10, RATE).settings["batch_size"] == 10
-    assert budget.choose(60, 100, RATE).settings["batch_size"] == 1
+def _train(text, run, *flags, length=("--updates", "3")) -> dict:
+    """Train a budget's run (of a length given, so that a slow or busy machine finishes it
+    all the same); its saved config."""
+    assert main(["train", str(text), "--time-limit", "3s", "--backend", "numpy", *length,
+                 "--out", str(run), "--no-progress", "--sample-every", "10000", *flags]) == 0
+    return json.loads((run / "config.json").read_text())["config"]
 
 
-def test_the_reference_is_timed_on_the_backend_the_run_uses(tiny_text_file):
+@pytest.mark.parametrize("flags", [
+    [],
+    ["--order", "shuffled", "--chunk-length", "100"],
+    ["--records", "--record-separator", "\\n\\n"],
+])
+def test_a_short_text_gets_fewer_lanes_or_shorter_windows(flags, tmp_path, monkeypatch):
+    _tiny_ladder(monkeypatch)
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT + TINY_TEXT[:600], encoding="utf-8")
+    saved = TrainConfig.from_dict(_train(text, tmp_path / "run", *flags))
+    corpus = load_corpus(text, records=saved.records, record_separator=saved.record_separator)
+
+    def epoch(lanes: int) -> int:
+        config = TrainConfig.from_dict({**saved.to_dict(), "batch_size": lanes})
+        return epoch_updates(build_dataset(corpus, config), config, 1)
+    assert saved.batch_size < 32 and saved.seq_length == 50
+    # the most lanes that give each epoch a few updates
+    assert epoch(saved.batch_size) >= budget.MIN_EPOCH_UPDATES
+    assert epoch(2 * saved.batch_size) < budget.MIN_EPOCH_UPDATES
+
+
+def test_a_text_shorter_than_a_window_gets_shorter_windows(tmp_path, monkeypatch):
+    _tiny_ladder(monkeypatch)
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT[:120], encoding="utf-8")
+    saved = _train(text, tmp_path / "run")
+    assert (saved["batch_size"], saved["seq_length"]) == (1, 25)
+
+
+def test_flags_beside_the_budget_override_its_choice(tmp_path, monkeypatch, capsys):
+    _tiny_ladder(monkeypatch)
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT * 4, encoding="utf-8")
+    # an optimiser given without a learning rate brings its own (and the cosine's tenth)
+    saved = _train(text, tmp_path / "a", "--optimizer", "adagrad", "--batch-size", "2")
+    default = TrainConfig(optimizer="adagrad").eta
+    assert (saved["optimizer"], saved["eta"], saved["min_eta"]) == \
+        ("adagrad", default, pytest.approx(default / 10))
+    # dropout does not state the network: the budget still chooses it, with that dropout
+    saved = _train(text, tmp_path / "b", "--dropout", "0.15", "--batch-size", "2")
+    assert (saved["model"], saved["hidden"], saved["dropout"]) == ("gru", 8, 0.15)
+    # a length given caps the passes the dropout is chosen from
+    capsys.readouterr()
+    saved = _train(text, tmp_path / "c", "--batch-size", "2", length=("--epochs", "1"))
+    assert "about 1.0 passes over the text" in capsys.readouterr().out
+    assert saved["dropout"] == 0.0
+
+
+def test_the_reference_is_timed_on_the_backend_the_run_uses(tiny_text_file, monkeypatch):
+    from charnn import backends
+    timed = []
+    real = backends.get_backend
+    monkeypatch.setattr(backends, "get_backend",
+                        lambda name, *a, **k: timed.append(name) or real(name, *a, **k))
     corpus = load_corpus(tiny_text_file)
     rate = budget.reference_rate(corpus, TrainConfig(backend="numpy"), seconds=0.2)
-    assert np.isfinite(rate) and rate > 0
+    assert timed == ["numpy"] and np.isfinite(rate) and rate > 0

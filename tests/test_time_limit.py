@@ -141,7 +141,8 @@ def test_a_budget_too_small_to_train_is_refused_before_the_run_starts(text_file,
 def test_the_command_line_names_the_flag_of_a_budget_too_short(tiny_text_file, tmp_path, capsys):
     from charnn.cli import main
     assert main(["train", str(tiny_text_file), "--time-limit", "0.01s", "--out",
-                 str(tmp_path / "r"), "--backend", "numpy", "--no-progress"]) == 2
+                 str(tmp_path / "r"), "--backend", "numpy", "--hidden", "8",
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--time-limit 0.01s is too short" in err
     assert "give a --time-limit of at least" in err

@@ -16,8 +16,7 @@ runs (the runs and the fit: benchmarks/results/bench_budget.jsonl and fit_budget
      the text only a few times, more as it reads it again and again (a small text overfits).
   4. The learning rate is the rung's (wider networks need smaller steps), with 100 warm-up
      updates and a cosine down to a tenth of it over the run, as the best-cpu preset; 32
-     lanes of 50 characters, fewer lanes where the text is too short to give each lane four
-     windows.
+     lanes of 50 characters, or the first of shapes() that lays a few updates out of the text.
 
 Every figure the rule uses is in LADDER, DROPOUT and REFERENCE_RATE below.
 """
@@ -77,24 +76,59 @@ class Choice:
                 f"{self.passes:,.1f} passes over the text; the rule: charnn.budget)")
 
 
-def choose(seconds: float, train_chars: int, rate: float) -> Choice:
+def choose(seconds: float, train_chars: int, rate: float,
+           most_chars: float | None = None) -> Choice:
     """The settings for a budget of `seconds` on `train_chars` training characters, on a
-    machine that trains the reference network at `rate` updates per second."""
+    machine that trains the reference network at `rate` updates per second; `most_chars`:
+    the characters --updates or --epochs allow, where one of them gives the run's length."""
     updates = seconds * rate
     rung = [r for r in LADDER if updates >= r.from_updates][-1]
-    chars = updates * rung.speed * SCHEDULE["batch_size"] * SCHEDULE["seq_length"]
-    passes = chars / max(train_chars, 1)
+    # characters per second hardly depend on the lanes, so the reference's count is used
+    chars = updates * rung.speed * REFERENCE["batch_size"] * REFERENCE["seq_length"]
+    passes = min(chars, most_chars if most_chars is not None else chars) / max(train_chars, 1)
     dropout = [p for threshold, p in DROPOUT if passes >= threshold][-1]
     settings = dict(model="gru", layers=rung.layers, hidden=rung.hidden,
-                    dropout=dropout, eta=rung.eta, min_eta=_tenth(rung.eta), **SCHEDULE)
-    # a short text: fewer lanes, so that each lane's stream holds a few windows
-    window = SCHEDULE["seq_length"] + 1
-    settings["batch_size"] = max(1, min(SCHEDULE["batch_size"], train_chars // (4 * window)))
+                    dropout=dropout, eta=rung.eta, min_eta=tenth(rung.eta), **SCHEDULE)
     return Choice(settings=settings, seconds=seconds, train_chars=train_chars, updates=updates,
                   passes=passes, rate=rate)
 
 
-def _tenth(eta: float) -> float:
+MIN_EPOCH_UPDATES = 4     # a shape of shapes() is taken when an epoch of it is this many updates
+
+
+def shapes():
+    """The lanes and window lengths to try, best first, for a text too short (or of too few
+    records) for 32 lanes of 50: halve the lanes, then shorten the window."""
+    B, T = SCHEDULE["batch_size"], SCHEDULE["seq_length"]
+    while B > 1:
+        yield B, T
+        B //= 2
+    for T in (T, 25, 10):
+        yield 1, T
+
+
+def shaped(settings: dict, corpus, config_of) -> dict:
+    """`settings` with the lanes and window length of the first of shapes() that lays an
+    epoch of at least MIN_EPOCH_UPDATES updates out of `corpus`'s training text (else the
+    first that lays out any; else the last, whose error the trainer gives);
+    config_of(settings) is the run's TrainConfig of them (the flags given override them)."""
+    from .data import build_dataset, epoch_updates
+    from .errors import CharnnError
+    laid_out = []
+    for lanes, length in shapes():
+        candidate = dict(settings, batch_size=lanes, seq_length=length)
+        config = config_of(candidate)
+        try:
+            updates = epoch_updates(build_dataset(corpus, config), config, 1)
+        except CharnnError:                   # too few records, chunks or characters
+            continue
+        if updates >= MIN_EPOCH_UPDATES:
+            return candidate
+        laid_out.append(candidate)
+    return laid_out[0] if laid_out else candidate
+
+
+def tenth(eta: float) -> float:
     return float(f"{eta / 10:.6g}")          # 0.0003, not 0.00030000000000000003
 
 

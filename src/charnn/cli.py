@@ -49,11 +49,9 @@ def cmd_train(args) -> int:
             base = load_base(args.init_from)
             config = finetune_config(args, base)
         else:
-            config = config_from_args(args)
+            # a budget's network is chosen below, from a config of its reference network
+            config = config_from_args(args, preset=_budget_reference(args))
         corpus = load_training_corpus(args, config)
-        preset = (args.preset, None)
-        if base is None and chooses_for_budget(args, config):
-            config, preset = _budget_config(args, config, corpus, announce)
         if distributed.world_size() > 1 and args.out is None and args.name is None:
             raise CharnnError("several processes train one run: give it --out or --name, so "
                               "that every process names the same run folder")
@@ -62,6 +60,9 @@ def cmd_train(args) -> int:
         if (run_dir / "latest.npz").exists():
             raise CharnnError(f"{run_dir} already holds a run; continue it with --resume "
                               f"{run_dir}, or give another --name or --out")
+        preset = (args.preset, None)
+        if base is None and chooses_for_budget(args):
+            config, preset = _budget_config(args, config, corpus, announce)
         announce(describe_settings(config, *preset, Path(run_dir) / "config.json"))
         if base is not None:
             from .finetune import finetune_trainer
@@ -121,30 +122,57 @@ def describe_settings(config, preset: str, chosen, every: Path) -> str:
 
 
 # Flags that state the network: any of them, or --preset, and --time-limit trains what they say
-NETWORK_FLAGS = frozenset({"model", "layers", "hidden", "dropout"})
+NETWORK_FLAGS = frozenset({"model", "layers", "hidden"})
 
 
-def chooses_for_budget(args, config) -> bool:
+def chooses_for_budget(args) -> bool:
     """Whether a new run's network is chosen for its budget (charnn.budget): --time-limit
     given, and neither --preset nor a flag that states the network."""
     given = getattr(args, "given", set())
-    return (config.time_limit is not None and "preset" not in given
+    return (getattr(args, "time_limit", None) is not None and "preset" not in given
             and not given & NETWORK_FLAGS)
 
 
+def _budget_reference(args) -> dict | None:
+    """The preset of a run's first config: the budget's reference network where the budget
+    chooses the network (so that flags such as --dropout are checked against a network
+    they fit), else --preset's (None)."""
+    from .budget import REFERENCE
+    return dict(REFERENCE) if chooses_for_budget(args) else None
+
+
 def _budget_config(args, config, corpus, announce):
-    """The config of a run whose network its budget chooses, and (preset, choice) for its
-    settings line."""
+    """The config of a run whose network its budget chooses (the flags given override the
+    choice, as a preset's values), and ("budget", the choice) for its settings line."""
+    import dataclasses
     from . import budget, distributed
+    from .config import TrainConfig
     from .data import build_dataset
     if distributed.world_size() > 1:
         raise CharnnError("several processes (torchrun) would each measure their own speed "
                           "and could choose different networks for --time-limit; give the "
                           "network (--model, --layers, --hidden) or --preset best-cpu")
+    given = getattr(args, "given", set())
     rate = budget.reference_rate(corpus, config, announce)
-    chars = budget.train_chars(build_dataset(corpus, config))
-    choice = budget.choose(config.time_limit, chars, rate)
-    return config_from_args(args, preset=choice.settings), ("budget", choice)
+    # (one lane: too few records or chunks for the reference's 32 lanes fail only its shape)
+    one_lane = TrainConfig.from_dict({**config.to_dict(), "batch_size": 1})
+    chars = budget.train_chars(build_dataset(corpus, one_lane))
+    shape = budget.shaped(budget.choose(config.time_limit, chars, rate).settings, corpus,
+                          lambda values: config_from_args(args, preset=values))
+    shaped = config_from_args(args, preset=shape)
+    most = None                                          # a length given caps the passes
+    if "epochs" in given:
+        most = shaped.epochs * chars
+    elif "updates" in given:
+        most = shaped.updates * shaped.batch_size * shaped.seq_length
+    choice = budget.choose(config.time_limit, chars, rate, most)
+    choice = dataclasses.replace(choice, settings=dict(       # the shape the text allows
+        choice.settings, batch_size=shape["batch_size"], seq_length=shape["seq_length"]))
+    settings = dict(choice.settings)
+    if "optimizer" in given and "eta" not in given:      # the optimiser's own learning rate
+        eta = TrainConfig(**{**settings, "optimizer": config.optimizer, "eta": None}).eta
+        settings.update(eta=eta, min_eta=budget.tenth(eta))
+    return config_from_args(args, preset=settings), ("budget", choice)
 
 
 def _resume(args, view, announce):
