@@ -59,22 +59,26 @@ def _tiny_ladder(monkeypatch, rate=RATE):
     monkeypatch.setattr(budget, "reference_rate", lambda corpus, config, announce: rate)
 
 
+def _train(text, run, *flags, length=("--updates", "3")) -> dict:
+    """Train a budget's run (of a length given, so that a slow or busy machine finishes it
+    all the same); its saved config."""
+    assert main(["train", str(text), "--time-limit", "3s", "--backend", "numpy", *length,
+                 "--out", str(run), "--no-progress", "--sample-every", "10000", *flags]) == 0
+    return json.loads((run / "config.json").read_text())["config"]
+
+
 def test_a_time_limit_alone_trains_the_network_its_budget_buys(tmp_path, monkeypatch, capsys):
     _tiny_ladder(monkeypatch)
     text = tmp_path / "t.txt"
     text.write_text(TINY_TEXT * 4, encoding="utf-8")
     run = tmp_path / "run"
-    # (--updates caps the run, so that a slow or busy machine finishes it all the same)
-    assert main(["train", str(text), "--time-limit", "3s", "--backend", "numpy",
-                 "--batch-size", "4", "--seq-length", "10", "--updates", "3", "--out",
-                 str(run), "--no-progress", "--sample-every", "10000"]) == 0
+    saved = _train(text, run, "--batch-size", "4", "--seq-length", "10")
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("settings: chosen for 3s on ")
     assert ": --model gru --layers 2 --hidden 8 --dropout " in first
     # flags that do not state the network override the choice, and the line says so
     assert first.endswith(f"; with --seq-length 10 --batch-size 4 --updates 3 --backend numpy "
                           f"(every setting: {run / 'config.json'})")
-    saved = json.loads((run / "config.json").read_text())["config"]
     chars = budget.train_chars(build_dataset(load_corpus(text), TrainConfig()))
     choice = budget.choose(3.0, chars, RATE, most_chars=3 * 4 * 10)    # --updates caps it
     assert (saved["model"], saved["layers"], saved["hidden"], saved["dropout"]) == \
@@ -106,23 +110,13 @@ def test_a_resumed_run_keeps_the_network_its_budget_chose(tmp_path, monkeypatch,
     text = tmp_path / "t.txt"
     text.write_text(TINY_TEXT * 4, encoding="utf-8")
     run = tmp_path / "run"
-    assert main(["train", str(text), "--time-limit", "2s", "--backend", "numpy",
-                 "--batch-size", "4", "--seq-length", "10", "--updates", "3", "--out",
-                 str(run), "--no-progress", "--sample-every", "10000"]) == 0
+    _train(text, run, "--batch-size", "4", "--seq-length", "10")
     n = 3
     monkeypatch.setattr(budget, "reference_rate", lambda *a: pytest.fail("measured again"))
     assert main(["train", "--resume", str(run), "--updates", str(n + 3), "--time-limit",
                  "1m", "--no-progress"]) == 0
     saved = json.loads((run / "config.json").read_text())["config"]
     assert (saved["model"], saved["hidden"], saved["updates"]) == ("gru", 8, n + 3)
-
-
-def _train(text, run, *flags, length=("--updates", "3")) -> dict:
-    """Train a budget's run (of a length given, so that a slow or busy machine finishes it
-    all the same); its saved config."""
-    assert main(["train", str(text), "--time-limit", "3s", "--backend", "numpy", *length,
-                 "--out", str(run), "--no-progress", "--sample-every", "10000", *flags]) == 0
-    return json.loads((run / "config.json").read_text())["config"]
 
 
 @pytest.mark.parametrize("flags", [

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import __version__, distributed, optim
 from .backends import get_backend, open_session, resolve_backend, training_jobs
-from .backends.calls import Dropout, Optimiser, Windows
+from .backends.calls import NO_DROPOUT, Dropout, Optimiser, Windows
 from .checkpoint import BEST, LATEST, Checkpoint, load_checkpoint, save_checkpoint
 from .config import DEFAULT_UPDATES, RESUMABLE, TrainConfig
 from .corpus import Corpus, Vocabulary, load_corpus
@@ -162,6 +162,33 @@ def initial_state(config: TrainConfig, K: int, params: Params | None = None) -> 
     return TrainState(params=params, opt_state=optim.initial_state(config.optimizer, params),
                       h=network.zero_state(params.dtype, lanes=config.batch_size),
                       sample_rng=np.random.default_rng([config.seed, 1]))
+
+
+def updates_per_second(session, params, opt_state, h, config: TrainConfig, windows, rows: int,
+                       seconds: float, longest: int, clock=time.perf_counter,
+                       dropout: Dropout = NO_DROPOUT) -> float:
+    """Updates per second of `session`'s calls (training params, opt_state and h as config
+    says) over about `seconds`, on windows(first, last) of rows 0..rows-1 in turn, in calls
+    of at most `longest` updates; the first call, which warms caches, is not counted unless
+    it alone takes `seconds`. Closes the session."""
+    done, timed, spent, n = 0, 0, 0.0, 1
+    try:
+        while spent < seconds:
+            first = done % rows
+            last = min(first + n, rows)
+            before = clock()
+            session.train_updates(params, Optimiser(config.optimizer, opt_state, done,
+                                                    config.eta, config.clip), h,
+                                  windows(first, last), dropout)
+            took = clock() - before
+            if done or took >= seconds:          # a first call that slow is the measure
+                timed, spent = timed + last - first, spent + took
+            done += last - first
+            # calls grow until each takes about a quarter of the measuring time
+            n = max(1, min(2 * n, longest, int((timed or 1) / max(spent, 1e-9) * seconds / 4)))
+    finally:
+        session.close()
+    return timed / spent
 
 
 def state_to_checkpoint(state: TrainState, config: TrainConfig, corpus: Corpus,
@@ -623,25 +650,8 @@ class Trainer:
         # on the run's device, as the run will train (a session keeps the model there)
         session = open_session(self.backend, params, c.optimizer, opt_state, h,
                                device=c.device, dropout=c.dropout)
-        done, timed, spent, n = 0, 0, 0.0, 1
-        try:
-            while spent < seconds:
-                first = done % rows
-                last = min(first + n, rows)
-                before = self.clock()
-                session.train_updates(params, Optimiser(c.optimizer, opt_state, done, c.eta,
-                                                        c.clip), h,
-                                      self._windows(first, last), self._dropout)
-                took = self.clock() - before
-                if done or took >= seconds:          # a first call that slow is the measure
-                    timed, spent = timed + last - first, spent + took
-                done += last - first
-                # calls grow until each takes about a quarter of the measuring time
-                n = max(1, min(2 * n, longest,
-                               int((timed or 1) / max(spent, 1e-9) * seconds / 4)))
-        finally:
-            session.close()
-        return timed / spent
+        return updates_per_second(session, params, opt_state, h, c, self._windows, rows,
+                                  seconds, longest, self.clock, self._dropout)
 
     def _backend_reason(self) -> str:
         if self.backend_name == "torch":
