@@ -31,6 +31,17 @@ def test_a_bigger_budget_never_buys_a_smaller_network_and_a_smaller_text_more_dr
         assert by_size == sorted(by_size)
 
 
+def test_one_layer_only_where_the_text_needs_no_dropout():
+    big = budget.choose(60, 4_300_000, RATE).settings
+    small = budget.choose(60, 900_000, RATE).settings
+    assert (big["layers"], big["dropout"]) == (1, 0.0)
+    assert small["layers"] == 2 and small["hidden"] == big["hidden"]
+    for minutes in (0.25, 0.5, 1, 2, 5, 20):
+        for chars in (10_000, 300_000, 3_000_000, 30_000_000):
+            chosen = budget.choose(60 * minutes, chars, RATE).settings
+            TrainConfig(**chosen).validate()             # dropout only between layers
+
+
 def test_the_budget_is_counted_in_the_machines_own_speed():
     # twice the reference's speed buys in one minute what the fitting machine buys in two
     fast = budget.choose(60, 900_000, 2 * RATE)

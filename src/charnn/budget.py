@@ -8,9 +8,10 @@ runs (the runs and the fit: benchmarks/results/bench_budget.jsonl and fit_budget
      256, 32 lanes of 50 characters, float32, Adam) is timed for about a second on the
      backend the run will use, and the budget is counted in its updates,
          U = T * (the reference's updates per second here).
-  2. The width: the widest rung of LADDER whose `from_updates` U reaches (a bigger network
+  2. The size: the biggest rung of LADDER whose `from_updates` U reaches (a bigger network
      learns more from each character but sees fewer of them; below a rung's threshold the
-     smaller network's extra characters win).
+     smaller network's extra characters win); a rung of one layer only where the text needs
+     no dropout.
   3. The passes over the text, P = U * speed(rung) / speed(reference) * 32 * 50 / N for N
      training characters, set the dropout between the layers: none while the network reads
      the text only a few times, more as it reads it again and again (a small text overfits).
@@ -48,11 +49,15 @@ class Rung:
     from_updates: int      # the budget, in reference updates, from which this rung is chosen
 
 
-# At 3 minutes (5,400 reference updates) 2 x 256 learned more than 2 x 384 on both texts; at
-# 10 minutes (18,000) 2 x 384 more than 2 x 256, and as much as 2 x 512 on the 1 MB slice with
-# half its characters, so 2 x 512 is the next step, from twice that budget (not measured).
+# At 1 minute (1,800 reference updates) one layer of 256 learned more than two on the bundled
+# corpus, and at 90 s (2,700) two more than one; at 3 minutes (5,400) 2 x 256 more than
+# 2 x 384 on both texts; at 10 minutes (18,000) 2 x 384 more than 2 x 256, and as much as
+# 2 x 512 on the 1 MB slice with half its characters, so 2 x 512 is the next step, from twice
+# that budget (not measured). A rung of one layer cannot drop out between layers: where the
+# passes call for dropout, the next rung is taken.
 LADDER = (
-    Rung(layers=2, hidden=256, eta=0.004, speed=1.0, from_updates=0),
+    Rung(layers=1, hidden=256, eta=0.004, speed=2.55, from_updates=0),
+    Rung(layers=2, hidden=256, eta=0.004, speed=1.0, from_updates=2_200),
     Rung(layers=2, hidden=384, eta=0.003, speed=0.40, from_updates=6_000),
     Rung(layers=2, hidden=512, eta=0.002, speed=0.20, from_updates=36_000),
 )
@@ -87,11 +92,18 @@ def choose(seconds: float, train_chars: int, rate: float,
     machine that trains the reference network at `rate` updates per second; `most_chars`:
     the characters --updates or --epochs allow, where one of them gives the run's length."""
     updates = seconds * rate
-    rung = [r for r in LADDER if updates >= r.from_updates][-1]
-    # characters per second hardly depend on the lanes, so the reference's count is used
-    chars = updates * rung.speed * REFERENCE["batch_size"] * REFERENCE["seq_length"]
-    passes = min(chars, most_chars if most_chars is not None else chars) / max(train_chars, 1)
-    dropout = [p for threshold, p in DROPOUT if passes >= threshold][-1]
+    at = [i for i, r in enumerate(LADDER) if updates >= r.from_updates][-1]
+    while True:
+        rung = LADDER[at]
+        # characters per second hardly depend on the lanes, so the reference's count is used
+        chars = updates * rung.speed * REFERENCE["batch_size"] * REFERENCE["seq_length"]
+        if most_chars is not None:
+            chars = min(chars, most_chars)
+        passes = chars / max(train_chars, 1)
+        dropout = [p for threshold, p in DROPOUT if passes >= threshold][-1]
+        if dropout == 0 or rung.layers > 1 or at + 1 == len(LADDER):
+            break
+        at += 1                               # one layer cannot drop out: the next rung
     settings = dict(model="gru", layers=rung.layers, hidden=rung.hidden,
                     dropout=dropout, eta=rung.eta, min_eta=tenth(rung.eta), **SCHEDULE)
     return Choice(settings=settings, seconds=seconds, train_chars=train_chars, updates=updates,
