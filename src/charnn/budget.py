@@ -35,9 +35,11 @@ from .presets import as_flags
 SCHEDULE = dict(dtype="float32", optimizer="adam", lr_schedule="cosine",
                 warmup_updates=100, seq_length=50, batch_size=32)
 REFERENCE = dict(SCHEDULE, model="gru", layers=2, hidden=256, eta=0.004, min_eta=0.0004)
-# The reference's updates per second on the machine the rule was fitted on (bench_budget's
-# runs: a 2-core Intel Xeon with AVX-512); only ratios to it enter the rule.
-REFERENCE_RATE = 30.0
+# The reference's updates per second on the machine the rule was fitted on (reference_rate()
+# there: 27.6, 27.1 and 27.0 in three timings of 5 s on the 2-core Intel Xeon with AVX-512 of
+# bench_budget's runs); the figures below are in its updates, and only ratios to it enter
+# the rule: there a minute is about 1,640 updates.
+REFERENCE_RATE = 27.3
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,11 @@ class Rung:
     from_updates: int      # the budget, in reference updates, from which this rung is chosen
 
 
-# At 1 minute (1,800 reference updates) one layer of 256 learned more than two on the bundled
-# corpus, and at 90 s (2,700) two more than one; at 3 minutes (5,400) 2 x 256 more than
-# 2 x 384 on both texts; at 10 minutes (18,000) 2 x 384 more than 2 x 256, and as much as
-# 2 x 512 on the 1 MB slice with half its characters, so 2 x 512 is the next step, from twice
+# At 1 minute (1,640 reference updates) one layer of 256 learned more than two on the bundled
+# corpus (less on the 1 MB slice, where the rung above is taken for its dropout), and at
+# 90 s (docs/learning.md) two more than one; at 3 minutes (4,910) 2 x 256 more than 2 x 384
+# on both texts; at 10 minutes (16,380) 2 x 384 more than 2 x 256, and as much as 2 x 512 on
+# the 1 MB slice with half its characters, so 2 x 512 is the next step, from about twice
 # that budget (not measured). A rung of one layer cannot drop out between layers: where the
 # passes call for dropout, the next rung is taken.
 LADDER = (

@@ -113,7 +113,7 @@ LENGTH = {
                    "speed of the first seconds fixes (and prints) the updates that fit, so "
                    "--updates N repeats the run exactly; with --updates or --epochs, a cap "
                    "that stops the run early; without --preset and the network's flags "
-                   "(--model, --layers, --hidden, --dropout), the network is chosen for the "
+                   "(--model, --layers, --hidden), the network is chosen for the "
                    "budget and the text (charnn.budget; the first line says which)",
                    {"type": duration, "metavar": "DURATION"}),
 }
