@@ -143,4 +143,3 @@ def over_time(cell_forward, cell_backward) -> tuple:
     return (partial(step, cell_forward), partial(forward, cell_forward),
             partial(sequence_loss, cell_forward),
             partial(loss_and_gradients, cell_forward, cell_backward))
-
