@@ -17,6 +17,7 @@ import pytest
 import charnn
 from charnn import optim
 from charnn.backends import compiled, reference
+from charnn.backends.compiled import stack
 from charnn.model import Params
 from charnn.networks import NETWORKS
 from charnn.backends.calls import Dropout, Optimiser, Windows
@@ -148,6 +149,30 @@ def test_evaluation_and_advance_equal_the_reference(net):
         assert count == r_count and abs(total - r_total) <= 1e-12 * abs(r_total)
     got = compiled.advance(params, h0[0], data[:40].astype(np.uint8))
     assert rel_err(got, reference.advance(params, h0[0], data[:40])) <= 1e-12
+
+
+@pytest.mark.parametrize("net", CELLS)
+@pytest.mark.parametrize("m, dtype", [(32, np.float32), (13, np.float64)])
+def test_a_text_in_chunks_gives_the_bits_of_one_character_at_a_time(net, m, dtype):
+    # evaluation and advance take a text through each layer a chunk at a time; a chunk's
+    # products compute each element as a single character's do (register tiles at m = 32 in
+    # float32, the loop kernels at m = 13), so any chunk gives the same bits
+    rng = np.random.default_rng(8)
+    params = random_params(net, m, 3, rng, dtype=dtype)
+    h = random_state(net, m, 3, rng).astype(dtype)
+    data = rng.integers(0, K, 300).astype(np.uint8)
+    segments = np.array([[0, 300], [10, 11], [20, 150]])
+    cell = compiled.CELLS[net]
+    one = stack.advance(cell, params, h, data, chunk=1)
+    whole = stack.total_loss(cell, params, data, segments, h, chunk=1)
+    for chunk in (7, stack.CHUNK, 1000):
+        np.testing.assert_array_equal(stack.advance(cell, params, h, data, chunk=chunk), one)
+        assert stack.total_loss(cell, params, data, segments, h, chunk=chunk) == whole
+    step = h.copy()                                   # and the public calls, a character a call
+    for t in range(len(data)):
+        step = compiled.advance(params, step, data[t:t + 1])
+    np.testing.assert_array_equal(compiled.advance(params, h, data), step)
+    np.testing.assert_array_equal(one, step)
 
 
 @pytest.mark.parametrize("net", CELLS)

@@ -43,6 +43,25 @@ def test_every_blocking_gives_the_kernels_bits(blocking):
                 assert np.array_equal(ours[R:], C[R:])
 
 
+def test_a_product_of_one_row_gives_that_rows_bits_of_a_taller_product():
+    # one lane's products (evaluation, sampling) run on the wide one-row tile, _lane; the
+    # training's on the tuned tiles: a row must come out the same either way
+    assert products._LANE_VECTORS >= 2 and tiles.fits(1, products._LANE_VECTORS)
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        for depth, N in ((256, 1024), (48, 400), (30, 160), (7, 20)):
+            A = rng.standard_normal((9, depth)).astype(dtype)
+            B = rng.standard_normal((depth, N)).astype(dtype)
+            for accumulate in (False, True):
+                C = rng.standard_normal((9, N)).astype(dtype)
+                tall = C.copy()
+                products._gemm(A, B, tall, False, accumulate)
+                for r in (0, 5, 8):
+                    row = C[r:r + 1].copy()
+                    products._gemm(A[r:r + 1], B, row, False, accumulate)
+                    assert np.array_equal(row[0], tall[r]), (dtype, depth, N, r)
+
+
 def test_the_candidates_fit_the_registers_and_include_the_default():
     every = tuning.candidates()
     assert len(every) >= 3 and all(tiles.fits(b.rows, b.vectors) for b in every)

@@ -14,7 +14,7 @@ from numba.extending import overload
 
 from . import tuning
 from .numerics import _FASTMATH, _jit
-from .tiles import VECTOR_BYTES, make_tile
+from .tiles import VECTOR_BYTES, fits, make_tile
 
 
 @_jit
@@ -381,13 +381,23 @@ _g_1 = make_tile(1, _VECTORS[2])
 _g_narrow = make_tile(_ROWS[2], 1)
 _narrow_4 = make_tile(4, 1)
 _narrow_1 = make_tile(1, 1)
+# A product of one row (one lane: evaluation, sampling, a batch of one) has one accumulator per
+# vector of its tile, each a chain of dependent fused multiply-adds: a chain waits out the
+# FMA's latency (4-5 cycles) at every k, so the tile is as wide as the registers allow, up to 8
+# vectors (8 chains keep two FMA units busy).
+_LANE_VECTORS = max(v for v in range(1, 9) if fits(1, v))
+_lane = make_tile(1, _LANE_VECTORS)
 
 
 @_jit
-def _tile(kind, rows, narrow, C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate):
+def _tile(kind, rows, narrow, lane, C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth,
+          accumulate):
     """The tile of `kind` that is `rows` high (the kind's own, 4 or 1) and its vectors wide,
-    or one vector wide when narrow (tiles.make_tile's arguments follow)."""
-    if narrow:
+    or one vector wide when narrow, or the one-row product's _lane (tiles.make_tile's
+    arguments follow)."""
+    if lane and not narrow:
+        _lane(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
+    elif narrow:
         if rows == 1:
             _narrow_1(C, c0, ldc, A, a0, a_rs, a_ks, B, b0, ldb, depth, accumulate)
         elif rows == 4:
@@ -428,15 +438,16 @@ def _row_blocks(kind, r0, r1, c0, c1, width, Cf, ldc, Af, a_rs, a_ks, Bf, N, dep
     then single vectors; its own rows high, then 4, then 1. (One call of _tile, and _gemm
     has one call of this: LLVM inlines each call site, and every tile is a lot of code.)"""
     rows = _ROWS[kind]
-    span = _VECTORS[kind] * width
+    lane = r1 - r0 == 1                               # a product of one row: the _lane tile
+    span = (_LANE_VECTORS if lane else _VECTORS[kind]) * width
     r = r0
     while r < r1:
         high = rows if r + rows <= r1 else (4 if r + 4 <= r1 else 1)
         c = c0
         while c < c1:
             narrow = c + span > c1
-            _tile(kind, high, narrow, Cf, r * ldc + c, ldc, Af, r * a_rs, a_rs, a_ks, Bf, c, N,
-                  depth, accumulate)
+            _tile(kind, high, narrow, lane, Cf, r * ldc + c, ldc, Af, r * a_rs, a_rs, a_ks, Bf,
+                  c, N, depth, accumulate)
             c += width if narrow else span
         r += high
 
@@ -471,7 +482,7 @@ def _gemm(A, B, C, transpose_a, accumulate):
     Af = A.reshape(-1)
     Bf = B.reshape(-1)
     Cf = C.reshape(-1)
-    by_rows = _BY_ROWS[kind]
+    by_rows = _BY_ROWS[kind] or R == 1               # one row: across all the columns at once
     rows = _ROWS[kind]
     span = _VECTORS[kind] * width
     at = 0                                            # the next block of rows, or of columns

@@ -340,30 +340,94 @@ def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, co
 
 
 # --------------------------------------------------------------------------------------
-# One lane, forward only: evaluation, advance and sampling. The lane's states alternate
-# between the two time slots of ST1 (layers, S, 2, 1, m): step k reads slot k % 2.
+# One lane, forward only: evaluation, advance and sampling. A lane's scratch (_lane) holds the
+# states of `steps` characters: slot 0 of ST1 (layers, S, steps + 1, 1, m) the states before
+# them, slot i + 1 those after character i.
+#
+# Evaluation and advance know their characters in advance, so they take CHUNK of them through
+# each layer before the next (_forward_chunk), as training takes a window: one character at a
+# time through every layer, the layers' weights take turns in the core's cache, and a network
+# whose weights together outgrow it (2 layers of 256 and up on a 2-MB cache) reads them from
+# further out at every character. The input part of a layer above 0 becomes one product over
+# the chunk, which computes each element as a single step's one-row product does: any chunk
+# gives the same bits as one character at a time through every layer (_step_one, which
+# sampling needs). docs/speed.md has the figures (benchmarks/bench_eval.py).
 # --------------------------------------------------------------------------------------
+
+CHUNK = 128               # characters a lane takes through each layer at a time
+
+
+@_jit
+def _lane(cell, layers, m, dt, steps):
+    """One lane's scratch for `steps` characters at a time: ST1 (above), the input parts AX1
+    (steps, 1, I m), and the cell step's AH1, Z1 and Ls1."""
+    S = cell.states
+    ST1 = _aligned_zeros(layers * S * (steps + 1) * m, dt).reshape((layers, S, steps + 1, 1, m))
+    AX1 = _aligned_zeros(steps * cell.inputs * m, dt).reshape((steps, 1, cell.inputs * m))
+    AH1 = _aligned_zeros(cell.product * m, dt).reshape((1, cell.product * m))
+    Z1 = _aligned_zeros(cell.stash * m, dt).reshape((1, 1, cell.stash * m))
+    Ls1 = np.ones(1, np.int64)
+    return ST1, AX1, AH1, Z1, Ls1
+
 
 @_jit
 def _step_one(cell, layers, theta, off, WT, offT, x, ST1, ti, AX1, AH1, Z1, Ls1):
     """Feed character x through every layer from the states in slot ti of ST1 into slot
-    1 - ti."""
+    1 - ti (a _lane of one step)."""
     m = ST1.shape[4]
-    Gi = AX1.shape[1]
+    Gi = AX1.shape[2]
     to = 1 - ti
+    a1 = AX1[0]
     for l in range(layers):
         b_ih = theta[off[l, _B_IH]:off[l, _B_IH] + Gi]
-        a = AX1[0]
+        a = a1[0]
         if l == 0:
             w = theta[off[0, _W_IH] + x * Gi:off[0, _W_IH] + (x + 1) * Gi]   # row x of W_ih0^T
             for k in range(Gi):
                 a[k] = w[k] + b_ih[k]
         else:
-            _gemm(ST1[l - 1, 0, to], _mat(WT, offT[l, 0], m, Gi), AX1, False, False)
+            _gemm(ST1[l - 1, 0, to], _mat(WT, offT[l, 0], m, Gi), a1, False, False)
             for k in range(Gi):
                 a[k] += b_ih[k]
-        cells.forward_step(cell, theta, off[l], WT, offT[l], AX1, ST1[l], ti, to, Z1, AH1,
+        cells.forward_step(cell, theta, off[l], WT, offT[l], a1, ST1[l], ti, to, Z1, AH1,
                            Ls1, 0)
+
+
+@_jit
+def _forward_chunk(cell, layers, theta, off, WT, offT, text, width, c0, L, ST1, AX1, AH1, Z1,
+                   Ls1):
+    """Feed characters c0..c0+L-1 of text through the layers, layer after layer, from the
+    states in slot 0 of ST1: character i's states land in slot i + 1."""
+    m = ST1.shape[4]
+    Gi = AX1.shape[2]
+    for l in range(layers):
+        b_ih = theta[off[l, _B_IH]:off[l, _B_IH] + Gi]
+        AXs = AX1[:L].reshape((L, Gi))
+        if l == 0:                                    # row x of W_ih0^T for each character
+            for i in range(L):
+                at = off[0, _W_IH] + _char(text, width, c0 + i) * Gi
+                w = theta[at:at + Gi]
+                a = AXs[i]
+                for k in range(Gi):
+                    a[k] = w[k] + b_ih[k]
+        else:                                         # H W_ih^T + b_ih for the whole chunk
+            _gemm(ST1[l - 1, 0, 1:L + 1].reshape((L, m)), _mat(WT, offT[l, 0], m, Gi), AXs,
+                  False, False)
+            for i in range(L):
+                a = AXs[i]
+                for k in range(Gi):
+                    a[k] += b_ih[k]
+        for i in range(L):
+            cells.forward_step(cell, theta, off[l], WT, offT[l], AX1[i], ST1[l], i, i + 1, Z1,
+                               AH1, Ls1, 0)
+
+
+@_jit
+def _carry(ST1, L):
+    """Slot L's states (the last character's) into slot 0, for the next chunk."""
+    for l in range(ST1.shape[0]):
+        for s in range(ST1.shape[1]):
+            _copy(ST1[l, s, 0, 0], ST1[l, s, L, 0])
 
 
 @_jit
@@ -382,17 +446,6 @@ def _logits(theta, off, layers, h, o):
 
 
 @_jit
-def _one_lane(cell, layers, m, dt):
-    """A single lane's scratch for _step_one."""
-    ST1 = _aligned_zeros(layers * cell.states * 2 * m, dt).reshape((layers, cell.states, 2, 1, m))
-    AX1 = _aligned_zeros(cell.inputs * m, dt).reshape((1, cell.inputs * m))
-    AH1 = _aligned_zeros(cell.product * m, dt).reshape((1, cell.product * m))
-    Z1 = _aligned_zeros(cell.stash * m, dt).reshape((1, 1, cell.stash * m))
-    Ls1 = np.ones(1, np.int64)
-    return ST1, AX1, AH1, Z1, Ls1
-
-
-@_jit
 def _load_state(state, ST1, ti):
     for l in range(state.shape[0]):
         for s in range(state.shape[1]):
@@ -407,9 +460,11 @@ def _store_state(ST1, ti, state):
 
 
 @_jit(parallel=True)
-def _total_loss(cell, layers, m, K, theta, off, WT, offT, data, width, segments, h0, out):
+def _total_loss(cell, layers, m, K, theta, off, WT, offT, data, width, segments, h0, chunk,
+                out):
     """out[q] = the loss of segment q from the state h0[q] (h0[0] for every segment when h0
-    has one); each segment's total in its own slot, summed by the caller in order."""
+    has one), `chunk` characters at a time; each segment's total in its own slot, summed by
+    the caller in order."""
     S = segments.shape[0]
     shared = h0.shape[0] != S
     for q in prange(S):
@@ -417,39 +472,41 @@ def _total_loss(cell, layers, m, K, theta, off, WT, offT, data, width, segments,
         end = segments[q, 1]
         out[q] = 0.0
         if end - start >= 2:
-            ST1, AX1, AH1, Z1, Ls1 = _one_lane(cell, layers, m, theta.dtype)
+            ST1, AX1, AH1, Z1, Ls1 = _lane(cell, layers, m, theta.dtype, chunk)
             _load_state(h0[0] if shared else h0[q], ST1, 0)
             o = np.empty(K, theta.dtype)
             total = 0.0
-            ti = 0
-            for t in range(start, end - 1):
-                _step_one(cell, layers, theta, off, WT, offT, _char(data, width, t), ST1, ti,
-                          AX1, AH1, Z1, Ls1)
-                ti = 1 - ti
-                _logits(theta, off, layers, ST1[layers - 1, 0, ti, 0], o)
-                y = _char(data, width, t + 1)
-                s = _shifted_exp(o)
-                total -= math.log(np.float64(o[y] / s))
+            for c0 in range(start, end - 1, chunk):
+                L = min(chunk, end - 1 - c0)
+                _forward_chunk(cell, layers, theta, off, WT, offT, data, width, c0, L, ST1,
+                               AX1, AH1, Z1, Ls1)
+                for i in range(L):
+                    _logits(theta, off, layers, ST1[layers - 1, 0, i + 1, 0], o)
+                    y = _char(data, width, c0 + i + 1)
+                    s = _shifted_exp(o)
+                    total -= math.log(np.float64(o[y] / s))
+                _carry(ST1, L)
             out[q] = total
 
 
 @_jit
-def _advance(cell, layers, m, theta, off, WT, offT, state, inputs, width):
-    ST1, AX1, AH1, Z1, Ls1 = _one_lane(cell, layers, m, theta.dtype)
+def _advance(cell, layers, m, theta, off, WT, offT, state, inputs, width, chunk):
+    ST1, AX1, AH1, Z1, Ls1 = _lane(cell, layers, m, theta.dtype, chunk)
     _load_state(state, ST1, 0)
-    ti = 0
-    for t in range(inputs.size // width):
-        _step_one(cell, layers, theta, off, WT, offT, _char(inputs, width, t), ST1, ti, AX1,
-                  AH1, Z1, Ls1)
-        ti = 1 - ti
-    _store_state(ST1, ti, state)
+    T = inputs.size // width
+    for c0 in range(0, T, chunk):
+        L = min(chunk, T - c0)
+        _forward_chunk(cell, layers, theta, off, WT, offT, inputs, width, c0, L, ST1, AX1, AH1,
+                       Z1, Ls1)
+        _carry(ST1, L)
+    _store_state(ST1, 0, state)
 
 
 @njit(cache=True, error_model="numpy")
 def _sample(cell, layers, m, K, theta, off, WT, offT, state, x, uniforms, temperature,
             top_k, top_p, greedy, stop_index, out):
     """reference.sample_indices, compiled: the network's step, then numerics._draw."""
-    ST1, AX1, AH1, Z1, Ls1 = _one_lane(cell, layers, m, theta.dtype)
+    ST1, AX1, AH1, Z1, Ls1 = _lane(cell, layers, m, theta.dtype, 1)
     _load_state(state, ST1, 0)
     o = np.empty(K, theta.dtype)
     e = np.empty(K, theta.dtype)
@@ -681,8 +738,9 @@ def _theta_and_transposes(cell_module, params):
 
 
 def total_loss(cell_module, params, data: np.ndarray, segments: np.ndarray,
-               h0: np.ndarray | None = None) -> tuple[float, int]:
-    """reference.total_loss for a stacked network, compiled."""
+               h0: np.ndarray | None = None, chunk: int = CHUNK) -> tuple[float, int]:
+    """reference.total_loss for a stacked network, compiled, `chunk` characters at a time
+    (any chunk gives the same bits)."""
     lay, theta, WT = _theta_and_transposes(cell_module, params)
     segments = np.ascontiguousarray(np.asarray(segments, dtype=np.int64).reshape(-1, 2))
     shape = (lay.layers, lay.S, lay.m)
@@ -699,17 +757,20 @@ def total_loss(cell_module, params, data: np.ndarray, segments: np.ndarray,
     per_segment = np.zeros(len(segments))
     if len(segments):
         _total_loss(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off, WT, lay.offT,
-                    *_text(data), segments, states, per_segment)
+                    *_text(data), segments, states, int(chunk), per_segment)
     lengths = segments[:, 1] - segments[:, 0]
     count = int(np.sum(np.where(lengths >= 2, lengths - 1, 0)))
     return float(per_segment.sum()), count
 
 
-def advance(cell_module, params, h: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    """reference.advance for a stacked network, compiled: the state after feeding `inputs`."""
+def advance(cell_module, params, h: np.ndarray, inputs: np.ndarray,
+            chunk: int = CHUNK) -> np.ndarray:
+    """reference.advance for a stacked network, compiled: the state after feeding `inputs`,
+    `chunk` characters at a time (any chunk gives the same bits)."""
     lay, theta, WT = _theta_and_transposes(cell_module, params)
     state = np.array(h, dtype=lay.dtype).reshape(lay.layers, lay.S, lay.m).copy()
-    _advance(lay.cell, lay.layers, lay.m, theta, lay.off, WT, lay.offT, state, *_text(inputs))
+    _advance(lay.cell, lay.layers, lay.m, theta, lay.off, WT, lay.offT, state, *_text(inputs),
+             int(chunk))
     return state
 
 
