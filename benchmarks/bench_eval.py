@@ -1,17 +1,17 @@
 """Evaluation speed: characters per second of scoring a held-out text in one lane (the loss of
 every next character, the state carried through the whole text), as `charnn eval` and a
 training run's held-out figure do, for stacked networks of float32 weights: charnn as it
-scores (a chunk of characters through each layer before the next, stack.CHUNK), charnn one
-character at a time through every layer (chunks of 1: the same bits, the order sampling must
-take), and PyTorch on the CPU scoring the same text with the same model when torch is
-importable (nn.LSTM, nn.GRU or nn.RNN(tanh), then nn.Linear and log_softmax, under
-inference_mode, batch 1, in pieces of 1,000 characters that carry the state, 2 threads).
+scores (a chunk of characters through each layer before the next, the layers side by side
+on the cores: stack.py), charnn one character at a time through every layer on one core (as
+it scored before chunks; the same bits), and PyTorch on the CPU scoring the same text with
+the same model when torch is importable (nn.LSTM, nn.GRU or nn.RNN(tanh), then nn.Linear and
+log_softmax, under inference_mode, batch 1, in pieces of 1,000 characters that carry the
+state, 2 threads).
 
     python benchmarks/bench_eval.py [--chars 20000] [--repeats 5] [--rows gru:2:384,...]
 
-charnn scores a segment on one core (segments are what its threads share out). The two are
-timed in turns, `repeats` times each; the table shows each one's median and the medians of
-the per-turn ratios to PyTorch and to one character at a time.
+The three are timed in turns, `repeats` times each; the table shows each one's median and
+the medians of the per-turn ratios to PyTorch and to one character at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import numba
 from charnn.backends import compiled
 from charnn.backends.compiled import CELLS, stack
+from charnn.backends.compiled.lanes import _text
 from charnn.corpus import load_corpus
 from charnn.model import Params
 from charnn.networks import NETWORKS
@@ -41,16 +42,26 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_eval.json"
 PIECE = 1000
 
 
-def charnn_scorer(network: str, layers: int, m: int, K: int, text: np.ndarray,
-                  chunk: int = stack.CHUNK):
+def charnn_scorer(network: str, layers: int, m: int, K: int, text: np.ndarray):
+    """charnn's evaluation as `charnn eval` runs it, and the same in the order before
+    chunks: one character at a time through every layer, on one core (stack._total_loss
+    with chunks of 1, the bits either way)."""
     params = Params(NETWORKS[network].initial_params(K, m, layers, 1 / np.sqrt(m),
                                                      np.random.default_rng(0), np.float32))
     segment = np.array([[0, len(text)]])
     compiled.total_loss(params, text[:100], np.array([[0, 100]]))     # compiled, warm
+    lay, theta, WT = stack._theta_and_transposes(CELLS[network], params)
+    states = np.zeros((1, lay.layers, lay.S, lay.m), np.float32)
+    total = np.zeros(1)
 
     def score() -> float:
-        return stack.total_loss(CELLS[network], params, text, segment, chunk=chunk)[0]
-    return score
+        return compiled.total_loss(params, text, segment)[0]
+
+    def one_at_a_time() -> float:
+        stack._total_loss(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off, WT, lay.offT,
+                          *_text(text), segment, states, 1, total)
+        return total[0]
+    return score, one_at_a_time
 
 
 def torch_scorer(network: str, layers: int, m: int, K: int, text: np.ndarray):
@@ -109,8 +120,7 @@ def main(argv=None) -> int:
     for spec in args.rows.split(","):
         network, layers, m = spec.split(":")
         layers, m = int(layers), int(m)
-        ours = charnn_scorer(network, layers, m, K, text)
-        single = charnn_scorer(network, layers, m, K, text, chunk=1)
+        ours, single = charnn_scorer(network, layers, m, K, text)
         theirs = torch_scorer(network, layers, m, K, text) if torch_version else None
         a, c, b = [], [], []
         for _ in range(args.repeats):

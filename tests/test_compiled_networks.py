@@ -165,9 +165,15 @@ def test_a_text_in_chunks_gives_the_bits_of_one_character_at_a_time(net, m, dtyp
     cell = compiled.CELLS[net]
     one = stack.advance(cell, params, h, data, chunk=1)
     whole = stack.total_loss(cell, params, data, segments, h, chunk=1)
+    # one segment: its layers side by side on the threads, chunk after chunk (_segment_loss);
+    # twice the same segment goes the way of several segments (_total_loss)
+    single = stack.total_loss(cell, params, data, segments[:1], h, chunk=1)
+    assert stack.total_loss(cell, params, data, segments[[0, 0]], h, chunk=1)[0] == \
+        2 * single[0]
     for chunk in (7, stack.CHUNK, 1000):
         np.testing.assert_array_equal(stack.advance(cell, params, h, data, chunk=chunk), one)
         assert stack.total_loss(cell, params, data, segments, h, chunk=chunk) == whole
+        assert stack.total_loss(cell, params, data, segments[:1], h, chunk=chunk) == single
     step = h.copy()                                   # and the public calls, a character a call
     for t in range(len(data)):
         step = compiled.advance(params, step, data[t:t + 1])
@@ -233,6 +239,8 @@ def runs() -> dict[str, np.ndarray]:
         edges = np.sort(rng.choice(3000, 30, replace=False))
         out[f"{net}-total"] = np.array(compiled.total_loss(
             params, data, np.stack([edges[:-1], edges[1:]], axis=1)))
+        out[f"{net}-one-segment"] = np.array(compiled.total_loss(   # layers side by side
+            params, data, np.array([[0, 3000]])))
     return out
 
 

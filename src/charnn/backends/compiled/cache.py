@@ -135,8 +135,9 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
         return [lambda: advance(params, state, data[:3]),
                 lambda: sample_indices(params, state.copy(), 0, u, temperature=0.5, top_k=2,
                                        top_p=0.9)]
-    if job == "evaluate":
-        return [lambda: total_loss(params, data, np.array([[0, 10], [10, 20]]))]
+    if job == "evaluate":                             # several segments, and one (stack.py)
+        return [lambda: total_loss(params, data, np.array([[0, 10], [10, 20]])),
+                lambda: total_loss(params, data, np.array([[0, 20]]))]
     if job == "gradients":
         return [lambda: loss_and_gradients(params, data[:3], data[1:4], state)]
     if job == "train-one":

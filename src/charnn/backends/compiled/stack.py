@@ -351,7 +351,10 @@ def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, co
 # further out at every character. The input part of a layer above 0 becomes one product over
 # the chunk, which computes each element as a single step's one-row product does: any chunk
 # gives the same bits as one character at a time through every layer (_step_one, which
-# sampling needs). docs/speed.md has the figures (benchmarks/bench_eval.py).
+# sampling needs). A single segment (a held-out part, a text given to `charnn eval`) runs its
+# layers side by side on the threads, chunk after chunk (_segment_loss): each core keeps its
+# layer's weights in its own cache. docs/speed.md has the figures
+# (benchmarks/bench_eval.py).
 # --------------------------------------------------------------------------------------
 
 CHUNK = 128               # characters a lane takes through each layer at a time
@@ -394,32 +397,42 @@ def _step_one(cell, layers, theta, off, WT, offT, x, ST1, ti, AX1, AH1, Z1, Ls1)
 
 
 @_jit
+def _layer_chunk(cell, l, theta, off, WT, offT, text, width, c0, L, STl, below, AX1, AH1, Z1,
+                 Ls1):
+    """Feed characters c0..c0+L-1 through layer l from its states in slot 0 of STl (S,
+    >= L + 1, 1, m): character i's states land in slot i + 1. Above layer 0 its inputs are
+    the states of the layer below in slots 1..L of `below`."""
+    m = STl.shape[3]
+    Gi = AX1.shape[2]
+    b_ih = theta[off[l, _B_IH]:off[l, _B_IH] + Gi]
+    AXs = AX1[:L].reshape((L, Gi))
+    if l == 0:                                        # row x of W_ih0^T for each character
+        for i in range(L):
+            at = off[0, _W_IH] + _char(text, width, c0 + i) * Gi
+            w = theta[at:at + Gi]
+            a = AXs[i]
+            for k in range(Gi):
+                a[k] = w[k] + b_ih[k]
+    else:                                             # H W_ih^T + b_ih for the whole chunk
+        _gemm(below[0, 1:L + 1].reshape((L, m)), _mat(WT, offT[l, 0], m, Gi), AXs, False,
+              False)
+        for i in range(L):
+            a = AXs[i]
+            for k in range(Gi):
+                a[k] += b_ih[k]
+    for i in range(L):
+        cells.forward_step(cell, theta, off[l], WT, offT[l], AX1[i], STl, i, i + 1, Z1, AH1,
+                           Ls1, 0)
+
+
+@_jit
 def _forward_chunk(cell, layers, theta, off, WT, offT, text, width, c0, L, ST1, AX1, AH1, Z1,
                    Ls1):
     """Feed characters c0..c0+L-1 of text through the layers, layer after layer, from the
     states in slot 0 of ST1: character i's states land in slot i + 1."""
-    m = ST1.shape[4]
-    Gi = AX1.shape[2]
     for l in range(layers):
-        b_ih = theta[off[l, _B_IH]:off[l, _B_IH] + Gi]
-        AXs = AX1[:L].reshape((L, Gi))
-        if l == 0:                                    # row x of W_ih0^T for each character
-            for i in range(L):
-                at = off[0, _W_IH] + _char(text, width, c0 + i) * Gi
-                w = theta[at:at + Gi]
-                a = AXs[i]
-                for k in range(Gi):
-                    a[k] = w[k] + b_ih[k]
-        else:                                         # H W_ih^T + b_ih for the whole chunk
-            _gemm(ST1[l - 1, 0, 1:L + 1].reshape((L, m)), _mat(WT, offT[l, 0], m, Gi), AXs,
-                  False, False)
-            for i in range(L):
-                a = AXs[i]
-                for k in range(Gi):
-                    a[k] += b_ih[k]
-        for i in range(L):
-            cells.forward_step(cell, theta, off[l], WT, offT[l], AX1[i], ST1[l], i, i + 1, Z1,
-                               AH1, Ls1, 0)
+        _layer_chunk(cell, l, theta, off, WT, offT, text, width, c0, L, ST1[l],
+                     ST1[max(l - 1, 0)], AX1, AH1, Z1, Ls1)
 
 
 @_jit
@@ -487,6 +500,52 @@ def _total_loss(cell, layers, m, K, theta, off, WT, offT, data, width, segments,
                     total -= math.log(np.float64(o[y] / s))
                 _carry(ST1, L)
             out[q] = total
+
+
+@_jit(parallel=True)
+def _segment_loss(cell, layers, m, K, theta, off, WT, offT, data, width, start, end, h0,
+                  chunk):
+    """_total_loss of one segment from the state h0 (layers, S, m), its layers side by side
+    on the threads: in wave w, layer l takes chunk w - l, whose inputs the layer below
+    made in wave w - 1. Each layer keeps its weights in its own core's cache. A layer's
+    chunks alternate between two buffers, so that the layer above reads one while it
+    writes the other; the top layer scores its chunks in order, so the total is summed
+    as _total_loss sums it: the same bits on any number of threads."""
+    S = cell.states
+    dt = theta.dtype
+    Gi = cell.inputs * m
+    ST = _aligned_zeros(layers * 2 * S * (chunk + 1) * m, dt).reshape(
+        (layers, 2, S, chunk + 1, 1, m))
+    AX = _aligned_zeros(layers * chunk * Gi, dt).reshape((layers, chunk, 1, Gi))
+    AH = _aligned_zeros(layers * cell.product * m, dt).reshape((layers, 1, cell.product * m))
+    Z = _aligned_zeros(layers * cell.stash * m, dt).reshape((layers, 1, 1, cell.stash * m))
+    Ls = np.ones((layers, 1), np.int64)
+    for l in range(layers):
+        for s in range(S):
+            _copy(ST[l, 0, s, 0, 0], h0[l, s])
+    total = np.zeros(1)
+    chunks = (end - 1 - start + chunk - 1) // chunk
+    for wave in range(chunks + layers - 1):
+        for l in prange(layers):
+            c = wave - l
+            if 0 <= c < chunks:
+                c0 = start + c * chunk
+                L = min(chunk, end - 1 - c0)
+                b = c % 2
+                STl = ST[l, b]
+                if c > 0:                             # the state the last chunk left
+                    for s in range(S):
+                        _copy(STl[s, 0, 0], ST[l, 1 - b, s, chunk, 0])
+                _layer_chunk(cell, l, theta, off, WT, offT, data, width, c0, L, STl,
+                             ST[max(l - 1, 0), b], AX[l], AH[l], Z[l], Ls[l])
+                if l == layers - 1:
+                    o = np.empty(K, dt)
+                    for i in range(L):
+                        _logits(theta, off, layers, STl[0, i + 1, 0], o)
+                        y = _char(data, width, c0 + i + 1)
+                        sm = _shifted_exp(o)
+                        total[0] -= math.log(np.float64(o[y] / sm))
+    return total[0]
 
 
 @_jit
@@ -755,7 +814,11 @@ def total_loss(cell_module, params, data: np.ndarray, segments: np.ndarray,
                              f"not {states.shape}")
         states = np.ascontiguousarray(states, dtype=lay.dtype)
     per_segment = np.zeros(len(segments))
-    if len(segments):
+    if len(segments) == 1 and segments[0, 1] - segments[0, 0] >= 2:
+        per_segment[0] = _segment_loss(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off, WT,
+                                       lay.offT, *_text(data), int(segments[0, 0]),
+                                       int(segments[0, 1]), states[0], int(chunk))
+    elif len(segments):
         _total_loss(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off, WT, lay.offT,
                     *_text(data), segments, states, int(chunk), per_segment)
     lengths = segments[:, 1] - segments[:, 0]
