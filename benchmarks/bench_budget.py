@@ -32,14 +32,16 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_budget.jsonl"
 SLICE_CHARS = 1_000_000
 
 # Every candidate trains 32 lanes of 50 characters in float32 with Adam, 100 warm-up updates
-# and a cosine down to a tenth of eta; names say cell, layers x width and dropout in tenths.
+# and a cosine down to a tenth of eta; names say cell, layers x width, dropout between the
+# layers in tenths (d) and on the top's output (o).
 SCHEDULE = dict(dtype="float32", optimizer="adam", lr_schedule="cosine", warmup_updates=100,
                 seq_length=50, batch_size=32)
 
 
-def gru(layers: int, hidden: int, dropout: float, eta: float) -> dict:
-    return dict(model="gru", layers=layers, hidden=hidden, dropout=dropout, eta=eta,
-                min_eta=eta / 10, **SCHEDULE)
+def gru(layers: int, hidden: int, dropout: float, eta: float, output: float = 0.0) -> dict:
+    return dict(model="gru", layers=layers, hidden=hidden, dropout=dropout,
+                **({"output_dropout": output} if output else {}), eta=eta, min_eta=eta / 10,
+                **SCHEDULE)
 
 
 CANDIDATES = {
@@ -49,9 +51,14 @@ CANDIDATES = {
     "gru2x384": gru(2, 384, 0.0, 0.003),
     "gru2x384d1": gru(2, 384, 0.1, 0.003),
     "gru2x384d3": gru(2, 384, 0.3, 0.003),
+    "gru2x512": gru(2, 512, 0.0, 0.002),
     "gru2x512d1": gru(2, 512, 0.1, 0.002),
     "gru2x512d3": gru(2, 512, 0.3, 0.002),
     "gru3x384d3": gru(3, 384, 0.3, 0.003),
+    "gru2x256d2o2": gru(2, 256, 0.2, 0.004, output=0.2),
+    "gru2x384d3o3": gru(2, 384, 0.3, 0.003, output=0.3),
+    "gru2x384d4o4": gru(2, 384, 0.4, 0.003, output=0.4),
+    "gru2x512d3o3": gru(2, 512, 0.3, 0.002, output=0.3),
 }
 
 

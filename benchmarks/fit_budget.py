@@ -28,18 +28,22 @@ NOISE = 0.01          # nats/char: two seeds of one network for 3 minutes differ
 
 def candidate_of(settings: dict) -> str | None:
     """The name of the bench_budget candidate with these settings' network, or None."""
-    key = (settings["layers"], settings["hidden"], settings["dropout"])
+    def key(c: dict) -> tuple:
+        return c["layers"], c["hidden"], c["dropout"], c.get("output_dropout", 0.0)
     for name, c in CANDIDATES.items():
-        if (c["layers"], c["hidden"], c["dropout"]) == key:
+        if key(c) == key(settings):
             return name
     return None
 
 
 def in_words(name: str) -> str:
-    """A candidate's network: 'GRU 2 x 256, dropout 0.2'."""
+    """A candidate's network: 'GRU 2 x 256, dropout 0.2', '..., dropout 0.3 + 0.3 on the
+    output'."""
     c = CANDIDATES[name]
+    output = c.get("output_dropout", 0.0)
     return f"GRU {c['layers']} × {c['hidden']}" + (f", dropout {c['dropout']:g}"
-                                                  if c["dropout"] else "")
+                                                  if c["dropout"] else "") + \
+        (f" + {output:g} on the output" if output else "")
 
 
 def cells(runs: list[dict]) -> dict:

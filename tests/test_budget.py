@@ -26,9 +26,13 @@ def test_a_bigger_budget_never_buys_a_smaller_network_and_a_smaller_text_more_dr
     assert widths == sorted(widths) and len(set(widths)) == len(budget.LADDER)
     assert dropouts == sorted(dropouts)
     for minutes in (1, 3, 10):
-        by_size = [budget.choose(60 * minutes, n, RATE).settings["dropout"]
+        by_size = [budget.choose(60 * minutes, n, RATE).settings
                    for n in (100_000_000, 4_000_000, 1_000_000, 100_000)]
-        assert by_size == sorted(by_size)
+        for kind in ("dropout", "output_dropout"):
+            dropped = [settings.get(kind, 0.0) for settings in by_size]
+            assert dropped == sorted(dropped), kind
+    # the 1 MB slice at 10 minutes (about 11 passes) drops out on the output too
+    assert budget.choose(600, 900_000, RATE).settings["output_dropout"] == 0.3
 
 
 def test_one_layer_only_where_the_text_needs_no_dropout():
@@ -40,6 +44,8 @@ def test_one_layer_only_where_the_text_needs_no_dropout():
         for chars in (10_000, 300_000, 3_000_000, 30_000_000):
             chosen = budget.choose(60 * minutes, chars, RATE).settings
             TrainConfig(**chosen).validate()             # dropout only between layers
+            # the output drops out only where the layers do, never more
+            assert chosen.get("output_dropout", 0.0) <= chosen["dropout"]
 
 
 def test_the_budget_is_counted_in_the_machines_own_speed():

@@ -64,16 +64,16 @@ def schedule(U, B, tau, n, rng):
 @pytest.mark.parametrize("net", CELLS)
 @pytest.mark.parametrize("layers,m,L", [(1, 13, 9), (2, 16, 1), (3, 7, 5), (2, 64, 6),
                                         (1, 128, 4)])
-@pytest.mark.parametrize("dropout", [0.0, 0.4])
+@pytest.mark.parametrize("dropout,output", [(0.0, 0.0), (0.4, 0.0), (0.0, 0.3), (0.4, 0.3)])
 def test_loss_and_every_gradient_of_every_layer_equal_the_reference(net, layers, m, L,
-                                                                    dropout):
+                                                                    dropout, output):
     """m = 13 and 7 are no whole register tiles, 64 and 128 are (the tiled products); L = 1 is
-    a one-character window."""
+    a one-character window; dropout between layers and on the top's output."""
     rng = np.random.default_rng([layers, m, L, int(10 * dropout)])
     params = random_params(net, m, layers, rng)
     inputs, targets = rng.integers(0, K, L), rng.integers(0, K, L)
     state = random_state(net, m, layers, rng)
-    masks = NETWORKS[net].dropout_masks(dropout, L, m, layers, (3, 1, 0))
+    masks = NETWORKS[net].dropout_masks(dropout, L, m, layers, (3, 1, 0), output=output)
     loss, grads, last = compiled.loss_and_gradients(params, inputs, targets, state, masks)
     r_loss, r_grads, r_last = NETWORKS[net].loss_and_gradients(params, inputs, targets, state,
                                                                masks)
@@ -85,7 +85,7 @@ def test_loss_and_every_gradient_of_every_layer_equal_the_reference(net, layers,
 
 
 def train_both(net, optimizer, layers, m, B, U, tau, dropout, seed, dtype=np.float64,
-               sigma=0.3):
+               sigma=0.3, output=0.0):
     """The same updates by the compiled backend and by the reference: (compiled, reference),
     each (losses, params, optimiser state, h)."""
     rng = np.random.default_rng(seed)
@@ -100,20 +100,23 @@ def train_both(net, optimizer, layers, m, B, U, tau, dropout, seed, dtype=np.flo
         p, state, hh = params.copy(), optim.initial_state(optimizer, params), h.copy()
         losses = backend.train_updates(p, Optimiser(optimizer, state, 4, eta, 5.0), hh,
                                        Windows(data, starts, lengths, resets, 0, U),
-                                       Dropout(dropout, 77))
+                                       Dropout(dropout, 77, output))
         out.append((losses, p, state, hh))
     return out
 
 
 @pytest.mark.parametrize("net", CELLS)
 @pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
-@pytest.mark.parametrize("layers,m,B,dropout", [(1, 13, 1, 0.0), (2, 9, 5, 0.3),
-                                                (3, 6, 3, 0.5), (2, 32, 17, 0.2)])
-def test_training_updates_equal_the_reference(net, optimizer, layers, m, B, dropout):
+@pytest.mark.parametrize("layers,m,B,dropout,output", [
+    (1, 13, 1, 0.0, 0.0), (2, 9, 5, 0.3, 0.0), (3, 6, 3, 0.5, 0.25), (2, 32, 17, 0.2, 0.0),
+    (1, 16, 4, 0.0, 0.3), (2, 8, 3, 0.0, 0.4)])
+def test_training_updates_equal_the_reference(net, optimizer, layers, m, B, dropout, output):
     """Losses, every parameter, the optimiser's state and the lanes' states after 6 updates:
-    one lane and several (lane groups, B = 17 has a padded group), dropout between layers."""
+    one lane and several (lane groups, B = 17 has a padded group), dropout between layers and
+    on the top's output (one layer of the vanilla RNN then trains on the stack's kernels)."""
     (losses, p, state, h), (r_losses, r_p, r_state, r_h) = train_both(
-        net, optimizer, layers, m, B, 6, 7, dropout, [layers, m, B, len(optimizer)])
+        net, optimizer, layers, m, B, 6, 7, dropout, [layers, m, B, len(optimizer)],
+        output=output)
     assert rel_err(losses, r_losses) <= 1e-10
     for name, a in r_p.items():
         assert rel_err(p[name], a) <= 1e-10, name

@@ -65,3 +65,15 @@ def test_a_prime_the_model_never_saw_is_refused_before_any_output(capsys):
     assert main(["sample", "-n", "50", "--prime", "ROMEO: ☃"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "never saw" in err.splitlines()[-1]   # after the note of which model
+
+
+def test_a_vanilla_rnn_dropped_out_on_its_output_compiles_the_stacks_training_kernels():
+    # one layer's own kernels drop nothing, so such a run trains on the stack's: those are the
+    # kernels its first use compiles (announced) and asks for, while sampling stays on its own
+    from charnn.networks import Network
+    plain, dropped = Network("rnn", 1, 8, 5), Network("rnn", 1, 8, 5, output_dropout=0.2)
+    assert cache._family_for(plain, "train-batch") == "rnn"
+    assert cache._family_for(dropped, "train-batch") == "rnn-stack"
+    assert cache._family_for(dropped, "train-one") == "rnn-stack"
+    assert cache._family_for(dropped, "sample") == cache._family_for(dropped, "evaluate") == "rnn"
+    assert cache._family_for(Network("gru", 1, 8, 5, output_dropout=0.2), "train-batch") == "gru"

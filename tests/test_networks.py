@@ -15,9 +15,10 @@ INTERFACE = ("STATE_VECTORS", "param_shapes", "initial_params", "zero_state", "s
              "loss_and_gradients", "sequence_loss", "dropout_masks")
 
 
-def make_problem(net, K, m, layers, tau, dropout, seed, sigma=0.5):
+def make_problem(net, K, m, layers, tau, dropout, seed, sigma=0.5, output=0.0):
     """A network at a generic point (weights and biases ~ N(0, sigma^2)), a random window, a
-    nonzero initial state and, with dropout, masks for p = 0.3."""
+    nonzero initial state and, with dropout, masks for p = 0.3 between the layers (and for
+    `output` on the top's output)."""
     rng = np.random.default_rng(seed)
     params = net.initial_params(K, m, layers, sigma, rng)
     for name, a in params.items():
@@ -25,7 +26,8 @@ def make_problem(net, K, m, layers, tau, dropout, seed, sigma=0.5):
             a += sigma * rng.standard_normal(a.shape)
     state = np.tanh(rng.standard_normal((layers, net.STATE_VECTORS, m)))
     inputs, targets = rng.integers(0, K, tau), rng.integers(0, K, tau)
-    masks = net.dropout_masks(0.3, tau, m, layers, (seed, 1, 0)) if dropout else None
+    masks = net.dropout_masks(0.3 if dropout else 0.0, tau, m, layers, (seed, 1, 0),
+                              output=output)
     return params, inputs, targets, state, masks
 
 
@@ -87,6 +89,16 @@ def test_gradients_match_centred_differences(name, layers, dropout, tau):
     rows = gradient_check(net, *problem)
     assert list(rows) == list(net.param_shapes(6, 5, layers))
     assert_gradients_match(rows)
+
+
+@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("layers,dropout", [(1, False), (2, False), (2, True)])
+def test_gradients_match_centred_differences_with_dropout_on_the_output(name, layers, dropout):
+    net = NETWORKS[name]
+    problem = make_problem(net, K=6, m=5, layers=layers, tau=7, dropout=dropout,
+                           seed=200 + 10 * layers + dropout, output=0.4)
+    assert len(problem[-1]) == layers                            # the top's mask comes last
+    assert_gradients_match(gradient_check(net, *problem))
 
 
 @pytest.mark.parametrize("name", NETS)
@@ -229,6 +241,21 @@ def test_dropout_masks(name):
         assert (net.dropout_masks(0.25, 400, 50, 3, key)[0] != masks[0]).mean() > 0.3
     with pytest.raises(ValueError, match="dropout probability"):
         net.dropout_masks(1.0, 5, 4, 2, (0, 1, 0))
+    # dropout on the output: the masks between layers are unchanged (all ones without p), the
+    # top's is drawn as layer layers - 1's would be, with its own probability
+    with_top = net.dropout_masks(0.25, 400, 50, 3, (0, 1, 0), output=0.5)
+    assert len(with_top) == 3
+    for a, b in zip(masks, with_top):
+        np.testing.assert_array_equal(a, b)
+    assert set(np.unique(with_top[2])) == {0.0, 2.0}
+    assert (with_top[2] == 0).mean() == pytest.approx(0.5, abs=0.01)
+    only_top = net.dropout_masks(0.0, 400, 50, 3, (0, 1, 0), output=0.5)
+    assert all((mask == 1).all() for mask in only_top[:2])
+    np.testing.assert_array_equal(only_top[2], with_top[2])
+    one_layer = net.dropout_masks(0.25, 400, 50, 1, (0, 1, 0), output=0.5)
+    assert len(one_layer) == 1 and (one_layer[0] == 0).mean() == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="dropout probability"):
+        net.dropout_masks(0.0, 5, 4, 2, (0, 1, 0), output=1.0)
 
 
 def test_dropout_hash_is_fixed():
@@ -254,6 +281,25 @@ def test_dropout_masks_enter_only_between_layers(name):
     assert not any(grads[n].any() for n in params if n.endswith("0"))   # layer 0's, all
     _, P_other, _ = net.forward(params, (inputs + 1) % 6, state, [np.zeros((5, 4))])
     np.testing.assert_array_equal(P_cut, P_other)                    # the input no longer matters
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_a_mask_on_the_output_enters_only_the_output_layer(name):
+    # the top's mask (after the masks between layers) scales what V reads, never the state
+    net = NETWORKS[name]
+    params, inputs, targets, state, _ = make_problem(net, 6, 4, 2, 5, False, seed=12)
+    ones, zeros = np.ones((5, 4)), np.zeros((5, 4))
+    _, P, last = net.forward(params, inputs, state)
+    _, P_cut, last_cut = net.forward(params, inputs, state, [ones, zeros])
+    np.testing.assert_array_equal(last_cut, last)                    # the states go on as before
+    c = params["c"]
+    np.testing.assert_allclose(P_cut, np.tile(np.exp(c) / np.exp(c).sum(), (5, 1)))
+    _, grads, _ = net.loss_and_gradients(params, inputs, targets, state, [ones, zeros])
+    assert not any(grads[n].any() for n in params if n != "c")       # only c still learns
+    half = np.full((5, 4), 0.5)
+    _, P_half, _ = net.forward(params, inputs, state, [ones, half])
+    params_half = dict(params, V=0.5 * params["V"])
+    np.testing.assert_allclose(P_half, net.forward(params_half, inputs, state)[1], rtol=1e-14)
 
 
 # --- against PyTorch ---------------------------------------------------------------------------
@@ -412,6 +458,15 @@ def test_charnn_gradcheck_checks_every_layer_of_a_stacked_network(name, capsys):
     assert f"gradient check ({name} x 2 layers, compiled)" in out and "all gradients pass" in out
     for param in names:
         assert f"\n{param} " in out, param
+    # and with dropout on the top's output too, one layer or two
+    for layers in ("1", "2"):
+        assert main(["gradcheck", "--model", name, "--layers", layers, "--dropout", "0.3",
+                     "--output-dropout", "0.4", "--seq-length", "8", "--backend",
+                     "compiled"]) == 0
+        out = capsys.readouterr().out
+        dropped = "0.3 between layers and 0.4" if layers == "2" else "0.4"
+        assert f"dropout {dropped} on the output (fixed masks)" in out
+        assert "all gradients pass" in out
 
 
 # -- the numpy backend runs every network ------------------------------------------------------

@@ -87,18 +87,28 @@ def test_the_default_scale_is_stated_once_and_followed():
     (Network("lstm", 2, 128, 80, 0.2), "an LSTM of 2 layers of 128 units, dropout 0.2 between them",
      "LSTM, 2 layers, m = 128, K = 80, dropout 0.2"),
     (Network("lstm", 1, 64, 80), "an LSTM of 64 units", "LSTM, m = 64, K = 80"),
+    (Network("gru", 2, 64, 80, 0.2, 0.3),
+     "a GRU of 2 layers of 64 units, dropout 0.2 between them and 0.3 on the output",
+     "GRU, 2 layers, m = 64, K = 80, dropout 0.2, output dropout 0.3"),
+    (Network("rnn", 1, 100, 65, 0.0, 0.1), "a vanilla RNN of 100 units, dropout 0.1 on the output",
+     "vanilla RNN, m = 100, K = 65, output dropout 0.1"),
 ])
 def test_every_network_in_words(spec, words, short):
     assert spec.describe() == str(spec) == words
     assert spec.summary() == short
     config = TrainConfig(model=spec.cell, layers=spec.layers, hidden=spec.hidden,
-                         dropout=spec.dropout)
+                         dropout=spec.dropout, output_dropout=spec.output_dropout)
     assert describe_network(config) == words
 
 
 def test_a_spec_round_trips_and_refuses_what_no_network_is():
-    spec = Network("lstm", 2, 5, K, 0.1)
+    spec = Network("lstm", 2, 5, K, 0.1, 0.25)
     assert Network.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    # a spec saved before dropout on the output was a fact of the network drops none there
+    saved = {name: value for name, value in spec.to_dict().items() if name != "output_dropout"}
+    assert Network.from_dict(saved).output_dropout == 0.0
+    with pytest.raises(ValueError, match="output dropout 1.5 is not a probability"):
+        Network.from_dict(dict(saved, output_dropout=1.5))
     for bad in ({"cell": "qrnn", "layers": 1, "hidden": 4, "vocab": 3, "dropout": 0},
                 {"cell": "rnn", "layers": 0, "hidden": 4, "vocab": 3, "dropout": 0},
                 {"cell": "gru", "layers": 1, "hidden": 0, "vocab": 3, "dropout": 0},
@@ -159,6 +169,9 @@ def test_setting_errors_read_as_the_caller_wrote_them():
     with pytest.raises(CharnnError, match="^dropout 0.2 acts between stacked layers; give "
                                           "layers 2 or more"):
         TrainConfig(dropout=0.2).validate()
+    with pytest.raises(CharnnError, match="^output_dropout is 1; give a probability"):
+        TrainConfig(output_dropout=1).validate()
+    TrainConfig(output_dropout=0.5).validate()                   # one layer can drop its output
 
 
 def test_the_command_line_names_the_flag(tiny_text_file, tmp_path, capsys):

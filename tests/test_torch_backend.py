@@ -18,9 +18,10 @@ reference = get_backend("numpy")
 torch.set_num_threads(1)            # the suite shares its cores; results do not depend on it
 
 K, M, B, S = 9, 6, 5, 7
-NETS = [("rnn", 1, 0.0), ("lstm", 1, 0.0), ("lstm", 2, 0.0), ("lstm", 3, 0.4),
-        ("gru", 1, 0.0), ("gru", 2, 0.3), ("gru", 3, 0.0), ("mlstm", 1, 0.0),
-        ("mlstm", 2, 0.3)]
+# (cell, layers, dropout between layers, dropout on the top's output)
+NETS = [("rnn", 1, 0.0, 0.0), ("rnn", 2, 0.0, 0.3), ("lstm", 1, 0.0, 0.3), ("lstm", 2, 0.0, 0.0),
+        ("lstm", 3, 0.4, 0.2), ("gru", 1, 0.0, 0.0), ("gru", 2, 0.3, 0.0), ("gru", 3, 0.0, 0.3),
+        ("mlstm", 1, 0.0, 0.0), ("mlstm", 2, 0.3, 0.3)]
 
 
 def network_params(model, layers, seed=1, sigma=0.4):
@@ -37,7 +38,7 @@ def schedule(rng, n, data_len):
     return starts, lengths, resets
 
 
-def reference_gradients(params, h, data, starts, lengths, resets, update, p, seed):
+def reference_gradients(params, h, data, starts, lengths, resets, update, dropout):
     """One update's loss and gradient by the reference networks, a lane at a time, and the
     states after it (h changes in place)."""
     network = Network.of_params(params).module
@@ -50,7 +51,8 @@ def reference_gradients(params, h, data, starts, lengths, resets, update, p, see
             continue
         if resets[lane]:
             h[lane] = 0
-        masks = network.dropout_masks(p, L, M, layers, (seed, update, lane)) if p else None
+        masks = network.dropout_masks(dropout.p, L, M, layers, (dropout.seed, update, lane),
+                                      output=dropout.output)
         state = h[lane].reshape(1, 1, M) if h.ndim == 2 else h[lane]
         loss, g, last = network.loss_and_gradients(params, data[s:s + L], data[s + 1:s + L + 1],
                                                    state, masks)
@@ -62,21 +64,21 @@ def reference_gradients(params, h, data, starts, lengths, resets, update, p, see
     return total / active, {name: g / active for name, g in grads.items()}
 
 
-@pytest.mark.parametrize("model,layers,p", NETS)
-def test_loss_and_every_gradient_equal_the_reference_in_float64(model, layers, p):
+@pytest.mark.parametrize("model,layers,p,output", NETS)
+def test_loss_and_every_gradient_equal_the_reference_in_float64(model, layers, p, output):
     rng = np.random.default_rng(3)
     data = rng.integers(0, K, 300).astype(np.uint8)
     params = network_params(model, layers)
     h = rng.uniform(-0.5, 0.5, (B,) + state_shape(params))
     starts, lengths, resets = schedule(rng, 3, len(data))
     session = pytorch.open_session(params, "adagrad", optim.initial_state("adagrad", params),
-                                   h, device="cpu", dropout=p)
+                                   h, device="cpu", dropout=Dropout(p, 11, output))
     h_ref = h.copy()
     for u in range(3):                                   # states carried from update to update
         loss, active = session.update_gradients(data, starts[u], lengths[u], resets[u], u + 1,
-                                                p, 11)
+                                                Dropout(p, 11, output))
         want_loss, want = reference_gradients(params, h_ref, data, starts[u], lengths[u],
-                                              resets[u], u + 1, p, 11)
+                                              resets[u], u + 1, Dropout(p, 11, output))
         assert float(loss) / active == pytest.approx(want_loss, rel=1e-10)
         for name, param in zip(session.names, session.train_params):
             got = param.grad.numpy()
@@ -89,10 +91,10 @@ def test_loss_and_every_gradient_equal_the_reference_in_float64(model, layers, p
     session.close()
 
 
-@pytest.mark.parametrize("model,layers,p,optimizer", [
-    ("rnn", 1, 0.0, "adagrad"), ("lstm", 2, 0.3, "adam"), ("gru", 2, 0.0, "rmsprop"),
-    ("mlstm", 2, 0.3, "adam")])
-def test_two_hundred_updates_agree_with_the_reference(model, layers, p, optimizer):
+@pytest.mark.parametrize("model,layers,p,output,optimizer", [
+    ("rnn", 1, 0.0, 0.0, "adagrad"), ("lstm", 2, 0.3, 0.0, "adam"),
+    ("gru", 2, 0.0, 0.2, "rmsprop"), ("mlstm", 2, 0.3, 0.3, "adam")])
+def test_two_hundred_updates_agree_with_the_reference(model, layers, p, output, optimizer):
     rng = np.random.default_rng(4)
     data = rng.integers(0, K, 400).astype(np.uint8)
     starts, lengths, resets = schedule(rng, 200, len(data))
@@ -105,7 +107,7 @@ def test_two_hundred_updates_agree_with_the_reference(model, layers, p, optimize
         losses = np.concatenate([                         # split into calls as the trainer does
             backend.train_updates(params, Optimiser(optimizer, state, first, eta, 5.0), h,
                                   Windows(data, starts, lengths, resets, first, last),
-                                  Dropout(p, 3))
+                                  Dropout(p, 3, output))
             for first, last in ((0, 1), (1, 60), (60, 200))])
         runs.append((losses, params, state, h))
     (l0, p0, s0, h0), (l1, p1, s1, h1) = runs
@@ -122,11 +124,15 @@ def test_two_hundred_updates_agree_with_the_reference(model, layers, p, optimize
 def test_dropout_masks_are_the_hash_of_dropout_py_bit_for_bit():
     lanes = torch.tensor([0, 3, 17, 2**20 + 5])
     for seed, update in ((0, 1), (123, 77), (2**40 + 9, 2**31 + 3)):
-        got = pytorch.dropout_masks(0.37, 4, 11, 3, seed, update, lanes, torch.float64)
-        for i, lane in enumerate(lanes.tolist()):
-            want = charnn_dropout.dropout_masks(0.37, 4, 11, 3, (seed, update, lane))
-            for l in range(2):
-                np.testing.assert_array_equal(got[l][:, i].numpy(), want[l])
+        for p, output in ((0.37, 0.0), (0.37, 0.21), (0.0, 0.21)):
+            got = pytorch.dropout_masks(Dropout(p, seed, output), 4, 11, 3, update, lanes,
+                                        torch.float64)
+            for i, lane in enumerate(lanes.tolist()):
+                want = charnn_dropout.dropout_masks(p, 4, 11, 3, (seed, update, lane),
+                                                    output=output)
+                assert len(got) == len(want) == (3 if output else 2)
+                for l in range(len(want)):
+                    np.testing.assert_array_equal(got[l][:, i].numpy(), want[l])
 
 
 @pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)

@@ -83,6 +83,9 @@ def test_epoch_resets_and_counts_follow_the_pointer_walk(tiny_text_file, tmp_pat
      "batch_size": 3, "val_frac": 0.1, "eval_every": 60, "hidden": 8},
     {"model": "gru", "layers": 2, "dropout": 0.3, "optimizer": "rmsprop", "order": "shuffled",
      "chunk_length": 60, "batch_size": 2, "hidden": 8},
+    {"model": "gru", "layers": 2, "dropout": 0.2, "output_dropout": 0.3, "optimizer": "adam",
+     "eta": 0.01, "batch_size": 3, "hidden": 8},
+    {"output_dropout": 0.2, "batch_size": 2},       # the vanilla RNN of one layer, dropped out
 ])
 def test_resumed_run_matches_uninterrupted_run(tiny_text_file, tmp_path, options):
     corpus = load_corpus(tiny_text_file)

@@ -13,8 +13,9 @@ runs (the runs and the fit: benchmarks/results/bench_budget.jsonl and fit_budget
      smaller network's extra characters win); a rung of one layer only where the text needs
      no dropout.
   3. The passes over the text, P = U * speed(rung) / speed(reference) * 32 * 50 / N for N
-     training characters, set the dropout between the layers: none while the network reads
-     the text only a few times, more as it reads it again and again (a small text overfits).
+     training characters, set the dropout between the layers, and from more passes on the
+     top's output too: none while the network reads the text only a few times, more as it
+     reads it again and again (a small text overfits).
   4. The learning rate is the rung's (wider networks need smaller steps), with 100 warm-up
      updates and a cosine down to a tenth of it over the run, as the best-cpu preset; 32
      lanes of 50 characters, or the first of shapes() that lays a few updates out of the text.
@@ -56,19 +57,21 @@ class Rung:
 # 90 s (docs/learning.md) two more than one; at 3 minutes (4,910) 2 x 256 more than 2 x 384
 # on both texts; at 10 minutes (16,380) 2 x 384 more than 2 x 256, and as much as 2 x 512 on
 # the 1 MB slice with half its characters, so 2 x 512 is the next step, from about twice
-# that budget (not measured). A rung of one layer cannot drop out between layers: where the
-# passes call for dropout, the next rung is taken.
+# that budget (not measured). A rung of one layer cannot drop out between layers (and was
+# measured without dropout): where the passes call for dropout, the next rung is taken.
 LADDER = (
     Rung(layers=1, hidden=256, eta=0.004, speed=2.55, from_updates=0),
     Rung(layers=2, hidden=256, eta=0.004, speed=1.0, from_updates=2_200),
     Rung(layers=2, hidden=384, eta=0.003, speed=0.40, from_updates=6_000),
     Rung(layers=2, hidden=512, eta=0.002, speed=0.20, from_updates=36_000),
 )
-# (passes over the training text from which, dropout between the layers): none below 4
-# passes (the bundled corpus at every budget measured, and the 1 MB slice at 1 minute, where
-# 0.2 lost), 0.2 from 4 (the slice at 3 minutes), 0.3 from 10 (the slice at 10 minutes); the
+# (passes over the training text from which, dropout between the layers, dropout on the top's
+# output): none below 4 passes (the bundled corpus at every budget measured, and the 1 MB
+# slice at 1 minute, where 0.2 lost), 0.2 between from 4 (the slice at 3 minutes), 0.3 between
+# and 0.3 on the output from 10 (the slice at 10 minutes: 2 x 384 read the text 11 times and
+# learned more with the output dropped too, 2 x 512 read it 5 times and learned less); the
 # passes are the rule's estimate, which the runs' evaluations and checkpoints cut by 5-20%
-DROPOUT = ((0.0, 0.0), (4.0, 0.2), (10.0, 0.3))
+DROPOUT = ((0.0, 0.0, 0.0), (4.0, 0.2, 0.0), (10.0, 0.3, 0.3))
 
 
 @dataclass(frozen=True)
@@ -103,12 +106,13 @@ def choose(seconds: float, train_chars: int, rate: float,
         if most_chars is not None:
             chars = min(chars, most_chars)
         passes = chars / max(train_chars, 1)
-        dropout = [p for threshold, p in DROPOUT if passes >= threshold][-1]
+        _, dropout, output = [level for level in DROPOUT if passes >= level[0]][-1]
         if dropout == 0 or rung.layers > 1 or at + 1 == len(LADDER):
             break
-        at += 1                               # one layer cannot drop out: the next rung
-    settings = dict(model="gru", layers=rung.layers, hidden=rung.hidden,
-                    dropout=dropout, eta=rung.eta, min_eta=tenth(rung.eta), **SCHEDULE)
+        at += 1                               # the one-layer rung drops nothing: the next rung
+    settings = dict(model="gru", layers=rung.layers, hidden=rung.hidden, dropout=dropout,
+                    **({"output_dropout": output} if output else {}), eta=rung.eta,
+                    min_eta=tenth(rung.eta), **SCHEDULE)
     return Choice(settings=settings, seconds=seconds, train_chars=train_chars, updates=updates,
                   passes=passes, rate=rate)
 
@@ -166,7 +170,8 @@ def reference_rate(corpus, base, announce=None, seconds: float = 1.0) -> float:
     from .backends.calls import Windows
     from .config import TrainConfig
     from .train import choose_backend, initial_state, updates_per_second
-    config = TrainConfig(**{**base.to_dict(), **REFERENCE, "dropout": 0.0, "time_limit": None,
+    config = TrainConfig(**{**base.to_dict(), **REFERENCE, "dropout": 0.0,
+                            "output_dropout": 0.0, "time_limit": None,
                             "sigma": None}).validate()
     backend = get_backend(choose_backend(config), announce, config.dtype, config.network(),
                           jobs=training_jobs(config.batch_size))

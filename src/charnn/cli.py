@@ -318,10 +318,12 @@ def cmd_gradcheck(args) -> int:
         raise CharnnError("--step and --threshold must be greater than 0")
     if args.batch_size < 1 or (args.elements is not None and args.elements < 1):
         raise CharnnError("--batch-size and --elements must be at least 1")
-    if not 0 <= args.dropout < 1:
-        raise CharnnError(f"--dropout is {args.dropout}; give a probability from 0 up to "
-                          "(not including) 1")
-    network = Network(args.model, args.layers, args.hidden, dropout=args.dropout)
+    for flag, p in (("--dropout", args.dropout), ("--output-dropout", args.output_dropout)):
+        if not 0 <= p < 1:
+            raise CharnnError(f"{flag} is {p}; give a probability from 0 up to (not "
+                              "including) 1")
+    network = Network(args.model, args.layers, args.hidden, dropout=args.dropout,
+                      output_dropout=args.output_dropout)
     corpus = load_corpus(text_source(args), encoding=args.encoding)
     network = replace(network, vocab=len(corpus.vocab))
     data = corpus.data[:args.batch_size * args.seq_length + 1].astype(np.int32)
@@ -336,8 +338,10 @@ def cmd_gradcheck(args) -> int:
     lanes = f", batch {args.batch_size} (loss averaged over lanes)" if args.batch_size > 1 else ""
     checked = f", {args.elements} random elements per parameter" if args.elements else ""
     stack = f" x {args.layers} layers" if args.layers > 1 else ""
-    dropout = f", dropout {args.dropout:g} (fixed masks)" if args.dropout and args.layers > 1 \
-        else ""
+    dropped = ([f"{args.dropout:g} between layers"] if args.dropout and args.layers > 1
+               else []) + ([f"{args.output_dropout:g} on the output"] if args.output_dropout
+                           else [])
+    dropout = f", dropout {' and '.join(dropped)} (fixed masks)" if dropped else ""
     print(f"gradient check ({args.model}{stack}, {check.backend}): m={args.hidden}, "
           f"K={len(corpus.vocab)}, seq_length={check.seq_length}{lanes}{dropout}, "
           f"sigma={check.sigma:.3g}, h={check.step:g}, float64{checked}, text {corpus.name}")
@@ -517,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stacked layers of the cell (default 1)")
     p.add_argument("--dropout", type=number, default=0.0,
                    help="dropout between stacked layers, with fixed masks (default 0)")
+    p.add_argument("--output-dropout", type=number, default=0.0,
+                   help="dropout on the top layer's output, with fixed masks (default 0)")
     p.add_argument("--hidden", type=limited("hidden"), default=5, help="hidden units (default 5)")
     p.add_argument("--seq-length", type=limited("seq_length"), default=25, help="default 25")
     p.add_argument("--sigma", type=number, default=None,

@@ -92,6 +92,7 @@ class TrainConfig:
     model: str = "rnn"             # the network's cell: rnn (the assignment's), lstm, gru, mlstm
     layers: int = 1                # stacked layers of the cell
     dropout: float = 0.0           # between stacked layers, while training
+    output_dropout: float = 0.0    # on the top layer's output, while training
     # optimisation
     optimizer: str = "adagrad"
     eta: float | None = None       # learning rate; None: the optimizer's default (0.1 for AdaGrad)
@@ -159,7 +160,10 @@ class TrainConfig:
              "including) 1")
         need(self.dropout == 0 or self.layers > 1,
              f"{s('dropout')} {self.dropout} acts between stacked layers; give {s('layers')} 2 "
-             "or more")
+             f"or more (or {s('output_dropout')} for one layer)")
+        need(isinstance(self.output_dropout, (int, float)) and 0 <= self.output_dropout < 1,
+             f"{s('output_dropout')} is {self.output_dropout}; give a probability from 0 up "
+             "to (not including) 1")
         need(self.optimizer in OPTIMIZERS,
              f"{s('optimizer')} {self.optimizer!r} is unknown; choose one of "
              f"{', '.join(OPTIMIZERS)}")

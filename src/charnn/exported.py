@@ -130,7 +130,8 @@ def read_export(folder: str | Path) -> Checkpoint:
     training = config.get("training") if isinstance(config.get("training"), dict) else {}
     settings = training.get("settings") if isinstance(training.get("settings"), dict) else {}
     settings = dict(settings, model=network.cell, layers=network.layers, hidden=network.hidden,
-                    dtype=dtype, dropout=network.dropout)
+                    dtype=dtype, dropout=network.dropout,
+                    output_dropout=network.output_dropout)
     start = tensors[layout.START_STATE].reshape((1,) + network.state_shape)
     meta = {"config": settings, "network": network.to_dict(), "vocab": vocab, "export": config,
             "corpus": {"name": training.get("corpus"), "chars": training.get("corpus_chars")},

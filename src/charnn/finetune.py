@@ -134,7 +134,7 @@ def finetune_config(args, base: Base):
     if config.sigma is None:                             # an export without its settings
         from .config import TrainConfig
         config.sigma = TrainConfig(model=config.model, hidden=config.hidden).sigma
-    for name in ("dtype", "dropout"):                    # the base's, unless given
+    for name in ("dtype", "dropout", "output_dropout"):  # the base's, unless given
         if name not in given:
             setattr(config, name, base.config.get(name, getattr(config, name)))
     if "dtype" not in given:

@@ -236,7 +236,8 @@ def run_gradient_check(network, data: np.ndarray, seq_length: int = 25, *,
         gradient_fn, whose = _masks_where_given(own), f"the {name} backend"
     lanes = inputs.shape[0] if inputs.ndim == 2 else 1
     masks = [module.dropout_masks(network.dropout, inputs.shape[-1], network.hidden,
-                                  network.layers, (seed, 1, lane)) for lane in range(lanes)]
+                                  network.layers, (seed, 1, lane), output=network.output_dropout)
+             for lane in range(lanes)]
     rows = check_network_gradients(module, params, inputs, targets, states, step, threshold,
                                    gradient_fn, elements=elements, seed=seed, masks=masks)
     return GradCheck(rows, network, inputs.shape[-1], batch_size, sigma, step, threshold,

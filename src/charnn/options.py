@@ -86,8 +86,10 @@ MODEL = {
     "model": ("the network's cell: rnn (the assignment's vanilla RNN), lstm, gru or mlstm",
               {"choices": tuple(NETWORKS)}),
     "layers": ("stacked layers of the cell", {"type": whole_number}),
-    "dropout": ("dropout between stacked layers while training, as char-rnn's",
-                {"type": number}),
+    "dropout": ("dropout between stacked layers while training", {"type": number}),
+    "output_dropout": ("dropout on the top layer's output (into the output layer) while "
+                       "training; with --dropout it is char-rnn's placement, and it works "
+                       "with one layer", {"type": number}),
     "hidden": ("hidden units m (per layer)", {"type": whole_number}),
     "sigma": ("std of the initial weights (default 0.01 for rnn, the assignment's; 1/sqrt(m) "
               "for the gated cells, PyTorch's scale)", {"type": number}),

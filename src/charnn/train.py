@@ -275,7 +275,7 @@ class Trainer:
         self._synced_at = -1                             # the update of the last session sync
         self._evaluated_at = -1                          # and of the last evaluation
         # dropout masks are drawn from the seed and the update's number (calls.Dropout)
-        self._dropout = Dropout(config.dropout, config.seed)
+        self._dropout = Dropout(config.dropout, config.seed, config.output_dropout)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -309,7 +309,7 @@ class Trainer:
             self._prepare_run_dir()
             s, c = self.state, self.config
             self.session = open_session(self.backend, s.params, c.optimizer, s.opt_state, s.h,
-                                        device=c.device, dropout=c.dropout)
+                                        device=c.device, dropout=self._dropout)
             return self._loop()
         finally:
             if self.session is not None:
@@ -649,7 +649,7 @@ class Trainer:
         longest = min(c.log_every, MIN_STEP_UPDATES) if c.lr_schedule == "cosine" else c.log_every
         # on the run's device, as the run will train (a session keeps the model there)
         session = open_session(self.backend, params, c.optimizer, opt_state, h,
-                               device=c.device, dropout=c.dropout)
+                               device=c.device, dropout=self._dropout)
         return updates_per_second(session, params, opt_state, h, c, self._windows, rows,
                                   seconds, longest, self.clock, self._dropout)
 

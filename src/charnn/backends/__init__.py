@@ -96,9 +96,9 @@ class HostSession:
 
 
 def open_session(backend: ModuleType, params, optimizer: str, opt_state: dict, h: np.ndarray,
-                 device: str = "auto", dropout: float = 0.0) -> TrainingSession:
-    """The backend's own session when it has one (on `device`, with `dropout` between layers:
-    the choices it makes once), else a HostSession."""
+                 device: str = "auto", dropout: Dropout = NO_DROPOUT) -> TrainingSession:
+    """The backend's own session when it has one (on `device`, for the run's `dropout`: the
+    choices it makes once), else a HostSession."""
     if hasattr(backend, "open_session"):
         return backend.open_session(params, optimizer, opt_state, h, device=device,
                                     dropout=dropout)

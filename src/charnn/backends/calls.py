@@ -1,5 +1,5 @@
 """What a training call hands a backend, as named objects: the optimiser's side, the slice of
-the batch schedule, and the dropout between layers. With the parameters and the lanes' states
+the batch schedule, and the dropout. With the parameters and the lanes' states
 (the arrays the call changes in place) they are every argument of train_updates:
 
     losses = backend.train_updates(params, Optimiser("adam", state, step, eta, clip), h,
@@ -51,11 +51,13 @@ class Windows:
 
 @dataclass(frozen=True)
 class Dropout:
-    """Units dropped between stacked layers with probability p while training, the masks of
-    update t (counted from 1) and lane l drawn from (seed, t, l) as networks/dropout.py says,
-    so that any split of the updates into calls, and a resumed run, draws the same ones."""
+    """Units dropped while training: between stacked layers with probability p, on the top
+    layer's output (into the output layer) with probability `output`; the masks of update t
+    (counted from 1) and lane l drawn from (seed, t, l) as networks/dropout.py says, so that
+    any split of the updates into calls, and a resumed run, draws the same ones."""
     p: float = 0.0
     seed: int = 0
+    output: float = 0.0
 
 
 NO_DROPOUT = Dropout()

@@ -14,10 +14,11 @@ The math is the reference's (backends/__init__.py names it), module for module:
     output nn.Linear(m, K): weight = V, bias = c; the character enters as a one-hot vector, so
            W_ih0 x is the character's column, as in the reference
 
-Without dropout the stacked layers run as one fused module (one cuDNN call on a GPU). With
-dropout each layer is its own module and its output is multiplied by charnn's mask
+Without dropout between them the stacked layers run as one fused module (one cuDNN call on a
+GPU). With it each layer is its own module and its output is multiplied by charnn's mask
 (networks/dropout.py, the same counter-based hash computed here with integer tensors), not by
-the fused module's own dropout, whose random draws no other backend could repeat.
+the fused module's own dropout, whose random draws no other backend could repeat. Dropout on
+the top's output multiplies the last layer's output by its mask the same way.
 
 Loss: -log p summed over each window, averaged over the lanes that have one; windows shorter
 than the longest of an update are packed (pack_padded_sequence), so that each lane's carried
@@ -211,6 +212,8 @@ class CharNet(nn.Module):
                     if masks is not None:
                         inp = inp * masks[l]                 # dropout between layers
         top = self._unpack(out, T)                           # (T, B, m), zero past a length
+        if masks is not None and len(masks) == self.layers_count:
+            top = top * masks[-1]                            # dropout on the top's output
         finals = [hn if isinstance(hn, tuple) else (hn,) for hn in finals]
         new = tuple(torch.cat(parts, dim=0) for parts in zip(*finals))
         return self.out(top), new
@@ -276,22 +279,30 @@ def _mix(a, b) -> torch.Tensor:
         else int(charnn_dropout.fmix32(a ^ b))
 
 
-def dropout_masks(p: float, T: int, m: int, layers: int, seed: int, update: int,
+def dropout_masks(dropout: Dropout, T: int, m: int, layers: int, update: int,
                   lanes: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor] | None:
     """dropout.dropout_masks for the lanes `lanes` (global lane numbers, int64 on the device)
-    of update `update`, as layers - 1 tensors (T, lanes, m) on the lanes' device."""
-    if p == 0 or layers == 1:
+    of update `update`, as tensors (T, lanes, m) on the lanes' device: layers - 1 between the
+    layers, then the top's when dropout.output > 0; None when nothing is dropped."""
+    if not (dropout.p > 0 and layers > 1 or dropout.output > 0):
         return None
-    threshold, scale = charnn_dropout.keep_threshold(p), 1 / (1 - p)
+    seed = dropout.seed
     key = _mix(seed & _M32, (seed >> 32) & _M32)
     key = _mix(key, update & _M32)
     lane_keys = _mix(torch.full_like(lanes, key), lanes & _M32)           # (B,)
     counters = torch.arange(T * m, device=lanes.device, dtype=torch.int64)  # t * m + j
-    masks = []
-    for l in range(layers - 1):
+
+    def mask(l: int, q: float) -> torch.Tensor:
+        if q == 0:
+            return torch.ones((T, len(lanes), m), dtype=dtype, device=lanes.device)
+        threshold, scale = charnn_dropout.keep_threshold(q), 1 / (1 - q)
         u = _mix(_mix(lane_keys, l)[:, None], counters[None, :])           # (B, T m)
         keep = (u >= threshold).to(dtype) * scale
-        masks.append(keep.view(-1, T, m).transpose(0, 1))
+        return keep.view(-1, T, m).transpose(0, 1)
+
+    masks = [mask(l, dropout.p) for l in range(layers - 1)]
+    if dropout.output > 0:
+        masks.append(mask(layers - 1, dropout.output))
     return masks
 
 
@@ -343,7 +354,7 @@ class TorchSession:
     them. Under torchrun this process trains lanes self.lanes of every update's batch."""
 
     def __init__(self, params: Params, optimizer: str, opt_state: dict, h: np.ndarray,
-                 device: str = "auto", dropout: float = 0.0):
+                 device: str = "auto", dropout: Dropout = NO_DROPOUT):
         self.params, self.optimizer, self.opt_state, self.h = params, optimizer, opt_state, h
         self.device = resolve_device(device, params.dtype.name)
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -355,7 +366,7 @@ class TorchSession:
         self.group = distributed.init_process_group(self.device.type)
         self.lanes = np.array_split(np.arange(B), self.world)[self.rank]
         self.lanes_t = torch.from_numpy(self.lanes).to(self.device)
-        self.net = CharNet.of(params, per_layer=dropout > 0, device=self.device)
+        self.net = CharNet.of(params, per_layer=dropout.p > 0, device=self.device)
         self.names = [n for n, _ in params.items()]
         self.train_params = self.net.trainable(self.names)
         self.slots = {slot: [torch.from_numpy(np.ascontiguousarray(
@@ -381,7 +392,7 @@ class TorchSession:
         losses = []
         for k in range(w.count):
             update = optimiser.step + k + 1
-            loss = self._forward_backward(batch, k, update, dropout.p, dropout.seed)
+            loss = self._forward_backward(batch, k, update, dropout)
             clip_(self._grads(), optimiser.clip)
             step_(optimiser.rule, self.train_params, self._grads(), self.slots, optimiser.eta,
                   update)
@@ -395,14 +406,14 @@ class TorchSession:
             torch.distributed.all_reduce(total, group=self.group)
         return total.double().cpu().numpy() / batch["active"]
 
-    def update_gradients(self, data, starts, lengths, resets, update, dropout=0.0,
-                         dropout_seed=0):
+    def update_gradients(self, data, starts, lengths, resets, update,
+                         dropout: Dropout = NO_DROPOUT):
         """One update's forward and backward (starts, lengths, resets: that update's rows):
         leaves the gradient of the batch's loss in the parameters' .grad, carries the lanes'
         states, and returns (this process's summed loss, the batch's active lanes)."""
         batch = self._upload(data, np.asarray(starts)[None], np.asarray(lengths)[None],
                              np.asarray(resets)[None], 0, 1)
-        return self._forward_backward(batch, 0, update, dropout, dropout_seed), \
+        return self._forward_backward(batch, 0, update, dropout), \
             int(batch["active"][0])
 
     def _upload(self, data, starts, lengths, resets, first, last) -> dict:
@@ -421,7 +432,7 @@ class TorchSession:
                 "resets": torch.from_numpy(resets).to(self.device),
                 "active": np.maximum((every > 0).sum(axis=1), 1)}   # the whole batch's
 
-    def _forward_backward(self, batch, k: int, update: int, dropout: float, dropout_seed: int):
+    def _forward_backward(self, batch, k: int, update: int, dropout: Dropout):
         """Update k of the batch: the gradient of the loss summed over every active lane of
         the global batch (all processes') and divided by their number, left in .grad; the
         lanes' states carried; returns this process's summed loss (0-d, on the device)."""
@@ -433,8 +444,8 @@ class TorchSession:
             hx = tuple(torch.where(batch["resets"][k].view(1, -1, 1), 0, t) for t in hx)
         full = bool((L == T).all())
         lengths = None if full else torch.from_numpy(np.maximum(L, 1).astype(np.int64))
-        masks = dropout_masks(dropout, T, self.net.m, self.net.layers_count, dropout_seed,
-                              update, self.lanes_t, hx[0].dtype) if dropout else None
+        masks = dropout_masks(dropout, T, self.net.m, self.net.layers_count, update,
+                              self.lanes_t, hx[0].dtype)
         logits, new = self.model(window[:-1], hx, lengths, masks)
         nll = F.cross_entropy(logits.reshape(-1, self.net.K), window[1:].reshape(-1),
                               reduction="none").view(T, -1)
@@ -493,7 +504,7 @@ class TorchSession:
 
 
 def open_session(params: Params, optimizer: str, opt_state: dict, h: np.ndarray,
-                 device: str = "auto", dropout: float = 0.0) -> TorchSession:
+                 device: str = "auto", dropout: Dropout = NO_DROPOUT) -> TorchSession:
     """A TorchSession on these arrays. While it is open, total_loss, advance and
     sample_indices given these very params run on the session's device copy, which the
     trainer syncs before it calls them, instead of copying the parameters over again."""
@@ -523,7 +534,7 @@ def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: 
     """The reference's train_updates (same arguments, same arrays changed in place), through a
     session opened and synced for this one call."""
     session = TorchSession(params, optimiser.rule, optimiser.state, h, _default_device,
-                           dropout.p)
+                           dropout)
     try:
         losses = session.train_updates(params, optimiser, h, windows, dropout)
         session.sync()
@@ -596,7 +607,7 @@ def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
     loss.backward()
     grads = Params({name: net.named[name].grad.detach().cpu().numpy().copy()
                     for name, _ in params.items()})
-    return float(loss), grads, last.detach().cpu().numpy().reshape(h_prev.shape)
+    return float(loss.detach()), grads, last.detach().cpu().numpy().reshape(h_prev.shape)
 
 
 def _device_state(net: CharNet, h: np.ndarray, device) -> torch.Tensor:

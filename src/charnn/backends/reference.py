@@ -47,8 +47,8 @@ def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: 
     """Run the updates of `windows` (calls.py says what each object holds). params, the
     optimiser's state and h change in place: h holds every lane's state, (lanes, m) for the
     vanilla RNN, (lanes, layers, S, m) for a stacked network (networks.state_shape). Stacked
-    networks drop units between layers as `dropout` says. Returns the loss of each update
-    (float64)."""
+    networks drop units between layers and on the top's output as `dropout` says. Returns the
+    loss of each update (float64)."""
     spec = Network.of_params(params)
     network, layers, m = spec.module, spec.layers, spec.hidden
     w = windows
@@ -66,7 +66,7 @@ def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: 
                 h[lane] = 0
             s = int(w.starts[u, lane])
             masks = network.dropout_masks(dropout.p, L, m, layers, (dropout.seed, t, lane),
-                                          params.dtype) if dropout.p else None
+                                          params.dtype, dropout.output)
             loss, g, state = network.loss_and_gradients(
                 params, w.data[s:s + L], w.data[s + 1:s + L + 1], spec.layered(h[lane]), masks)
             h[lane] = spec.unlayered(state)

@@ -1,4 +1,5 @@
-"""Dropout masks between stacked layers, drawn from a counter-based hash.
+"""Dropout masks between stacked layers and on the top layer's output, drawn from a
+counter-based hash.
 
 Unit j of layer l at step t of lane `lane` in update `update` is kept when
 
@@ -53,18 +54,31 @@ def keep_threshold(p: float) -> int:
 
 
 def dropout_masks(p: float, tau: int, m: int, layers: int, key: tuple[int, int, int],
-                  dtype=np.float64) -> list[np.ndarray] | None:
-    """Masks for dropout with probability p between stacked layers, for a window of tau steps
-    of one lane: layers - 1 arrays (tau, m) of 0 (dropped) and 1 / (1 - p) (kept, scaled so the
-    expected input is unchanged); mask l multiplies layer l's h_t on its way into layer l + 1.
-    key = (seed, update, lane): the run's seed, the update's number (from 1) and the lane.
-    None when there is nothing to drop (p == 0 or a single layer)."""
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    if p == 0 or layers == 1:
+                  dtype=np.float64, output: float = 0.0) -> list[np.ndarray] | None:
+    """Masks for dropout with probability p between stacked layers and `output` on the top
+    layer's output, for a window of tau steps of one lane: arrays (tau, m) of 0 (dropped) and
+    1 / (1 - p) (kept, scaled so the expected input is unchanged). Mask l multiplies layer l's
+    h_t on its way into layer l + 1: layers - 1 masks (all ones where p == 0 and output is
+    not), then, when output > 0, mask layers - 1 on the top's h_t on its way into the output
+    layer (char-rnn drops there too). key = (seed, update, lane): the run's seed, the update's
+    number (from 1) and the lane. None when there is nothing to drop."""
+    for q in (p, output):
+        if not 0 <= q < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {q}")
+    between = p > 0 and layers > 1
+    if not between and output == 0:
         return None
     seed, update, lane = key
-    threshold, scale = np.uint32(keep_threshold(p)), 1 / (1 - p)
     counters = np.arange(tau * m, dtype=np.uint32).reshape(tau, m)      # t * m + j
-    return [((mix(lane_key(seed, update, lane, l), counters) >= threshold) * scale).astype(dtype)
-            for l in range(layers - 1)]
+
+    def mask(l: int, q: float) -> np.ndarray:
+        if q == 0:
+            return np.ones((tau, m), dtype)
+        threshold, scale = np.uint32(keep_threshold(q)), 1 / (1 - q)
+        return ((mix(lane_key(seed, update, lane, l), counters) >= threshold) * scale
+                ).astype(dtype)
+
+    masks = [mask(l, p) for l in range(layers - 1)]
+    if output > 0:
+        masks.append(mask(layers - 1, output))
+    return masks

@@ -36,6 +36,7 @@ class Network:
     hidden: int = 100            # m, units per layer
     vocab: int | None = None     # K, characters; None where only the shape of the network matters
     dropout: float = 0.0         # between stacked layers, while training
+    output_dropout: float = 0.0  # on the top layer's output, while training
 
     # -- building -------------------------------------------------------------------------
 
@@ -45,7 +46,7 @@ class Network:
         get = config.get if isinstance(config, dict) else \
             lambda name, default: getattr(config, name, default)
         return cls(get("model", "rnn"), get("layers", 1), get("hidden", 100), vocab,
-                   get("dropout", 0.0))
+                   get("dropout", 0.0), get("output_dropout", 0.0))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,10 +56,10 @@ class Network:
         """The spec to_dict wrote; a ValueError names what is wrong with it."""
         if not isinstance(values, dict):
             raise ValueError(f"a network is an object of {', '.join(NAMES)}")
-        missing = [name for name in NAMES if name not in values]
+        missing = [name for name in NAMES if name not in values and name not in LATER]
         if missing:
             raise ValueError(f"the network lacks {', '.join(missing)}")
-        spec = cls(**{name: values[name] for name in NAMES})
+        spec = cls(**{name: values[name] for name in NAMES if name in values})
         spec.check()
         return spec
 
@@ -93,9 +94,10 @@ class Network:
             raise ValueError(f"hidden size {self.hidden!r} is not a positive whole number")
         if self.vocab is not None and (not whole(self.vocab) or self.vocab < 1):
             raise ValueError(f"vocabulary size {self.vocab!r} is not a positive whole number")
-        if not (isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
-                and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout {self.dropout!r} is not a probability below 1")
+        for name in ("dropout", "output_dropout"):
+            p = getattr(self, name)
+            if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1):
+                raise ValueError(f"{name.replace('_', ' ')} {p!r} is not a probability below 1")
         return self
 
     # -- what it is -------------------------------------------------------------------------
@@ -202,12 +204,15 @@ class Network:
 
     def describe(self) -> str:
         """'the vanilla RNN of 100 units', 'a GRU of 2 layers of 256 units', 'an LSTM of 2
-        layers of 128 units, dropout 0.2 between them'."""
-        if self.assignment:
+        layers of 128 units, dropout 0.2 between them', '..., dropout 0.2 between them and 0.3
+        on the output'."""
+        if self.assignment and not self.output_dropout:
             return f"the {self.title} of {self.hidden} units"
         units = (f"{self.layers} layers of {self.hidden} units" if self.layers > 1 else
                  f"{self.hidden} units")
-        dropout = f", dropout {self.dropout:g} between them" if self.dropout else ""
+        dropped = ([f"{self.dropout:g} between them"] if self.dropout else []) + \
+            ([f"{self.output_dropout:g} on the output"] if self.output_dropout else [])
+        dropout = f", dropout {' and '.join(dropped)}" if dropped else ""
         article = "an" if self.title[0] in "AEFHILMNORSX" else "a"   # as the letters sound
         return f"{article} {self.title} of {units}{dropout}"
 
@@ -216,6 +221,8 @@ class Network:
         K = 65'."""
         layers = f", {self.layers} layers" if self.layers > 1 else ""
         dropout = f", dropout {self.dropout:g}" if self.dropout else ""
+        if self.output_dropout:
+            dropout += f", output dropout {self.output_dropout:g}"
         vocab = f", K = {self.vocab}" if self.vocab is not None else ""
         return f"{self.title}{layers}, m = {self.hidden}{vocab}{dropout}"
 
@@ -229,5 +236,7 @@ class Network:
 
 
 NAMES = tuple(f.name for f in fields(Network))
+# Facts added after models were saved: a saved spec without them has their default.
+LATER = ("output_dropout",)
 # The output layer every network ends in: V (K, m), c (K,).
 OUTPUT_LAYER = ("V", "c")

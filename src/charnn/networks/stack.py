@@ -56,7 +56,8 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
 
 def _time_step(cell_forward, params, x: int, state: np.ndarray, mask_t):
     """One time step through every layer: the new state (layers, S, m) and each layer's cell
-    cache. mask_t: None, or layers - 1 vectors (m,), mask_t[l] applied to layer l's h_t."""
+    cache. mask_t: None, or vectors (m,), mask_t[l] applied to layer l's h_t on its way into
+    layer l + 1 (the top's, when given, is forward's to apply)."""
     layers = state.shape[0]
     new_state = np.empty(state.shape, np.result_type(state, params["V"]))
     caches = []
@@ -83,9 +84,10 @@ def forward(cell_forward, params, inputs: np.ndarray, state: np.ndarray, masks=N
 
     Returns (cache, P, state_last): P (tau, K) = p_t; state_last (layers, S, m) after the last
     character; cache = {"cells": caches[t][l] as cell_forward returns them, "H": the top
-    layer's h_t (tau, m), "masks": masks}, what loss_and_gradients needs.
+    layer's h_t (tau, m) as the output layer reads them (masked when `masks` has one for the
+    top), "masks": masks}, what loss_and_gradients needs.
     """
-    tau, m = len(inputs), state.shape[-1]
+    tau, layers, m = len(inputs), state.shape[0], state.shape[-1]
     H = np.empty((tau, m), np.result_type(state, params["V"]))
     cells = []
     for t, x in enumerate(inputs):
@@ -93,6 +95,8 @@ def forward(cell_forward, params, inputs: np.ndarray, state: np.ndarray, masks=N
         state, caches = _time_step(cell_forward, params, x, state, mask_t)
         cells.append(caches)
         H[t] = state[-1, 0]
+    if masks is not None and len(masks) == layers:          # dropout on the top's output
+        H *= masks[-1]
     O = H @ params["V"].T + params["c"]                     # (tau, K): all o_t in one product
     return {"cells": cells, "H": H, "masks": masks}, softmax(O), state.copy()
 
@@ -128,6 +132,8 @@ def loss_and_gradients(cell_forward, cell_backward, params, inputs: np.ndarray,
         # from above: the output, then layer l+1 (one step's product, as model.py takes it, so
         # that the vanilla RNN of one layer gives model.py's bits)
         dh_in = V.T @ G[t]
+        if masks is not None and len(masks) == layers:      # the output layer read h_t masked
+            dh_in = dh_in * masks[-1][t]
         for l in reversed(range(layers)):
             dstate = dstate_next[l].copy()
             dstate[0] += dh_in                              # h_t: from above and from t+1

@@ -84,7 +84,7 @@ def run_gradcheck(corpus: Corpus, backend: str, announce=None,
     if len(data) < 2:
         raise CharnnError(f"{corpus.name} has fewer than 2 characters; give a longer text")
     run = (config or TrainConfig()).network(len(corpus.vocab))
-    network = replace(run, hidden=GRADCHECK_HIDDEN, dropout=0.0)
+    network = replace(run, hidden=GRADCHECK_HIDDEN, dropout=0.0, output_dropout=0.0)
     result = run_gradient_check(network, data, seq_length, threshold=GRADCHECK_THRESHOLD,
                                 backend=backend or "auto", announce=announce)
     if network.assignment:                   # Figure 1 names them as the assignment does

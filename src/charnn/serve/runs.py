@@ -123,7 +123,8 @@ def _settings(network: Network | None, config: dict) -> dict:
     is any), then how it trains."""
     settings = {} if network is None else {
         "model": network.cell, "layers": network.layers, "hidden": network.hidden,
-        **({"dropout": network.dropout} if network.dropout else {})}
+        **({"dropout": network.dropout} if network.dropout else {}),
+        **({"output_dropout": network.output_dropout} if network.output_dropout else {})}
     settings.update({k: config.get(k) for k in ("seq_length", "batch_size", "optimizer", "eta",
                                                  "dtype", "order", "val_frac", "records")
                      if k in config})

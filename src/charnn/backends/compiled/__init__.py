@@ -58,28 +58,29 @@ class _Stacked:
         return partial(getattr(stack, name), self.cell_module)
 
 
-def _kernels(params):
+def _kernels(params, stacked: bool = False):
     """The kernels for these parameters' network: the cell's own for one layer where it has
-    them, else the stack's for its cell."""
+    them (and `stacked` does not ask for the stack's), else the stack's for its cell."""
     network = Network.of_params(params)
-    if network.layers == 1 and network.cell in ONE_LAYER:
+    if network.layers == 1 and network.cell in ONE_LAYER and not stacked:
         return ONE_LAYER[network.cell]
     return _Stacked(CELLS[network.cell])
 
 
 def train_updates(params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                   dropout: Dropout = NO_DROPOUT) -> np.ndarray:
-    """reference.train_updates, compiled: the updates of `windows` in one call, in place. (One
-    layer has nothing between layers to drop.)"""
-    return _kernels(params).train_updates(params, optimiser, h, windows, dropout)
+    """reference.train_updates, compiled: the updates of `windows` in one call, in place. (A
+    cell's own one-layer kernels drop nothing: dropout on the top's output takes the stack's.)"""
+    return _kernels(params, dropout.output > 0).train_updates(params, optimiser, h, windows,
+                                                              dropout)
 
 
 def open_session(params, optimizer: str, opt_state: dict, h: np.ndarray, device: str = "auto",
-                 dropout: float = 0.0):
+                 dropout: Dropout = NO_DROPOUT):
     """A training run's session (backends.TrainingSession): the stack's keeps the flat
     parameters, optimiser state and scratch from call to call (stack.Session); a cell's own
     one-layer kernels keep their scratch and train the trainer's arrays in place."""
-    kernels = _kernels(params)
+    kernels = _kernels(params, dropout.output > 0)
     if isinstance(kernels, _Stacked):
         return stack.Session(kernels.cell_module, params, optimizer, opt_state, h)
     return kernels.Session(params, optimizer, opt_state, h)
@@ -90,7 +91,8 @@ def loss_and_gradients(params, inputs: np.ndarray, targets: np.ndarray, state: n
     """The network's loss_and_gradients over one sequence (networks/stack.py), compiled:
     (loss, grads, state_last) from a state (layers, S, m), with the dropout masks (or
     None)."""
-    return _kernels(params).loss_and_gradients(params, inputs, targets, state, masks)
+    return _kernels(params, masks is not None).loss_and_gradients(params, inputs, targets,
+                                                                  state, masks)
 
 
 def total_loss(params, data: np.ndarray, segments: np.ndarray,

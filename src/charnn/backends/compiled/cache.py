@@ -103,6 +103,18 @@ def family_of(network) -> str:
     return cell
 
 
+def _family_for(network, job: str) -> str:
+    """The family whose kernels do `job` for `network`: its family_of, except that a cell's own
+    one-layer kernels drop nothing, so a network of them that drops out on its output trains
+    (and has its gradients) on the stack's (compiled/__init__.py's _kernels)."""
+    from . import ONE_LAYER
+    family = family_of(network)
+    if job in ("train-one", "train-batch", "gradients") and family in ONE_LAYER and \
+            getattr(network, "output_dropout", 0.0) > 0:
+        return f"{family}-stack"
+    return family
+
+
 def _example(family_name: str) -> Network:
     """One tiny network of a family: one layer for a cell's own kernels, two for the stack's
     (the kernels between layers compile too)."""
@@ -148,7 +160,7 @@ def _steps(family: str, job: str, dtype) -> list[Callable[[], None]]:
 def is_compiled(network, jobs: Iterable[str], dtype) -> bool:
     """Whether every group of `jobs` for `network` (a Network, or a cell's name) in `dtype` is
     compiled on this machine."""
-    return all(_marker(family_of(network), job, dtype).exists() for job in jobs)
+    return all(_marker(_family_for(network, job), job, dtype).exists() for job in jobs)
 
 
 def _describe(family: str, job: str, dtypes: list[str]) -> str:
@@ -219,8 +231,9 @@ def ensure_compiled(announce=print, dtypes=(np.float64, np.float32),
         for job in jobs:
             for dtype in dtypes:
                 name = np.dtype(dtype).name
-                if not _marker(family_of(network), job, name).exists():
-                    listed = wanted.setdefault((family_of(network), job), [])
+                family = _family_for(network, job)
+                if not _marker(family, job, name).exists():
+                    listed = wanted.setdefault((family, job), [])
                     if name not in listed:
                         listed.append(name)
     if not wanted:

@@ -726,6 +726,9 @@ class Session(KernelSession):
     def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                       dropout: Dropout = NO_DROPOUT) -> np.ndarray:
         self.check(params, optimiser, h)
+        if dropout.output > 0:
+            raise ValueError("one layer's own kernels drop nothing: open the stack's session "
+                             "for dropout on the output (compiled.open_session does)")
         losses = np.empty(windows.count)
         if not windows.count:
             return losses
@@ -774,7 +777,11 @@ def train_updates(params: Params, optimiser: Optimiser, h: np.ndarray, windows: 
 def loss_and_gradients(params: Params, inputs: np.ndarray, targets: np.ndarray,
                        state: np.ndarray, masks=None):
     """The network's loss_and_gradients (model.py's), compiled: (loss, grads, state_last) of
-    one sequence from `state` (1, 1, m). One layer: nothing between layers to drop."""
+    one sequence from `state` (1, 1, m). One layer: nothing between layers to drop (masks for
+    the output take the stack's kernels, compiled.loss_and_gradients)."""
+    if masks is not None:
+        raise ValueError("one layer's own kernels drop nothing: give masks to "
+                         "compiled.loss_and_gradients")
     _check_params(params)
     m, K = params.hidden_size, params.vocab_size
     dtype = params.dtype

@@ -90,22 +90,58 @@ def _mix(a, b):
 
 
 @_jit
-def _fill_masks(Mk, layers, Ls, lo, n, seed_lo, seed_hi, update, threshold, scale):
-    """Mk[l, t, r] = lane lo + r's dropout mask below layer l + 1 at step t (dropout.py)."""
+def _fill_masks(Mk, layers, Ls, lo, n, seed_lo, seed_hi, update, dropout, threshold, scale,
+                top, threshold_top, scale_top):
+    """Mk[l, t, r] = lane lo + r's dropout mask on layer l's h_t at step t (dropout.py): for
+    l < layers - 1 (into layer l + 1) when `dropout`, for the top (into the output layer)
+    when `top`."""
     m = Mk.shape[3]
     zero = scale - scale
     seed_key = _mix(np.uint64(seed_lo), np.uint64(seed_hi))
     key_u = _mix(seed_key, np.uint64(update) & _M32)
     for r in range(n):
         key_lane = _mix(key_u, np.uint64(lo + r) & _M32)
-        for l in range(layers - 1):
+        for l in range(layers):
+            if l < layers - 1 and dropout == _NO_DROPOUT or l == layers - 1 and not top:
+                continue
+            kept, value = (threshold, scale) if l < layers - 1 else (threshold_top, scale_top)
             key = _mix(key_lane, np.uint64(l))
             for t in range(Ls[r]):
                 mk = Mk[l, t, r]
                 base = np.uint64(t * m)
                 for j in range(m):
                     u = _mix(key, (base + np.uint64(j)) & _M32)
-                    mk[j] = scale if u >= threshold else zero
+                    mk[j] = value if u >= kept else zero
+
+
+@_jit
+def _mask_window(X, H, mask, Ls, Lg, n):
+    """X[t, r] = H[t + 1, r] * mask[t, r], a layer's dropped outputs (H its states after each
+    step), for t < Lg; zero past a lane's window."""
+    m = X.shape[2]
+    for t in range(Lg):
+        for r in range(n):
+            x = X[t, r]
+            if t < Ls[r]:
+                hb = H[t + 1, r]
+                mk = mask[t, r]
+                for j in range(m):
+                    x[j] = hb[j] * mk[j]
+            else:
+                x[:] = 0
+
+
+@_jit
+def _mask_rows(D, mask, Ls, Lg, n):
+    """D[t, r] *= mask[t, r] within each lane's window: a gradient back through dropout."""
+    m = D.shape[2]
+    for t in range(Lg):
+        for r in range(n):
+            if t < Ls[r]:
+                d = D[t, r]
+                mk = mask[t, r]
+                for j in range(m):
+                    d[j] = d[j] * mk[j]
 
 
 # --------------------------------------------------------------------------------------
@@ -114,16 +150,17 @@ def _fill_masks(Mk, layers, Ls, lo, n, seed_lo, seed_hi, update, threshold, scal
 
 @_jit
 def _group_update(cell, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, h, lo, n,
-                  ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls, gflat, dropout, one):
+                  ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls, gflat, dropout, top, one):
     """Forward and backward of lanes lo..lo+n-1 (those >= B are padding): the loss summed
     over their windows, the gradients into gflat (overwritten), their states in h updated.
 
     Lane r reads inputs xs[xst[lo + r] + t] and targets ys[yst[lo + r] + t], t < ln[lo + r];
     rs[lo + r] zeroes its state first. Scratch (_scratch): ST (layers, S, >= L+1, n, m) the
     states, Z (layers, >= L, n, stash m) the cell's stash, AX (>= L, n, I m) the input parts,
-    AH (n, product m), X (layers, >= L, n, m) the inputs of layers above 0, Mk (layers, >= L,
-    n, m) the dropout masks (filled by the caller), O (>= L, n, K), DH (>= L, n, m), DAX
-    (>= L, n, I m), DC (>= L, n, carried m), dS (S, n, m), Ls (n,)."""
+    AH (n, product m), X (layers + 1, >= L, n, m) the inputs of layers above 0 and, when the
+    `top` layer's output is dropped, of the output layer, Mk (layers, >= L, n, m) the dropout
+    masks (filled by the caller; Mk[l] on layer l's output), O (>= L, n, K), DH (>= L, n, m),
+    DAX (>= L, n, I m), DC (>= L, n, carried m), dS (S, n, m), Ls (n,)."""
     B = h.shape[0]
     S = ST.shape[1]
     m = ST.shape[4]
@@ -160,19 +197,12 @@ def _group_update(cell, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
                         for k in range(Gi):
                             a[k] = w[k] + b_ih[k]
         else:                                         # X W_ih^T + b_ih for the whole window
-            for t in range(Lg):
-                for r in range(n):
-                    x = X[l, t, r]
-                    hb = ST[l - 1, 0, t + 1, r]
-                    if dropout != 0:
-                        mk = Mk[l - 1, t, r]
-                        if t < Ls[r]:
-                            for j in range(m):
-                                x[j] = hb[j] * mk[j]
-                        else:
-                            x[:] = 0
-                    else:
-                        _copy(x, hb)
+            if dropout != _NO_DROPOUT:
+                _mask_window(X[l], ST[l - 1, 0], Mk[l - 1], Ls, Lg, n)
+            else:
+                for t in range(Lg):
+                    for r in range(n):
+                        _copy(X[l, t, r], ST[l - 1, 0, t + 1, r])
             AXs = AX[:Lg].reshape((N, Gi))
             _gemm(X[l, :Lg].reshape((N, m)), _mat(WT, offT[l, 0], m, Gi), AXs, False, False)
             for q in range(N):
@@ -182,12 +212,16 @@ def _group_update(cell, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
         for t in range(Lg):
             cells.forward_step(cell, theta, off[l], WT, offT[l], AX[t], ST[l], t, t + 1, Z[l],
                                AH, Ls, t)
-    # the output layer over all positions at once: O = H V^T + c, softmax, G = P - onehot(y)
+    # the output layer over all positions at once: O = H V^T + c, softmax, G = P - onehot(y),
+    # H the top's h_t, or with `top` dropout X[layers] = h_t * mask
     V = _mat(theta, off[layers, 0], K, m)
     c = theta[off[layers, 1]:off[layers, 1] + K]
     gV = _mat(gflat, off[layers, 0], K, m)
     gc = gflat[off[layers, 1]:off[layers, 1] + K]
     Hs = ST[layers - 1, 0, 1:Lg + 1].reshape((N, m))
+    if top:
+        _mask_window(X[layers], ST[layers - 1, 0], Mk[layers - 1], Ls, Lg, n)
+        Hs = X[layers, :Lg].reshape((N, m))
     Os = O[:Lg].reshape((N, K))
     _matmul_nt(Hs, V, c, Os)
     loss = 0.0
@@ -206,6 +240,8 @@ def _group_update(cell, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
     DHs = DH[:Lg].reshape((N, m))
     _gemm(Os, V, DHs, False, False)                   # dL/dh_t of the top layer: G V
     _gemm(Os, Hs, gV, True, False)                    # dV = G^T H
+    if top:                                           # dL/dh_t = (G V) * mask
+        _mask_rows(DH, Mk[layers - 1], Ls, Lg, n)
     # backward, layer after layer from the top, each back through time
     DAXs = DAX[:Lg].reshape((N, Gi))
     for l in range(layers - 1, -1, -1):
@@ -223,14 +259,8 @@ def _group_update(cell, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
             _gemm(DAXs, X[l, :Lg].reshape((N, m)), _mat(gflat, off[l, _W_IH], Gi, m), True,
                   False)                              # dW_ih = DA^T X
             _gemm(DAXs, _mat(theta, off[l, _W_IH], Gi, m), DHs, False, False)  # to layer l-1
-            if dropout != 0:
-                for t in range(Lg):
-                    for r in range(n):
-                        d = DH[t, r]
-                        mk = Mk[l - 1, t, r]
-                        if t < Ls[r]:
-                            for j in range(m):
-                                d[j] = d[j] * mk[j]
+            if dropout != _NO_DROPOUT:
+                _mask_rows(DH, Mk[l - 1], Ls, Lg, n)
         else:                                         # dW_ih0[:, x_t] += da_t
             gW0T = _mat(gflat, off[0, _W_IH], K, Gi)
             for t in range(Lg):
@@ -259,7 +289,7 @@ def _scratch(cell, layers, m, K, Lmax, n, G, dt):
         (G, layers, Lmax, n, cell.stash * m))
     AX = _aligned_zeros(G * Lmax * n * Gi, dt).reshape((G, Lmax, n, Gi))
     AH = _aligned_zeros(G * n * cell.product * m, dt).reshape((G, n, cell.product * m))
-    X = _aligned_zeros(G * layers * Lmax * n * m, dt).reshape((G, layers, Lmax, n, m))
+    X = _aligned_zeros(G * (layers + 1) * Lmax * n * m, dt).reshape((G, layers + 1, Lmax, n, m))
     Mk = _aligned_zeros(G * layers * Lmax * n * m, dt).reshape((G, layers, Lmax, n, m))
     O = _aligned_zeros(G * Lmax * n * K, dt).reshape((G, Lmax, n, K))
     DH = _aligned_zeros(G * Lmax * n * m, dt).reshape((G, Lmax, n, m))
@@ -288,8 +318,8 @@ def _training_scratch(cell, layers, m, K, Lmax, B, G, P, dt):
 @_jit(parallel=True)
 def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, consts, betas,
                  opt_step, h, data, width, starts, lengths, resets, first, last, losses, G,
-                 dropout, seed_lo, seed_hi, threshold, scale, ST, Z, AX, AH, X, Mk, O, DH, DAX,
-                 DC, dS, Lsb, gflat, gl, rows, bcs, win, fresh):
+                 dropout, seed_lo, seed_hi, threshold, scale, top, threshold_top, scale_top, ST,
+                 Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Lsb, gflat, gl, rows, bcs, win, fresh):
     """Updates first..last-1 of the schedule (see reference.train_updates) for the lanes of h
     (B, layers, S, m), split into G groups that the threads share out; theta, s1 and s2 are
     the flat parameters and optimiser state (see _Layout), changed in place. The scratch
@@ -317,15 +347,15 @@ def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, co
         t_opt = opt_step + (u - first) + 1
         _gather_windows(data, width, st, ln, win, wst)
         for g in prange(G):
-            if dropout != _NO_DROPOUT:
+            if dropout != _NO_DROPOUT or top:
                 for r in range(n):
                     Lsb[g, r] = ln[g * n + r] if g * n + r < B else 0
                 _fill_masks(Mk[g], layers, Lsb[g], g * n, n, seed_lo, seed_hi, t_opt,
-                            threshold, scale)
+                            dropout, threshold, scale, top, threshold_top, scale_top)
             gl[g] = _group_update(cell, layers, theta, off, WT, offT, win, wst, win, yst, ln,
                                   rs, h, g * n, n, ST[g], Z[g], AX[g], AH[g], X[g], Mk[g],
                                   O[g], DH[g], DAX[g], DC[g], dS[g], Lsb[g], gflat[g],
-                                  dropout, one)
+                                  dropout, top, one)
         active = _active_lanes(ln)
         _bias_corrections(opt, consts, betas, bcs, t_opt)
         for g in prange(G):                           # sum, average, clip, step: a share each
@@ -589,23 +619,24 @@ def _sample(cell, layers, m, K, theta, off, WT, offT, state, x, uniforms, temper
 
 @_jit
 def _lossgrad(cell, layers, m, K, theta, off, WT, offT, jobs, inputs, targets, h, masks,
-              dropout, gflat, one):
+              dropout, top, gflat, one):
     """One lane's loss and gradients (into gflat) over inputs -> targets from the state h
-    (1, layers, S, m), which becomes the last state; masks (layers, L, 1, m) when given."""
+    (1, layers, S, m), which becomes the last state; masks (layers, L, 1, m): between the
+    layers when `dropout` is _GIVEN_DROPOUT, masks[layers - 1] on the top's output when
+    `top`."""
     L = inputs.size
     _refresh_transposes(theta, WT, jobs, 0, 1)
     ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls = _scratch(cell, layers, m, K, max(L, 1), 1,
                                                             1, theta.dtype)
-    if dropout != _NO_DROPOUT:
-        for l in range(masks.shape[0]):              # masks (layers, L, 1, m)
-            for t in range(L):
-                _copy(Mk[0, l, t, 0], masks[l, t, 0])
+    for l in range(masks.shape[0]):                  # masks (layers, L, 1, m)
+        for t in range(L):
+            _copy(Mk[0, l, t, 0], masks[l, t, 0])
     ln = np.full(1, L, np.int32)
     rs = np.zeros(1, np.uint8)
     st = np.zeros(1, np.int64)
     return _group_update(cell, layers, theta, off, WT, offT, inputs, st, targets, st, ln, rs,
                          h, 0, 1, ST[0], Z[0], AX[0], AH[0], X[0], Mk[0], O[0], DH[0],
-                         DAX[0], DC[0], dS[0], Ls[0], gflat, dropout, one)
+                         DAX[0], DC[0], dS[0], Ls[0], gflat, dropout, top, one)
 
 
 # --------------------------------------------------------------------------------------
@@ -718,8 +749,9 @@ class Session(KernelSession):
     def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                       dropout: Dropout = NO_DROPOUT) -> np.ndarray:
         self.check(params, optimiser, h)
-        if not 0 <= dropout.p < 1:
-            raise ValueError(f"dropout probability must be in [0, 1), got {dropout.p}")
+        for q in (dropout.p, dropout.output):
+            if not 0 <= q < 1:
+                raise ValueError(f"dropout probability must be in [0, 1), got {q}")
         lay = self.lay
         losses = np.empty(windows.count)
         if not windows.count:
@@ -730,6 +762,7 @@ class Session(KernelSession):
             self.scratch = _training_scratch(lay.cell, lay.layers, lay.m, lay.K, self.window,
                                              h.shape[0], self.groups, lay.size, lay.dtype)
         hashed = dropout.p > 0 and lay.layers > 1
+        top = dropout.output > 0
         seed = int(dropout.seed)
         _train_batch(lay.cell, lay.layers, lay.m, lay.K, self.theta, lay.off, self.WT,
                      lay.offT, lay.jobs, self.s1, self.s2, _OPT_CODE[optimiser.rule],
@@ -738,7 +771,9 @@ class Session(KernelSession):
                      _HASHED_DROPOUT if hashed else _NO_DROPOUT,
                      seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF,
                      np.uint64(dropout_hash.keep_threshold(dropout.p) if hashed else 0),
-                     lay.dtype.type(1 / (1 - dropout.p)), *self.scratch, self.fresh)
+                     lay.dtype.type(1 / (1 - dropout.p)), top,
+                     np.uint64(dropout_hash.keep_threshold(dropout.output)),
+                     lay.dtype.type(1 / (1 - dropout.output)), *self.scratch, self.fresh)
         self.fresh = False
         return losses
 
@@ -766,7 +801,7 @@ def loss_and_gradients(cell_module, params, inputs: np.ndarray, targets: np.ndar
                        state: np.ndarray, masks=None):
     """The network's loss_and_gradients (networks/stack.py), compiled: (loss, grads,
     state_last) of one sequence from `state` (layers, S, m), with the dropout `masks` of
-    dropout_masks (or None)."""
+    dropout_masks (or None; `layers` of them when the top's output is dropped)."""
     _check(params)
     lay = _Layout(params, cell_module)
     dtype = lay.dtype
@@ -776,13 +811,15 @@ def loss_and_gradients(cell_module, params, inputs: np.ndarray, targets: np.ndar
     h = np.array(state, dtype=dtype).reshape(1, lay.layers, lay.S, lay.m).copy()
     L = inputs.size
     given = np.zeros((lay.layers, max(L, 1), 1, lay.m), dtype)
+    between = masks is not None and lay.layers > 1
+    top = masks is not None and len(masks) == lay.layers
     if masks is not None:
         for l, mask in enumerate(masks):
             given[l, :L, 0] = mask
     gflat = np.zeros_like(theta)
     loss = _lossgrad(lay.cell, lay.layers, lay.m, lay.K, theta, lay.off,
                      np.zeros(lay.transposed_size, dtype), lay.offT, lay.jobs, inputs, targets,
-                     h, given[:, :L], _GIVEN_DROPOUT if masks is not None else _NO_DROPOUT,
+                     h, given[:, :L], _GIVEN_DROPOUT if between else _NO_DROPOUT, top,
                      gflat, dtype.type(1))
     grads = {name: np.zeros_like(a) for name, a in params.items()}
     lay.unpack(gflat, grads)
