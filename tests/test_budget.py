@@ -182,6 +182,16 @@ def test_flags_beside_the_budget_override_its_choice(tmp_path, monkeypatch, caps
     saved = _train(text, tmp_path / "c", "--batch-size", "2", length=("--epochs", "1"))
     assert "about 1.0 passes over the text" in capsys.readouterr().out
     assert saved["dropout"] == 0.0
+    # where the rule drops out on the output too (10 passes), --dropout P sets P there as well
+    # (so --dropout 0 drops nothing), unless --output-dropout is given
+    ten = ("--epochs", "10")
+    saved = _train(text, tmp_path / "d", "--batch-size", "4", length=ten)
+    assert (saved["dropout"], saved["output_dropout"]) == (0.3, 0.3)
+    saved = _train(text, tmp_path / "e", "--batch-size", "4", "--dropout", "0", length=ten)
+    assert (saved["dropout"], saved["output_dropout"]) == (0.0, 0.0)
+    saved = _train(text, tmp_path / "f", "--batch-size", "4", "--dropout", "0.15",
+                   "--output-dropout", "0.05", length=ten)
+    assert (saved["dropout"], saved["output_dropout"]) == (0.15, 0.05)
 
 
 def test_the_reference_is_timed_on_the_backend_the_run_uses(tiny_text_file, monkeypatch):

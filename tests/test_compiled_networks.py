@@ -109,7 +109,7 @@ def train_both(net, optimizer, layers, m, B, U, tau, dropout, seed, dtype=np.flo
 @pytest.mark.parametrize("optimizer", optim.OPTIMIZERS)
 @pytest.mark.parametrize("layers,m,B,dropout,output", [
     (1, 13, 1, 0.0, 0.0), (2, 9, 5, 0.3, 0.0), (3, 6, 3, 0.5, 0.25), (2, 32, 17, 0.2, 0.0),
-    (1, 16, 4, 0.0, 0.3), (2, 8, 3, 0.0, 0.4)])
+    (1, 16, 4, 0.0, 0.3), (1, 12, 1, 0.0, 0.3), (2, 8, 3, 0.0, 0.4)])
 def test_training_updates_equal_the_reference(net, optimizer, layers, m, B, dropout, output):
     """Losses, every parameter, the optimiser's state and the lanes' states after 6 updates:
     one lane and several (lane groups, B = 17 has a padded group), dropout between layers and

@@ -93,7 +93,8 @@ def test_loss_and_every_gradient_equal_the_reference_in_float64(model, layers, p
 
 @pytest.mark.parametrize("model,layers,p,output,optimizer", [
     ("rnn", 1, 0.0, 0.0, "adagrad"), ("lstm", 2, 0.3, 0.0, "adam"),
-    ("gru", 2, 0.0, 0.2, "rmsprop"), ("mlstm", 2, 0.3, 0.3, "adam")])
+    ("gru", 2, 0.0, 0.2, "rmsprop"), ("mlstm", 2, 0.3, 0.3, "adam"),
+    ("lstm", 1, 0.0, 0.3, "adam")])
 def test_two_hundred_updates_agree_with_the_reference(model, layers, p, output, optimizer):
     rng = np.random.default_rng(4)
     data = rng.integers(0, K, 400).astype(np.uint8)

@@ -172,6 +172,9 @@ def _budget_config(args, config, corpus, announce):
     if "optimizer" in given and "eta" not in given:      # the optimiser's own learning rate
         eta = TrainConfig(**{**settings, "optimizer": config.optimizer, "eta": None}).eta
         settings.update(eta=eta, min_eta=budget.tenth(eta))
+    if "dropout" in given and "output_dropout" not in given and \
+            settings.get("output_dropout"):             # --dropout P: P wherever the rule drops
+        settings["output_dropout"] = config.dropout
     return config_from_args(args, preset=settings), ("budget", choice)
 
 

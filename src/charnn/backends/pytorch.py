@@ -145,7 +145,8 @@ class CharNet(nn.Module):
     (self.named[name]). run(x, state, lengths, masks) runs a window: x (T, B) character
     indices; state (B, layers, S, m) in charnn's layout (forward: in PyTorch's); lengths None (every lane runs all T
     steps) or a CPU int64 tensor (B,) of each lane's steps (at least 1); masks None or
-    layers - 1 tensors (T, B, m). Returns the logits (T, B, K), zero past a lane's length,
+    dropout_masks' tensors (T, B, m), layers - 1 between the layers and then, when there are
+    layers of them, the top's output's. Returns the logits (T, B, K), zero past a lane's length,
     and each lane's state after its own last step."""
 
     def __init__(self, spec: Network, per_layer: bool, **where):

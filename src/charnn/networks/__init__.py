@@ -34,10 +34,11 @@ and signatures:
                                    (summed, not averaged), grads with params' keys and shapes
     sequence_loss(params, inputs, targets, state)
                                    (loss, state_last), forward only, no dropout
-    dropout_masks(p, tau, m, layers, key, dtype=np.float64)
-                                   None (p == 0 or one layer) or layers - 1 arrays (tau, m) of
-                                   0 and 1 / (1 - p): mask l multiplies layer l's h_t on its way
-                                   into layer l + 1 (between layers only, as PyTorch's dropout);
+    dropout_masks(p, tau, m, layers, key, dtype=np.float64, output=0.0)
+                                   None (nothing to drop) or arrays (tau, m) of 0 and 1 / (1 - p):
+                                   mask l multiplies layer l's h_t on its way into layer l + 1
+                                   (between layers, as PyTorch's dropout), then, when output > 0,
+                                   one more on the top's h_t on its way into the output layer;
                                    key = (seed, update, lane), drawn as dropout.py says
 
 K characters, m hidden units per layer; inputs and targets are arrays of character indices.

@@ -17,8 +17,8 @@ b_hh{l} (4m,), exactly PyTorch's weight_ih_l{l}, weight_hh_l{l}, bias_ih_l{l}, b
 
 Layer 0's input x_t is the character, one-hot, so W_ih0 x_t is the column W_ih0[:, x_t]: no
 one-hot vector is ever built. Layer l > 0 reads layer l-1's h_t, times a dropout mask when
-training with dropout (between layers only, as PyTorch's `dropout` argument). The top layer's
-h_t feeds the output, as in model.py:
+training with dropout (between layers, as PyTorch's `dropout` argument). The top layer's h_t
+feeds the output (times its own mask with --output-dropout), as in model.py:
 
     p_t = softmax(V h_t + c)          loss = - sum_t log p_t[y_t]   (summed, not averaged)
 

@@ -1,5 +1,5 @@
 """What every stacked network shares: layers of one cell over time, the output layer, dropout
-between layers, and back-propagation through time. A network (lstm.py, gru.py) brings its
+between layers and on the top's output, and back-propagation through time. A network (lstm.py, gru.py) brings its
 cell, one time step of one layer, forward and backward side by side:
 
     cell_forward(params, l, x, state_l) -> (new_state_l, cache)
