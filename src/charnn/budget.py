@@ -58,8 +58,8 @@ class Rung:
 # on both texts; at 10 minutes (16,380) 2 x 384 more than 2 x 256 and than 2 x 512 on the
 # bundled corpus, and on the 1 MB slice as much as 2 x 512 (dropout between the layers only)
 # with half its characters, so 2 x 512 is the next step, from about twice that budget (not
-# measured). A rung of one layer cannot drop out between layers (and was
-# measured without dropout): where the passes call for dropout, the next rung is taken.
+# measured). A rung of one layer cannot drop out between layers (and was measured without
+# dropout): where the passes call for dropout, the next rung is taken.
 LADDER = (
     Rung(layers=1, hidden=256, eta=0.004, speed=2.55, from_updates=0),
     Rung(layers=2, hidden=256, eta=0.004, speed=1.0, from_updates=2_200),

@@ -1,6 +1,7 @@
 """What every stacked network shares: layers of one cell over time, the output layer, dropout
-between layers and on the top's output, and back-propagation through time. A network (lstm.py, gru.py) brings its
-cell, one time step of one layer, forward and backward side by side:
+between layers and on the top's output, and back-propagation through time. A network
+(lstm.py, gru.py) brings its cell, one time step of one layer, forward and backward side by
+side:
 
     cell_forward(params, l, x, state_l) -> (new_state_l, cache)
         x: a character index for layer 0 (one-hot: W_ih0 x is a column of W_ih0), the layer
@@ -120,6 +121,7 @@ def loss_and_gradients(cell_forward, cell_backward, params, inputs: np.ndarray,
     V = params["V"]
     layers, tau = state.shape[0], len(inputs)
     cache, P, state_last = forward(cell_forward, params, inputs, state, masks)
+    top_mask = masks[-1] if masks is not None and len(masks) == layers else None
     loss = -np.log(P[np.arange(tau), targets]).sum()
 
     grads = {name: np.zeros_like(a) for name, a in params.items()}
@@ -132,8 +134,8 @@ def loss_and_gradients(cell_forward, cell_backward, params, inputs: np.ndarray,
         # from above: the output, then layer l+1 (one step's product, as model.py takes it, so
         # that the vanilla RNN of one layer gives model.py's bits)
         dh_in = V.T @ G[t]
-        if masks is not None and len(masks) == layers:      # the output layer read h_t masked
-            dh_in = dh_in * masks[-1][t]
+        if top_mask is not None:                            # the output layer read h_t masked
+            dh_in = dh_in * top_mask[t]
         for l in reversed(range(layers)):
             dstate = dstate_next[l].copy()
             dstate[0] += dh_in                              # h_t: from above and from t+1

@@ -489,6 +489,19 @@ def _logits(theta, off, layers, h, o):
 
 
 @_jit
+def _score_chunk(theta, off, layers, H, data, width, c0, L, o, total):
+    """total minus log p of characters c0 + 1 .. c0 + L, each read from the top layer's state
+    after the one before it (slot i + 1 of H, (>= L + 1, 1, m)); o (K,) is scratch. Subtracted
+    one character at a time, in order, so any chunking gives the same bits."""
+    for i in range(L):
+        _logits(theta, off, layers, H[i + 1, 0], o)
+        y = _char(data, width, c0 + i + 1)
+        s = _shifted_exp(o)
+        total -= math.log(np.float64(o[y] / s))
+    return total
+
+
+@_jit
 def _load_state(state, ST1, ti):
     for l in range(state.shape[0]):
         for s in range(state.shape[1]):
@@ -523,11 +536,8 @@ def _total_loss(cell, layers, m, K, theta, off, WT, offT, data, width, segments,
                 L = min(chunk, end - 1 - c0)
                 _forward_chunk(cell, layers, theta, off, WT, offT, data, width, c0, L, ST1,
                                AX1, AH1, Z1, Ls1)
-                for i in range(L):
-                    _logits(theta, off, layers, ST1[layers - 1, 0, i + 1, 0], o)
-                    y = _char(data, width, c0 + i + 1)
-                    s = _shifted_exp(o)
-                    total -= math.log(np.float64(o[y] / s))
+                total = _score_chunk(theta, off, layers, ST1[layers - 1, 0], data, width, c0,
+                                     L, o, total)
                 _carry(ST1, L)
             out[q] = total
 
@@ -569,12 +579,8 @@ def _segment_loss(cell, layers, m, K, theta, off, WT, offT, data, width, start, 
                 _layer_chunk(cell, l, theta, off, WT, offT, data, width, c0, L, STl,
                              ST[max(l - 1, 0), b], AX[l], AH[l], Z[l], Ls[l])
                 if l == layers - 1:
-                    o = np.empty(K, dt)
-                    for i in range(L):
-                        _logits(theta, off, layers, STl[0, i + 1, 0], o)
-                        y = _char(data, width, c0 + i + 1)
-                        sm = _shifted_exp(o)
-                        total[0] -= math.log(np.float64(o[y] / sm))
+                    total[0] = _score_chunk(theta, off, layers, STl[0], data, width, c0, L,
+                                            np.empty(K, dt), total[0])
     return total[0]
 
 
