@@ -338,6 +338,15 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
 # --------------------------------------------------------------------------------------
 
 @_jit
+def _tanh_backward(da, dht, dh, ht, one):
+    """da = dL/da_t = (dL/dh_t from above (dht) + through t+1 (dh)) * tanh'(a_t), for one
+    lane: h_t = tanh(a_t) (ht). A function of its own, as each of _group_update's loops over
+    a lane's row: written inline there, LLVM vectorises such loops for no lane."""
+    for i in range(da.shape[0]):
+        da[i] = (dht[i] + dh[i]) * (one - ht[i] * ht[i])
+
+
+@_jit
 def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, dh, Ls,
                   gb, gc, gUT, gW, gV, one):
     """Forward and backward of lanes lo..lo+n-1 (those >= B are padding) for one update.
@@ -366,9 +375,9 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
             H[0, r, :] = 0
     gb[:] = 0
     gc[:] = 0
-    gW[:] = 0
-    gV[:] = 0
-    if Lg == 0:
+    if Lg == 0:                                       # gW and gV: the products overwrite them
+        gW[:] = 0
+        gV[:] = 0
         return 0.0
     # forward: H[t+1] = tanh(H[t] W^T + U[:, x_t]^T + b) for the lanes still inside their window
     tiles = _tiles_fit(m, W)
@@ -384,9 +393,7 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
         for r in range(n):
             hr = Hn[r]
             if t < Ls[r]:
-                ur = UT[data[st[lo + r] + t]]
-                for i in range(m):
-                    hr[i] = hr[i] + ur[i]
+                _add(hr, UT[data[st[lo + r] + t]])
                 _vtanh(hr, m)
             else:
                 _copy(hr, Ht[r])
@@ -418,11 +425,7 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
         for r in range(n):
             da = DA[t, r]
             if t < Ls[r]:
-                ht = H[t + 1, r]
-                dht = DH[t, r]
-                dn = dh[r]
-                for i in range(m):
-                    da[i] = (dht[i] + dn[i]) * (one - ht[i] * ht[i])
+                _tanh_backward(da, DH[t, r], dh[r], H[t + 1, r], one)
             else:
                 da[:] = 0
         if t > 0:
@@ -432,11 +435,8 @@ def _group_update(UT, W, WT, V, b, c, data, st, ln, rs, h, lo, n, H, O, DH, DA, 
     for t in range(Lg):
         for r in range(n):
             if t < Ls[r]:
-                da = DA[t, r]
-                row = gUT[data[st[lo + r] + t]]
-                for i in range(m):
-                    gb[i] += da[i]
-                    row[i] += da[i]
+                _add(gb, DA[t, r])
+                _add(gUT[data[st[lo + r] + t]], DA[t, r])
     for r in range(n):
         if Ls[r] > 0:
             _copy(h[lo + r], H[Ls[r], r])
