@@ -79,6 +79,37 @@ def test_products_equal_numpy(dtype, transpose_a, N):
             assert np.array_equal(C[R:], expected[R:])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N,depth", [(96, 32), (128, 128), (112, 48), (100, 20)])
+def test_packed_copies_give_the_same_bits(dtype, N, depth):
+    """A W^T read from the copy packed in panels (a training session's) gives the same bits
+    as from the plain transposed copy, for every tile height, a last panel narrower than the
+    rest (N = 112), a square W (the backward kind's panels) and rows that are not whole
+    vectors (N = 100: both read the plain copy); the packing threads' shares cover every
+    panel once."""
+    rng = np.random.default_rng(N + depth)
+    W = rng.standard_normal((N, depth)).astype(dtype)
+    plain = np.ascontiguousarray(W.T).reshape(-1)
+    P = products._panel_width(N, depth, W)
+    if P:
+        panels = -(-N // P)
+        packed = np.full(N * depth, np.nan, dtype)
+        for share in range(3):                        # three threads' shares
+            products._pack_panels(W, packed, share * panels // 3, (share + 1) * panels // 3)
+        assert not np.isnan(packed).any()
+    else:
+        packed = plain
+    for R in (1, 4, 8, 13, 21):
+        A = rng.standard_normal((R, depth)).astype(dtype)
+        C_plain = np.zeros((R, N), dtype)
+        C_packed = np.zeros((R, N), dtype)
+        products._gemm_wt(A, plain, 0, False, C_plain)
+        products._gemm_wt(A, packed, 0, True, C_packed)
+        assert np.array_equal(C_packed, C_plain), R
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        assert rel_err(C_plain, A.astype(np.float64) @ W.T) <= tol
+
+
 @pytest.mark.parametrize("m,K,tau", [(5, 4, 1), (7, 11, 9), (16, 3, 25), (33, 13, 40),
                                      (100, 80, 25), (64, 77, 1)])
 def test_window_loss_and_gradients_equal_numpy(m, K, tau):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .cells import Sizes
 from .numerics import _copy, _jit, _mat, _vsigmoid, _vtanh
-from .products import _gemm
+from .products import _gemm, _gemm_wt
 
 
 class LSTMCell(Sizes):
@@ -70,7 +70,7 @@ def _gates_backward(z, tc, cp, dht, dh, dc, da, m, one):
 @_jit
 def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
     n, m = ST.shape[2], ST.shape[3]
-    _gemm(ST[0, ti], _mat(WT, offT[1], m, 4 * m), AH, False, False)   # H_{t-1} W_hh^T
+    _gemm_wt(ST[0, ti], WT, offT[1], offT[-1], AH)                    # H_{t-1} W_hh^T
     bhh = theta[off[3]:off[3] + 4 * m]
     Hp, Cp, Hn, Cn = ST[0, ti], ST[1, ti], ST[0, to], ST[1, to]
     Zt = Z[t]

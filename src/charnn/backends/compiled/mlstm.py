@@ -19,7 +19,7 @@ from __future__ import annotations
 from .cells import Sizes
 from .lstm import _gates_backward, _gates_forward
 from .numerics import _blocks, _copy, _jit, _mat
-from .products import _gemm
+from .products import _gemm, _gemm_wt
 
 
 class MLSTMCell(Sizes):
@@ -44,7 +44,7 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
     Zg = _blocks(Z, _GATES, 4, m)[t]
     TC = _blocks(Z, _TC, 1, m)[t]
     MX = _blocks(Z, _MX, 1, m)[t]
-    _gemm(Hp, _mat(WT, offT[1], m, m), MH, False, False)              # H_{t-1} W_mh^T
+    _gemm_wt(Hp, WT, offT[1], offT[-1], MH)                           # H_{t-1} W_mh^T
     for r in range(n):
         mt = MT[r]
         mx = MX[r]
@@ -58,7 +58,7 @@ def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
         for j in range(m):
             mx[j] = ax[j]
             mt[j] = ax[j] * mh[j]
-    _gemm(MT, _mat(WT, offT[2], m, 4 * m), AH, False, False)          # M_t W_hm^T
+    _gemm_wt(MT, WT, offT[2], offT[-1], AH)                           # M_t W_hm^T
     for r in range(n):
         if t >= Ls[r]:
             _copy(Hn[r], Hp[r])

@@ -498,6 +498,95 @@ def _gemm(A, B, C, transpose_a, accumulate):
         at += step
 
 
+# --------------------------------------------------------------------------------------
+# Products with a transposed copy W^T (depth x N) that is packed in panels: the forward
+# products of a training session read W_hh^T (and W_ih^T above layer 0) at every step, all of
+# it for a group's few rows. Laid out as it is, each k of a tile's panel is a separate piece
+# of a row of W^T, and once W^T outgrows the L2 cache (m = 384 and up; the LSTM's from 256)
+# the hardware prefetcher does not keep up: 90-100 GFLOP/s at m = 384 against 140 at m =
+# 256. Packed, each panel of the tiles' width is one run of memory, k after k, and the same
+# tiles run at 115-135 (8 rows, m = 384) and 154 for the LSTM at m = 256 (2-core Intel Xeon,
+# one thread). The tiles are the same, so are the bits. The one-lane kernels (evaluation,
+# sampling) read the plain copy: their one-row tile is wider than a panel.
+# --------------------------------------------------------------------------------------
+
+@_jit
+def _panel_width(N, depth, dt_example):
+    """The panels' width of a packed W^T (depth x N): the span of the tiles that multiply by
+    it (the kind _gemm gives A (R x depth) times it), or 0 where its rows are not whole
+    vectors (_gemm then takes the loop kernels, which read the plain layout)."""
+    width = _VECTOR_BYTES // dt_example.itemsize
+    if N % width != 0:
+        return 0
+    kind = _FORWARD if N > depth else _BACKWARD
+    return _VECTORS[kind] * width
+
+
+@_jit
+def _pack_panels(W, dst, first, last):
+    """Panels first..last-1 of W^T, W (N x depth), packed into the flat dst (N depth): panel
+    p holds W^T's columns p P .. p P + w - 1 (w = P but for the last), as a (depth x w) block
+    from dst[p P depth]. (_panel_width(N, depth) > 0.)"""
+    N, depth = W.shape
+    P = _panel_width(N, depth, W)
+    for p in range(first, last):
+        p0 = p * P
+        w = min(P, N - p0)
+        block = dst[p0 * depth:(p0 + w) * depth]
+        for k in range(depth):
+            row = block[k * w:(k + 1) * w]
+            for j in range(w):
+                row[j] = W[p0 + j, k]
+
+
+@_jit
+def _gemm_packed(A, WP, C):
+    """C = A W^T for A (R x depth) and W^T (depth x N) packed by _pack_panels in the flat WP:
+    _gemm's tiles, rows and order, one panel's columns at a time."""
+    R, depth = A.shape
+    N = C.shape[1]
+    width = _VECTOR_BYTES // A.itemsize
+    kind = _FORWARD if N > depth else _BACKWARD
+    P = _VECTORS[kind] * width
+    panels = (N + P - 1) // P
+    ldc = N
+    Af = A.reshape(-1)
+    Cf = C.reshape(-1)
+    rows = _ROWS[kind]
+    by_rows = _BY_ROWS[kind] or R == 1
+    r = 0
+    p = 0
+    while r < R and p < panels:                       # a block of rows against a panel
+        step = rows if r + rows <= R else (4 if r + 4 <= R else 1)
+        p0 = p * P
+        w = min(P, N - p0)
+        _row_blocks(kind, r, r + step, 0, w, width, Cf[p0:], ldc, Af, depth, 1,
+                    WP[p0 * depth:(p0 + w) * depth], w, depth, False)
+        if by_rows:                                   # every panel, then the next rows
+            p += 1
+            if p == panels:
+                p = 0
+                r += step
+        else:                                         # every block of rows, then the next panel
+            r += step
+            if r == R:
+                r = 0
+                p += 1
+
+
+@_jit
+def _gemm_wt(A, WT, at, packed, C):
+    """C = A W^T for A (R x depth), the copy W^T (depth x N, N = C's columns) at WT[at:]:
+    packed in panels (_pack_panels) when `packed` and W^T's rows are whole vectors, else as
+    it is."""
+    depth = A.shape[1]
+    N = C.shape[1]
+    if packed and _panel_width(N, depth, A) > 0:
+        _gemm_packed(A, WT[at:at + depth * N], C)
+    else:
+        _gemm(A, WT[at:at + depth * N].reshape((depth, N)), C, False, False)
+
+
 @_jit
 def _tiles_fit(m, dt_example):
     """Whether rows of m elements are whole vectors (then _gemm uses the tiles)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .cells import Sizes
 from .numerics import _copy, _jit, _mat, _vtanh
-from .products import _gemm
+from .products import _gemm, _gemm_wt
 
 
 class RNNCell(Sizes):
@@ -28,7 +28,7 @@ TRANSPOSED = ("W_hh",)
 @_jit
 def forward_step(cell, theta, off, WT, offT, AXt, ST, ti, to, Z, AH, Ls, t):
     n, m = ST.shape[2], ST.shape[3]
-    _gemm(ST[0, ti], _mat(WT, offT[1], m, m), AH, False, False)       # H_{t-1} W_hh^T
+    _gemm_wt(ST[0, ti], WT, offT[1], offT[-1], AH)                    # H_{t-1} W_hh^T
     Hp, Hn = ST[0, ti], ST[0, to]
     for r in range(n):
         hn = Hn[r]

@@ -40,7 +40,8 @@ from ..calls import NO_DROPOUT, Dropout, Optimiser, Windows
 from .lanes import _active_lanes, _char, _gather_windows, _text, lane_groups
 from .numerics import _copy, _draw, _jit, _mat, _shifted_exp, _softmax_row
 from .optimisers import _C_ONE, _OPT_CODE, _bias_corrections, _update_rows
-from .products import _aligned_zeros, _gemm, _matmul_nt, _transpose_rows
+from .products import (_aligned_zeros, _gemm, _gemm_wt, _matmul_nt, _pack_panels,
+                       _panel_width, _transpose_rows)
 from .session import KernelSession
 
 _ALIGN = 16               # elements: each parameter starts on a 64-byte boundary in float32
@@ -54,18 +55,26 @@ _W_IH, _B_IH = 0, 1       # each layer's first two offsets; the cell's OWN follo
 # (K, I m)), b_ih, then the cell's OWN parameters; off[layers] = those of V (K, m) and c (K,).
 # WT holds the transposed copies the forward products read: offT[l, 0] W_ih^T (l > 0), then
 # the cell's TRANSPOSED; jobs lists them (source offset, copy's offset, rows, columns).
+# offT's last column is 1 where the copies are packed in panels (products._gemm_wt): a
+# training session's, whose groups have rows enough for the tiles; 0 in the layout's own.
 # --------------------------------------------------------------------------------------
 
 @_jit
-def _refresh_transposes(theta, WT, jobs, share, shares):
-    """WT's transposed copies, the rows of share `share` of `shares` of each."""
+def _refresh_transposes(theta, WT, jobs, share, shares, packed):
+    """WT's transposed copies, share `share` of `shares` of each: packed in panels where
+    `packed` and the products can read them so (products._gemm_wt), else as they are."""
     for q in range(jobs.shape[0]):
         rows = jobs[q, 2]
         cols = jobs[q, 3]
-        lo = share * rows // shares
-        hi = (share + 1) * rows // shares
-        _transpose_rows(_mat(theta, jobs[q, 0], rows, cols), _mat(WT, jobs[q, 1], cols, rows),
-                        lo, hi)
+        W = _mat(theta, jobs[q, 0], rows, cols)
+        P = _panel_width(rows, cols, theta)
+        if packed and P > 0:
+            panels = (rows + P - 1) // P
+            _pack_panels(W, WT[jobs[q, 1]:jobs[q, 1] + rows * cols], share * panels // shares,
+                         (share + 1) * panels // shares)
+        else:
+            _transpose_rows(W, _mat(WT, jobs[q, 1], cols, rows), share * rows // shares,
+                            (share + 1) * rows // shares)
 
 
 # --------------------------------------------------------------------------------------
@@ -204,7 +213,7 @@ def _group_update(cell, layers, theta, off, WT, offT, xs, xst, ys, yst, ln, rs, 
                     for r in range(n):
                         _copy(X[l, t, r], ST[l - 1, 0, t + 1, r])
             AXs = AX[:Lg].reshape((N, Gi))
-            _gemm(X[l, :Lg].reshape((N, m)), _mat(WT, offT[l, 0], m, Gi), AXs, False, False)
+            _gemm_wt(X[l, :Lg].reshape((N, m)), WT, offT[l, 0], offT[l, -1], AXs)
             for q in range(N):
                 a = AXs[q]
                 for k in range(Gi):
@@ -331,7 +340,7 @@ def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, co
     R = P // _ROW
     if fresh:
         for g in prange(G):
-            _refresh_transposes(theta, WT, jobs, g, G)
+            _refresh_transposes(theta, WT, jobs, g, G, offT[0, -1])
     Lw = win.size // B                                # the lanes' slots in win
     wst = np.arange(B) * Lw
     yst = wst + 1
@@ -362,7 +371,7 @@ def _train_batch(cell, layers, m, K, theta, off, WT, offT, jobs, s1, s2, opt, co
             _update_rows(theta2, g3, s12, s22, g * R // G, (g + 1) * R // G, active, opt,
                          consts, bcs[0], bcs[1], rows[g])
         for g in prange(G):
-            _refresh_transposes(theta, WT, jobs, g, G)
+            _refresh_transposes(theta, WT, jobs, g, G, offT[0, -1])
         loss_sum = 0.0
         for g in range(G):
             loss_sum += gl[g]
@@ -407,7 +416,6 @@ def _lane(cell, layers, m, dt, steps):
 def _step_one(cell, layers, theta, off, WT, offT, x, ST1, ti, AX1, AH1, Z1, Ls1):
     """Feed character x through every layer from the states in slot ti of ST1 into slot
     1 - ti (a _lane of one step)."""
-    m = ST1.shape[4]
     Gi = AX1.shape[2]
     to = 1 - ti
     a1 = AX1[0]
@@ -419,7 +427,7 @@ def _step_one(cell, layers, theta, off, WT, offT, x, ST1, ti, AX1, AH1, Z1, Ls1)
             for k in range(Gi):
                 a[k] = w[k] + b_ih[k]
         else:
-            _gemm(ST1[l - 1, 0, to], _mat(WT, offT[l, 0], m, Gi), a1, False, False)
+            _gemm_wt(ST1[l - 1, 0, to], WT, offT[l, 0], offT[l, -1], a1)
             for k in range(Gi):
                 a[k] += b_ih[k]
         cells.forward_step(cell, theta, off[l], WT, offT[l], a1, ST1[l], ti, to, Z1, AH1,
@@ -444,8 +452,7 @@ def _layer_chunk(cell, l, theta, off, WT, offT, text, width, c0, L, STl, below, 
             for k in range(Gi):
                 a[k] = w[k] + b_ih[k]
     else:                                             # H W_ih^T + b_ih for the whole chunk
-        _gemm(below[0, 1:L + 1].reshape((L, m)), _mat(WT, offT[l, 0], m, Gi), AXs, False,
-              False)
+        _gemm_wt(below[0, 1:L + 1].reshape((L, m)), WT, offT[l, 0], offT[l, -1], AXs)
         for i in range(L):
             a = AXs[i]
             for k in range(Gi):
@@ -631,7 +638,7 @@ def _lossgrad(cell, layers, m, K, theta, off, WT, offT, jobs, inputs, targets, h
     layers when `dropout` is _GIVEN_DROPOUT, masks[layers - 1] on the top's output when
     `top`."""
     L = inputs.size
-    _refresh_transposes(theta, WT, jobs, 0, 1)
+    _refresh_transposes(theta, WT, jobs, 0, 1, offT[0, -1])
     ST, Z, AX, AH, X, Mk, O, DH, DAX, DC, dS, Ls = _scratch(cell, layers, m, K, max(L, 1), 1,
                                                             1, theta.dtype)
     for l in range(masks.shape[0]):                  # masks (layers, L, 1, m)
@@ -674,7 +681,8 @@ class _Layout:
             self.off[l] = [offsets[f"{w}{l}"] for w in per_layer]
         self.off[layers, :2] = offsets["V"], offsets["c"]
         # the transposed copies: W_ih^T of the layers above 0, the cell's TRANSPOSED
-        self.offT = np.full((layers, 1 + len(cell_module.TRANSPOSED)), -1, np.int64)
+        self.offT = np.full((layers, 2 + len(cell_module.TRANSPOSED)), -1, np.int64)
+        self.offT[:, -1] = 0                             # as they are, not packed in panels
         jobs, at = [], 0
         for l in range(layers):
             for k, w in enumerate(("W_ih",) + tuple(cell_module.TRANSPOSED)):
@@ -710,7 +718,7 @@ class _Layout:
     def transposes(self, theta: np.ndarray) -> np.ndarray:
         """WT with every transposed copy of theta's matrices."""
         WT = np.zeros(self.transposed_size, self.dtype)
-        _refresh_transposes(theta, WT, self.jobs, 0, 1)
+        _refresh_transposes(theta, WT, self.jobs, 0, 1, False)
         return WT
 
     def _offsets(self) -> list[int]:
@@ -751,6 +759,10 @@ class Session(KernelSession):
             if rule == "adam" else self.s1
         self.WT = np.zeros(lay.transposed_size, lay.dtype)
         self.groups = lane_groups(h.shape[0])
+        # a session's products read its copies packed in panels where its groups have 4
+        # rows or more (a one-row product reads a panel a vector at a time)
+        self.offT = lay.offT.copy()
+        self.offT[:, -1] = -(-h.shape[0] // self.groups) >= 4
 
     def train_updates(self, params, optimiser: Optimiser, h: np.ndarray, windows: Windows,
                       dropout: Dropout = NO_DROPOUT) -> np.ndarray:
@@ -771,7 +783,7 @@ class Session(KernelSession):
         top = dropout.output > 0
         seed = int(dropout.seed)
         _train_batch(lay.cell, lay.layers, lay.m, lay.K, self.theta, lay.off, self.WT,
-                     lay.offT, lay.jobs, self.s1, self.s2, _OPT_CODE[optimiser.rule],
+                     self.offT, lay.jobs, self.s1, self.s2, _OPT_CODE[optimiser.rule],
                      self.constants(lay.dtype, optimiser), self.betas, int(optimiser.step), h,
                      *text_and_schedule, windows.first, windows.last, losses, self.groups,
                      _HASHED_DROPOUT if hashed else _NO_DROPOUT,
