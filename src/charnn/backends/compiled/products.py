@@ -453,6 +453,13 @@ def _row_blocks(kind, r0, r1, c0, c1, width, Cf, ldc, Af, a_rs, a_ks, Bf, N, dep
 
 
 @_jit
+def _kind(N, depth):
+    """The kind of a product A B with B (depth x N) and A not transposed: a step's forward
+    product widens (N > depth), the gradient sent back narrows."""
+    return _FORWARD if N > depth else _BACKWARD
+
+
+@_jit
 def _gemm(A, B, C, transpose_a, accumulate):
     """C (+)= A B, or A^T B when transpose_a, for C-contiguous A, B and C (C may have more
     rows than the product; only the product's rows are written).
@@ -477,7 +484,7 @@ def _gemm(A, B, C, transpose_a, accumulate):
     else:
         R, depth = A.shape
         a_rs, a_ks = depth, 1
-        kind = _FORWARD if N > depth else _BACKWARD
+        kind = _kind(N, depth)
     ldc = C.shape[1]
     Af = A.reshape(-1)
     Bf = B.reshape(-1)
@@ -518,8 +525,7 @@ def _panel_width(N, depth, dt_example):
     width = _VECTOR_BYTES // dt_example.itemsize
     if N % width != 0:
         return 0
-    kind = _FORWARD if N > depth else _BACKWARD
-    return _VECTORS[kind] * width
+    return _VECTORS[_kind(N, depth)] * width
 
 
 @_jit
@@ -546,8 +552,8 @@ def _gemm_packed(A, WP, C):
     R, depth = A.shape
     N = C.shape[1]
     width = _VECTOR_BYTES // A.itemsize
-    kind = _FORWARD if N > depth else _BACKWARD
-    P = _VECTORS[kind] * width
+    kind = _kind(N, depth)
+    P = _panel_width(N, depth, A)
     panels = (N + P - 1) // P
     ldc = N
     Af = A.reshape(-1)
@@ -556,6 +562,8 @@ def _gemm_packed(A, WP, C):
     by_rows = _BY_ROWS[kind] or R == 1
     r = 0
     p = 0
+    # one loop over (block of rows, panel) pairs in either order, so that _row_blocks has a
+    # single call site here (each call site inlines every tile: a lot of code to compile)
     while r < R and p < panels:                       # a block of rows against a panel
         step = rows if r + rows <= R else (4 if r + 4 <= R else 1)
         p0 = p * P

@@ -341,7 +341,8 @@ def _train(U, W, V, b, c, sU, sW, sV, sb, sc, tU, tW, tV, tb, tc, opt, consts, b
 def _tanh_backward(da, dht, dh, ht, one):
     """da = dL/da_t = (dL/dh_t from above (dht) + through t+1 (dh)) * tanh'(a_t), for one
     lane: h_t = tanh(a_t) (ht). A function of its own, as each of _group_update's loops over
-    a lane's row: written inline there, LLVM vectorises such loops for no lane."""
+    a lane's row, the way the GRU's gates are (gru.py: written inline in the loop over the
+    lanes, LLVM did not vectorise that loop)."""
     for i in range(da.shape[0]):
         da[i] = (dht[i] + dh[i]) * (one - ht[i] * ht[i])
 
