@@ -33,7 +33,8 @@ TRANSPOSED's):
         carried m). Ended rows: zeros.
     backward_window(cell, theta, off, grad, ST, Z, DAX, DC, L)
         the gradients of OWN over the window's L steps, as products over all of them at
-        once, written into grad at OWN's offsets.
+        once, written into grad at OWN's offsets: overwritten, not added to (the stack
+        does not zero them first).
 
 A cell is registered by listing its file in compiled/__init__.py. The dispatch below picks the
 kernels of the module that defines the Cell class of its first argument while numba types the

@@ -13,7 +13,7 @@ the backward carries dL/dah (3m per lane), which differs from dL/dax in its n bl
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _copy, _jit, _mat, _vsigmoid, _vtanh
+from .numerics import _copy, _jit, _mat, _sum_rows, _vsigmoid, _vtanh
 from .products import _gemm, _gemm_wt
 
 
@@ -110,8 +110,4 @@ def backward_window(cell, theta, off, grad, ST, Z, DAX, DC, L):
     N = L * n
     DAH = DC[:L].reshape((N, 3 * m))
     _gemm(DAH, ST[0, :L].reshape((N, m)), _mat(grad, off[2], 3 * m, m), True, False)
-    gb = grad[off[3]:off[3] + 3 * m]                  # dW_hh = DAH^T H_prev, db_hh = sum DAH
-    for q in range(N):
-        dah = DAH[q]
-        for k in range(3 * m):
-            gb[k] += dah[k]
+    _sum_rows(DAH, N, grad[off[3]:off[3] + 3 * m])  # dW_hh = DAH^T H_prev, db_hh = sum DAH

@@ -14,7 +14,7 @@ nothing else to backward_window.
 from __future__ import annotations
 
 from .cells import Sizes
-from .numerics import _copy, _jit, _mat, _vsigmoid, _vtanh
+from .numerics import _copy, _jit, _mat, _sum_rows, _vsigmoid, _vtanh
 from .products import _gemm, _gemm_wt
 
 
@@ -110,8 +110,4 @@ def backward_window(cell, theta, off, grad, ST, Z, DAX, DC, L):
     N = L * n
     DA = DAX[:L].reshape((N, 4 * m))
     _gemm(DA, ST[0, :L].reshape((N, m)), _mat(grad, off[2], 4 * m, m), True, False)
-    gb = grad[off[3]:off[3] + 4 * m]                  # dW_hh = DA^T H_prev, db_hh = sum DA
-    for q in range(N):
-        da = DA[q]
-        for k in range(4 * m):
-            gb[k] += da[k]
+    _sum_rows(DA, N, grad[off[3]:off[3] + 4 * m])  # dW_hh = DA^T H_prev, db_hh = sum DA
