@@ -61,6 +61,7 @@ def _sum_rows(A, N, out):
     for q in range(1, N):
         _add(out, A[q])
 
+
 # exp without a call per element, for the softmax: 2^n exp(r) with n = round(x / ln 2),
 # r = x - n ln 2 (ln 2 split in two parts so n ln 2 is exact), exp(r) a Taylor series, and
 # 2^n written directly into the exponent bits. Arguments are <= 0 (logits minus their max).
